@@ -1,0 +1,82 @@
+# shrike build. `make` builds build/shrike; `make test` runs every test level;
+# `make fuzz` builds the libFuzzer targets; `make run` boots the default guest.
+CC      ?= gcc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc -MMD -MP
+LDLIBS  += -lpthread
+
+BUILD   := build
+SRCS    := $(shell find src -name '*.c' | sort)
+LIBSRCS := $(filter-out src/main.c,$(SRCS))
+OBJS    := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIBSRCS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+
+.PHONY: all clean test unit e2e fuzz fuzz-run guests deps guest run bench
+all: $(BUILD)/shrike
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libshrike.a: $(OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/shrike: $(BUILD)/obj/main.o $(BUILD)/libshrike.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests: cmocka, no KVM needed.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libshrike.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libshrike.a $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+	tests/run-unit.sh $(UNIT_BINS)
+
+# Fuzz targets: libFuzzer + ASan/UBSan, built from the sources with clang.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -Wall -Wextra -Werror \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBSRCS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIBSRCS) -lpthread
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-run: fuzz
+	tests/run-fuzz.sh $(FUZZ_BINS)
+
+# Test guests: small kernels built from tests/guests with the host toolchain.
+guests:
+	$(MAKE) -C tests/guests
+
+e2e: all guests
+	tests/e2e/run.sh
+
+# One-time host setup (packages), then the default Debian guest.
+deps:
+	scripts/install-deps.sh
+
+guest:
+	guest/build.sh
+
+test: deps
+	$(MAKE) all
+	$(MAKE) CC=clang BUILD=build/clang all
+	$(MAKE) unit
+	$(MAKE) fuzz-run
+	$(MAKE) e2e
+
+run: deps all guest
+	$(BUILD)/shrike run --kernel guest/out/vmlinuz --initrd guest/out/initrd.cpio.gz $(RUN_ARGS)
+
+bench: all guests
+	bench/io-exit.sh
+
+clean:
+	rm -rf $(BUILD)
+	-$(MAKE) -C tests/guests clean
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

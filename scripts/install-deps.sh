@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages shrike needs to build, test and assemble
+# its default guest. Idempotent: installs only what is missing.
+set -euo pipefail
+
+packages=(
+	build-essential gcc-multilib clang libclang-rt-14-dev make
+	libcmocka-dev liburing-dev
+	busybox-static cpio zstd xz-utils gzip
+	qemu-system-x86   # the peer shrike is measured against in bench/, never part of shrike
+	iproute2 python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

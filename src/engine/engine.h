@@ -1,0 +1,94 @@
+/* The execution-engine interface (design.md, "Engines").
+ *
+ * An engine owns vCPU state and execution and nothing else: memory, buses,
+ * devices, loaders and platform tables are shared and never know which
+ * engine runs. Both engines report exits in the same vocabulary, so the
+ * vCPU loop (vm/vcpu.c) and the statistics are engine-independent.
+ *
+ * Threading: run() is called only from the vCPU's own thread; kick() may be
+ * called from any thread and makes a current or the next run() return
+ * VCPU_EXIT_INTR promptly. irq_line()/msi() may be called from any thread. */
+#ifndef SHRIKE_ENGINE_ENGINE_H
+#define SHRIKE_ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arch/x86/cpu_state.h"
+#include "util/errmsg.h"
+#include "vm/memory.h"
+
+enum vcpu_exit_kind {
+	VCPU_EXIT_IO,        /* port I/O: io */
+	VCPU_EXIT_MMIO,      /* access to guest-physical memory that is not RAM: mmio */
+	VCPU_EXIT_HLT,       /* HLT with no interrupt pending (engines without an in-kernel LAPIC) */
+	VCPU_EXIT_SHUTDOWN,  /* triple fault */
+	VCPU_EXIT_RESET,     /* engine-reported reset request */
+	VCPU_EXIT_POWEROFF,  /* engine-reported poweroff request */
+	VCPU_EXIT_INTR,      /* run() was interrupted by kick() or a signal */
+	VCPU_EXIT_DEBUG,     /* single-step or breakpoint */
+	VCPU_EXIT_HYPERCALL,
+	VCPU_EXIT_INTERNAL_ERROR, /* the engine could not emulate/enter: detail.code */
+	VCPU_EXIT_FAIL_ENTRY,     /* hardware refused the VM entry: detail.code */
+	VCPU_EXIT_UNKNOWN,        /* an exit reason shrike does not handle: detail.code */
+	VCPU_EXIT_KIND_COUNT
+};
+
+struct vcpu_exit {
+	enum vcpu_exit_kind kind;
+	struct {
+		uint16_t port;
+		uint8_t size;     /* 1, 2 or 4 */
+		bool is_write;
+		uint32_t count;   /* > 1 for REP INS/OUTS: count elements of size bytes */
+		uint8_t *data;    /* engine buffer of count*size bytes; IN results go here */
+	} io;
+	struct {
+		uint64_t addr;
+		uint8_t size;     /* 1..8 */
+		bool is_write;
+		uint8_t *data;    /* engine buffer; read results go here */
+	} mmio;
+	struct {
+		uint64_t code;    /* engine-specific reason (KVM suberror, entry failure reason) */
+	} detail;
+};
+
+const char *vcpu_exit_kind_name(enum vcpu_exit_kind kind);
+
+struct engine;      /* one per VM */
+struct engine_vcpu; /* one per vCPU */
+
+struct engine_config {
+	const struct guest_mem *mem;
+	unsigned ncpus;
+};
+
+struct engine_ops {
+	const char *name;
+	/* Cheap check whether this engine can run here; on false, why. */
+	bool (*available)(struct errmsg *why);
+	int (*create)(struct engine **out, const struct engine_config *cfg, struct errmsg *err);
+	void (*destroy)(struct engine *engine);
+
+	int (*vcpu_create)(struct engine *engine, unsigned index, struct engine_vcpu **out,
+			   struct errmsg *err);
+	void (*vcpu_destroy)(struct engine_vcpu *vcpu);
+	int (*get_state)(struct engine_vcpu *vcpu, struct cpu_state *state);
+	int (*set_state)(struct engine_vcpu *vcpu, const struct cpu_state *state);
+	/* Runs until the next exit, filling *exit. Returns 0 or -errno for a
+	 * failure of the engine itself (not of the guest). */
+	int (*run)(struct engine_vcpu *vcpu, struct vcpu_exit *exit);
+	void (*kick)(struct engine_vcpu *vcpu);
+	int (*set_single_step)(struct engine_vcpu *vcpu, bool enable);
+
+	int (*irq_line)(struct engine *engine, uint32_t gsi, int level);
+	int (*msi)(struct engine *engine, uint64_t addr, uint32_t data);
+};
+
+extern const struct engine_ops kvm_engine_ops;
+
+/* "kvm", "soft" or "auto" → ops; NULL (with a message) if unknown or unusable. */
+const struct engine_ops *engine_select(const char *name, struct errmsg *err);
+
+#endif
