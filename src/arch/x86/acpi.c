@@ -484,6 +484,28 @@ static int acpi_check_config(const struct acpi_config *cfg, struct errmsg *err)
 	return 0;
 }
 
+/* The tables the XSDT/RSDT point to; returns how many in *n. The FACS and
+ * DSDT come first because the FADT points to them. */
+static int acpi_build_described(struct acpi_ctx *c, const struct acpi_config *cfg,
+				uint64_t tables[ACPI_MAX_TABLES], unsigned *n)
+{
+	uint64_t facs = 0, dsdt = 0;
+	int ret;
+
+	*n = 0;
+	if ((ret = acpi_build_facs(c, &facs)) < 0)
+		return ret;
+	if ((ret = acpi_build_dsdt(c, cfg, &dsdt)) < 0)
+		return ret;
+	if ((ret = acpi_build_fadt(c, facs, dsdt, &tables[(*n)++])) < 0)
+		return ret;
+	if ((ret = acpi_build_madt(c, cfg->ncpus, &tables[(*n)++])) < 0)
+		return ret;
+	if (cfg->ecam.enabled && (ret = acpi_build_mcfg(c, &cfg->ecam, &tables[(*n)++])) < 0)
+		return ret;
+	return 0;
+}
+
 int acpi_build(const struct guest_mem *mem, const struct acpi_config *cfg, struct errmsg *err)
 {
 	int ret = acpi_check_config(cfg, err);
@@ -495,18 +517,16 @@ int acpi_build(const struct guest_mem *mem, const struct acpi_config *cfg, struc
 		return errmsg_set(err, EFAULT, "ACPI: table area is not guest RAM");
 	memset(area, 0, LAYOUT_ACPI_SIZE);
 
+	/* Tables follow the RSDP, which keeps its fixed place at the start. */
 	struct acpi_ctx c = {mem, LAYOUT_RSDP_ADDR + RSDP_LEN, LAYOUT_ACPI_ADDR + LAYOUT_ACPI_SIZE, err};
-	uint64_t facs = 0, dsdt = 0, xsdt = 0, rsdt = 0, tables[ACPI_MAX_TABLES] = {0};
+	uint64_t tables[ACPI_MAX_TABLES] = {0}, xsdt = 0, rsdt = 0;
 	unsigned n = 0;
 
-	if ((ret = acpi_build_facs(&c, &facs)) < 0 || (ret = acpi_build_dsdt(&c, cfg, &dsdt)) < 0 ||
-	    (ret = acpi_build_fadt(&c, facs, dsdt, &tables[n++])) < 0 ||
-	    (ret = acpi_build_madt(&c, cfg->ncpus, &tables[n++])) < 0)
+	if ((ret = acpi_build_described(&c, cfg, tables, &n)) < 0)
 		return ret;
-	if (cfg->ecam.enabled && (ret = acpi_build_mcfg(&c, &cfg->ecam, &tables[n++])) < 0)
+	if ((ret = acpi_build_xsdt(&c, tables, n, &xsdt)) < 0)
 		return ret;
-	if ((ret = acpi_build_xsdt(&c, tables, n, &xsdt)) < 0 ||
-	    (ret = acpi_build_rsdt(&c, tables, n, &rsdt)) < 0)
+	if ((ret = acpi_build_rsdt(&c, tables, n, &rsdt)) < 0)
 		return ret;
 	return acpi_write_rsdp(&c, rsdt, xsdt);
 }
