@@ -1,6 +1,7 @@
 /* Fuzzes the multiboot parser and load path (header search, a.out kludge,
- * ELF segments, modules, boot information) into a small guest. The input is the kernel image; its
- * last bytes double as an initrd so placement sees varying sizes. */
+ * ELF segments, modules, boot information) into a small guest. The input
+ * is the kernel image; its last bytes double as a module so placement sees
+ * varying sizes. */
 #include <stddef.h>
 #include <stdint.h>
 
