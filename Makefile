@@ -39,9 +39,18 @@ unit: $(UNIT_BINS)
 # Fuzz targets: libFuzzer + ASan/UBSan, built from the sources with clang.
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -Wall -Wextra -Werror \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBSRCS)
+FUZZ_OBJS := $(patsubst src/%.c,$(BUILD)/fuzz/obj/%.o,$(LIBSRCS))
+$(BUILD)/fuzz/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIBSRCS) -lpthread
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/fuzz/libshrike-fuzz.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libshrike-fuzz.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(BUILD)/fuzz/libshrike-fuzz.a -lpthread
 
 fuzz: $(FUZZ_BINS)
 
