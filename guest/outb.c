@@ -1,7 +1,7 @@
 /* outb PORT VALUE: write one byte to an x86 I/O port from the guest.
  *
  * The initramfs uses it to report the command's exit status to shrike on
- * port 0xF5 before powering off. Busybox has no port I/O applet, and the
+ * port 0x4F4 before powering off. Busybox has no port I/O applet, and the
  * Debian cloud kernel is built without CONFIG_DEVPORT, so /dev/port does not
  * exist; ioperm(2) (CONFIG_X86_IOPL_IOPERM=y) plus an OUT instruction does.
  *
