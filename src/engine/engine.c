@@ -33,10 +33,8 @@ const struct engine_ops *engine_select(const char *name, struct errmsg *err)
 		}
 		return &kvm_engine_ops;
 	}
-	if (strcmp(name, "soft") == 0) {
-		errmsg_set(err, ENOSYS, "engine soft is not implemented yet; use --engine kvm");
-		return NULL;
-	}
+	if (strcmp(name, "soft") == 0)
+		return &soft_engine_ops;
 	errmsg_set(err, EINVAL, "unknown engine '%s' (expected kvm, soft or auto)", name);
 	return NULL;
 }

@@ -59,9 +59,16 @@ const char *vcpu_exit_kind_name(enum vcpu_exit_kind kind);
 struct engine;      /* one per VM */
 struct engine_vcpu; /* one per vCPU */
 
+/* Engines without hardware exits (the soft engine) hand each sensitive
+ * operation to this handler synchronously, as a made-up exit, so that it
+ * takes exactly the path and statistics of a KVM exit. */
+typedef void (*engine_exit_fn)(void *opaque, unsigned vcpu_index, struct vcpu_exit *exit);
+
 struct engine_config {
 	const struct guest_mem *mem;
 	unsigned ncpus;
+	engine_exit_fn exit_handler;
+	void *exit_opaque;
 };
 
 struct engine_ops {
@@ -87,6 +94,7 @@ struct engine_ops {
 };
 
 extern const struct engine_ops kvm_engine_ops;
+extern const struct engine_ops soft_engine_ops;
 
 /* "kvm", "soft" or "auto" → ops; NULL (with a message) if unknown or unusable. */
 const struct engine_ops *engine_select(const char *name, struct errmsg *err);

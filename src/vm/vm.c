@@ -194,10 +194,18 @@ static int vm_enter_boot_state(struct vm *vm, const struct cpu_state *entry)
 	return r;
 }
 
+static void vm_engine_exit(void *opaque, unsigned index, struct vcpu_exit *exit)
+{
+	struct vm *vm = opaque;
+	if (index < vm->nvcpus)
+		vcpu_handle_exit(vm, &vm->vcpu[index], exit);
+}
+
 static int vm_create_engine(struct vm *vm)
 {
 	struct errmsg err = {{0}};
-	struct engine_config ec = {.mem = &vm->mem, .ncpus = vm->nvcpus};
+	struct engine_config ec = {.mem = &vm->mem, .ncpus = vm->nvcpus,
+				   .exit_handler = vm_engine_exit, .exit_opaque = vm};
 
 	vm->eops = engine_select(vm->cfg->engine, &err);
 	if (!vm->eops) {

@@ -1,0 +1,6 @@
+/* Instruction group "ctrl" (being written). */
+#include "engine/soft/soft.h"
+
+const struct opdef soft_ops_ctrl[] = {
+    OPDEF_END,
+};
