@@ -76,6 +76,7 @@ test: deps
 	$(MAKE) CC=clang BUILD=build/clang all
 	$(MAKE) unit
 	$(MAKE) fuzz-run
+	$(MAKE) guest
 	$(MAKE) e2e
 
 run: deps all guest

@@ -1,6 +1,8 @@
 #include "vm/vm.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,8 @@ void vm_request_stop(struct vm *vm, int status, const char *why)
 		atomic_store(&vm->stopping, true);
 		if (status == VM_STATUS_ERROR || status == VM_STATUS_CRASH)
 			log_error("%s", why);
+		else if (status > 128)
+			log_warn("%s", why);
 		else
 			log_info("%s (exit status %d)", why, status);
 		pthread_cond_broadcast(&vm->stop_cond);
@@ -250,11 +254,51 @@ static void vm_print_stats(struct vm *vm, double seconds)
 	free(sum);
 }
 
+/* SIGINT, SIGTERM and SIGHUP stop the VM like any other stop request (so
+ * statistics still print and the terminal is restored). They are blocked
+ * in every thread and read from a signalfd by the main thread. */
+static int vm_block_stop_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		return -1;
+	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static void vm_wait_for_stop(struct vm *vm, int sigfd)
+{
+	pthread_mutex_lock(&vm->stop_lock);
+	while (!atomic_load(&vm->stopping)) {
+		struct timespec deadline;
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_nsec += 50 * 1000 * 1000;
+		if (deadline.tv_nsec >= 1000000000L) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&vm->stop_cond, &vm->stop_lock, &deadline);
+		struct signalfd_siginfo si;
+		if (sigfd >= 0 && read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			char why[64];
+			snprintf(why, sizeof(why), "stopped by signal %u", si.ssi_signo);
+			pthread_mutex_unlock(&vm->stop_lock);
+			vm_request_stop(vm, 128 + (int)si.ssi_signo, why);
+			pthread_mutex_lock(&vm->stop_lock);
+		}
+	}
+	pthread_mutex_unlock(&vm->stop_lock);
+}
+
 /* Runs the vCPU threads until a stop request, then brings them all down. */
 static int vm_execute(struct vm *vm)
 {
 	struct timespec t0;
 	int r = 0;
+	int sigfd = vm_block_stop_signals();
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = console_start(&vm->console, &vm->dev.com1, vm_console_quit, vm);
@@ -267,16 +311,15 @@ static int vm_execute(struct vm *vm)
 			break;
 		}
 	}
-	pthread_mutex_lock(&vm->stop_lock);
-	while (!atomic_load(&vm->stopping))
-		pthread_cond_wait(&vm->stop_cond, &vm->stop_lock);
-	pthread_mutex_unlock(&vm->stop_lock);
+	vm_wait_for_stop(vm, sigfd);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (vm->vcpu[i].started)
 			vm->eops->kick(vm->vcpu[i].ev);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		vcpu_join(&vm->vcpu[i]);
 	console_stop(&vm->console);
+	if (sigfd >= 0)
+		close(sigfd);
 	if (vm->cfg->stats)
 		vm_print_stats(vm, seconds_since(&t0));
 	return 0;

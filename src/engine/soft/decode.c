@@ -181,9 +181,11 @@ static uint8_t mandatory_prefix(const struct insn *i)
 }
 
 static bool opdef_matches(const struct opdef *def, const struct insn *i, uint8_t mand,
-			  uint8_t mod, uint8_t reg, uint8_t rm)
+			  uint8_t mod, uint8_t reg, uint8_t rm, bool long64)
 {
 	if (def->prefix != PFX_ANY && def->prefix != mand)
+		return false;
+	if ((long64 && (def->flags & OPF_NO64)) || (!long64 && (def->flags & OPF_ONLY64)))
 		return false;
 	if (!(def->flags & OPF_MODRM))
 		return true;
@@ -202,17 +204,16 @@ static bool opdef_matches(const struct opdef *def, const struct insn *i, uint8_t
 /* Picks the definition; prefers one with the specific mandatory prefix
  * over PFX_ANY so that e.g. 66 0F 6F (MOVDQA) beats 0F 6F (MOVQ mm). */
 static const struct opdef *select_def(const struct soft_optable *t, struct insn *i,
-				      uint8_t modrm, bool has_modrm)
+				      uint8_t modrm, bool long64)
 {
 	unsigned first = t->first[i->map][i->opcode], n = t->count[i->map][i->opcode];
 	uint8_t mand = mandatory_prefix(i);
 	uint8_t mod = modrm >> 6, reg = (modrm >> 3) & 7, rm = modrm & 7;
 	const struct opdef *any = NULL;
 
-	(void)has_modrm;
 	for (unsigned k = 0; k < n; k++) {
 		const struct opdef *def = t->defs[first + k];
-		if (!opdef_matches(def, i, mand, mod, reg, rm))
+		if (!opdef_matches(def, i, mand, mod, reg, rm, long64))
 			continue;
 		if (def->prefix != PFX_ANY)
 			return def;
@@ -326,7 +327,7 @@ static void decode_modrm(struct dctx *d, struct insn *i, uint8_t modrm, const st
 
 static void decode_immediates(struct dctx *d, struct insn *i)
 {
-	uint16_t f = i->def->flags;
+	uint32_t f = i->def->flags;
 	unsigned zsize = i->opsize == 2 ? 2 : 4;
 
 	if (f & OPF_IMM8)
@@ -366,8 +367,8 @@ static int decode(const struct soft_optable *t, struct dctx *d, const struct mod
 			return -1;
 		modrm = (uint8_t)b;
 	}
-	i->def = select_def(t, i, modrm, has_modrm);
-	if (!i->def || (m->long64 && (i->def->flags & OPF_NO64)))
+	i->def = select_def(t, i, modrm, m->long64);
+	if (!i->def)
 		return -1;
 	decode_sizes(i, m);
 	if (has_modrm)

@@ -116,7 +116,7 @@ const struct opdef soft_ops_mov[] = {
     {OPMAP_0F, 0xb7, -1, -1, PFX_ANY, M, "movzx", movzx},
     {OPMAP_0F, 0xbe, -1, -1, PFX_ANY, M, "movsx", movsx},
     {OPMAP_0F, 0xbf, -1, -1, PFX_ANY, M, "movsx", movsx},
-    {OPMAP_1B, 0x63, -1, -1, PFX_ANY, M, "movsxd", movsxd},
+    {OPMAP_1B, 0x63, -1, -1, PFX_ANY, M | OPF_ONLY64, "movsxd", movsxd},
     {OPMAP_1B, 0x8d, -1, -1, PFX_ANY, M | OPF_MODMEM, "lea", lea},
     {OPMAP_1B, 0x86, -1, -1, PFX_ANY, M | B | OPF_LOCKOK, "xchg", xchg_rm_reg},
     {OPMAP_1B, 0x87, -1, -1, PFX_ANY, M | OPF_LOCKOK, "xchg", xchg_rm_reg},

@@ -129,6 +129,7 @@ enum {
 	OPF_ENTER = 1 << 13,   /* imm16 then imm8 */
 	OPF_LOCKOK = 1 << 14,  /* LOCK allowed (with a memory destination) */
 	OPF_REL = 1 << 15,     /* the immediate is a branch displacement */
+	OPF_ONLY64 = 1 << 16,  /* only in 64-bit mode (MOVSXD shares 63 with ARPL) */
 };
 
 typedef void (*soft_exec_fn)(struct soft_cpu *cpu, struct insn *i);
@@ -139,7 +140,7 @@ struct opdef {
 	int8_t reg;     /* ModRM.reg for group opcodes, -1 for any */
 	int8_t rm;      /* ModRM.rm (with OPF_MOD3), -1 for any */
 	uint8_t prefix; /* PFX_* */
-	uint16_t flags; /* OPF_* */
+	uint32_t flags; /* OPF_* */
 	const char *name;
 	soft_exec_fn exec;
 };
