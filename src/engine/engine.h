@@ -56,6 +56,13 @@ struct vcpu_exit {
 
 const char *vcpu_exit_kind_name(enum vcpu_exit_kind kind);
 
+/* Counters only a software engine can keep. */
+struct engine_vcpu_stats {
+	uint64_t instructions;     /* retired */
+	uint64_t unimplemented_ud; /* #UD raised for an opcode the engine does not implement */
+	uint64_t dcache_hits, dcache_misses;
+};
+
 struct engine;      /* one per VM */
 struct engine_vcpu; /* one per vCPU */
 
@@ -88,6 +95,9 @@ struct engine_ops {
 	int (*run)(struct engine_vcpu *vcpu, struct vcpu_exit *exit);
 	void (*kick)(struct engine_vcpu *vcpu);
 	int (*set_single_step)(struct engine_vcpu *vcpu, bool enable);
+
+	/* Optional (NULL for KVM). */
+	void (*vcpu_stats)(struct engine_vcpu *vcpu, struct engine_vcpu_stats *out);
 
 	int (*irq_line)(struct engine *engine, uint32_t gsi, int level);
 	int (*msi)(struct engine *engine, uint64_t addr, uint32_t data);

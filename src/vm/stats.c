@@ -40,6 +40,10 @@ void stats_add(struct exit_stats *sum, const struct exit_stats *s)
 	for (unsigned i = 0; i < VCPU_EXIT_KIND_COUNT; i++)
 		sum->kind[i] += s->kind[i];
 	sum->handle_ns += s->handle_ns;
+	sum->engine.instructions += s->engine.instructions;
+	sum->engine.unimplemented_ud += s->engine.unimplemented_ud;
+	sum->engine.dcache_hits += s->engine.dcache_hits;
+	sum->engine.dcache_misses += s->engine.dcache_misses;
 	bus_stats_add(&sum->pio, &s->pio);
 	bus_stats_add(&sum->mmio, &s->mmio);
 }
@@ -69,6 +73,14 @@ void stats_print(FILE *out, const struct exit_stats *s, const struct bus *pio,
 		total += s->kind[i];
 	fprintf(out, "exit statistics: %" PRIu64 " exits in %.3f s of run time, %.3f ms handling\n",
 		total, seconds, (double)s->handle_ns / 1e6);
+	if (s->engine.instructions) {
+		uint64_t lookups = s->engine.dcache_hits + s->engine.dcache_misses;
+		fprintf(out, "  instructions retired %12" PRIu64 " (%.1f MIPS), decode cache hit rate %.2f%%\n",
+			s->engine.instructions,
+			seconds > 0 ? (double)s->engine.instructions / seconds / 1e6 : 0.0,
+			lookups ? 100.0 * (double)s->engine.dcache_hits / (double)lookups : 0.0);
+		fprintf(out, "  unimplemented opcodes (#UD) %5" PRIu64 "\n", s->engine.unimplemented_ud);
+	}
 	fprintf(out, "  %-20s %12s\n", "exit reason", "count");
 	for (unsigned i = 0; i < VCPU_EXIT_KIND_COUNT; i++)
 		if (s->kind[i])

@@ -26,6 +26,7 @@ struct bus_stats {
 };
 
 struct exit_stats {
+	struct engine_vcpu_stats engine; /* filled in when the engine keeps them */
 	uint64_t kind[VCPU_EXIT_KIND_COUNT];
 	uint64_t handle_ns; /* time spent in shrike handling exits */
 	struct bus_stats pio, mmio;

@@ -248,8 +248,11 @@ static void vm_print_stats(struct vm *vm, double seconds)
 	struct exit_stats *sum = calloc(1, sizeof(*sum));
 	if (!sum)
 		return;
-	for (unsigned i = 0; i < vm->nvcpus; i++)
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		if (vm->eops->vcpu_stats && vm->vcpu[i].ev)
+			vm->eops->vcpu_stats(vm->vcpu[i].ev, &vm->vcpu[i].stats.engine);
 		stats_add(sum, &vm->vcpu[i].stats);
+	}
 	stats_print(stderr, sum, &vm->pio, &vm->mmio, seconds);
 	free(sum);
 }

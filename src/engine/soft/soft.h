@@ -179,6 +179,14 @@ struct insn {
 
 #define INSN_MAX_LEN 15
 
+/* The decoded-instruction cache (decode_cache.c). */
+struct soft_dcache;
+struct soft_dcache *soft_dcache_new(void);
+void soft_dcache_free(struct soft_dcache *c);
+void soft_dcache_counts(const struct soft_dcache *c, uint64_t *hits, uint64_t *misses);
+/* Like soft_decode(), through the cache. */
+void soft_decode_cached(struct soft_cpu *cpu, struct insn *i);
+
 /* Opcode lookup built once from the group tables, read-only afterwards:
  * for each (map, opcode), the range [first, first + count) of `defs`. */
 struct soft_optable {
@@ -339,6 +347,7 @@ struct soft_cpu {
 	uint64_t ud_count;     /* #UD raised for an opcode shrike does not implement */
 
 	struct tlb tlb;
+	struct soft_dcache *dcache;
 	const struct soft_optable *optable;
 	const struct guest_mem *mem;
 	struct soft_engine *engine;

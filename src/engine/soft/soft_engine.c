@@ -109,6 +109,7 @@ static void soft_vcpu_destroy(struct engine_vcpu *v)
 		return;
 	pthread_cond_destroy(&v->wake);
 	pthread_mutex_destroy(&v->lock);
+	soft_dcache_free(v->cpu.dcache);
 	free(v);
 }
 
@@ -125,6 +126,11 @@ static int soft_vcpu_create(struct engine *e, unsigned index, struct engine_vcpu
 	v->cpu.mem = e->se.mem;
 	v->cpu.optable = e->se.optable;
 	v->cpu.index = index;
+	v->cpu.dcache = soft_dcache_new();
+	if (!v->cpu.dcache) {
+		soft_vcpu_destroy(v);
+		return errmsg_set(err, ENOMEM, "out of memory");
+	}
 	soft_cpuid_init(&v->cpu, e->se.ncpus);
 	soft_reset_state(&v->cpu);
 	*out = v;
@@ -212,7 +218,7 @@ _Noreturn void soft_raise_noerr(struct soft_cpu *cpu, uint8_t vector)
 static void soft_step(struct soft_cpu *cpu)
 {
 	struct insn i;
-	soft_decode(cpu, &i);
+	soft_decode_cached(cpu, &i);
 	cpu->next_rip = cpu->s.rip + i.len;
 	if (!cpu->long64)
 		cpu->next_rip &= cpu->def32 ? 0xffffffffULL : 0xffffULL;
@@ -317,6 +323,13 @@ static int soft_set_single_step(struct engine_vcpu *v, bool enable)
 	return 0;
 }
 
+static void soft_vcpu_stats(struct engine_vcpu *v, struct engine_vcpu_stats *out)
+{
+	out->instructions = v->cpu.icount;
+	out->unimplemented_ud = v->cpu.ud_count;
+	soft_dcache_counts(v->cpu.dcache, &out->dcache_hits, &out->dcache_misses);
+}
+
 static int soft_irq_line(struct engine *e, uint32_t gsi, int level)
 {
 	/* Interrupt controllers for the soft engine arrive with the Linux
@@ -348,6 +361,7 @@ const struct engine_ops soft_engine_ops = {
     .run = soft_run,
     .kick = soft_kick,
     .set_single_step = soft_set_single_step,
+    .vcpu_stats = soft_vcpu_stats,
     .irq_line = soft_irq_line,
     .msi = soft_msi,
 };
