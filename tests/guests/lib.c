@@ -527,6 +527,18 @@ void guest_finish(const char *cmdline, uint64_t rsdp_hint)
 	cmdline_get_uint(cmdline, "ioloop", &ioloop);
 	for (uint32_t i = 0; i < ioloop; i++)
 		outb(0x80, 0);
+	/* spin=N: N rounds of xorshift32, a CPU-bound loop for bench/soft-mips.sh
+	 * whose result both engines must agree on. */
+	uint32_t spin = 0;
+	if (cmdline_get_uint(cmdline, "spin", &spin) == 0) {
+		uint32_t x = 2463534242u;
+		for (uint32_t i = 0; i < spin; i++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+		}
+		con_printf("spin: %x\n", x);
+	}
 	con_printf("exit=%u\n", code);
 	if (cmdline_has_word(cmdline, "poweroff")) {
 		con_puts("poweroff\n");
