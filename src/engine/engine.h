@@ -106,7 +106,10 @@ struct engine_ops {
 extern const struct engine_ops kvm_engine_ops;
 extern const struct engine_ops soft_engine_ops;
 
-/* "kvm", "soft" or "auto" → ops; NULL (with a message) if unknown or unusable. */
+bool engine_host_has_hw_virt(const char *cpuinfo_path);
+
+/* "kvm", "soft" or "auto" → ops; NULL (with a message) if unknown or unusable.
+ * auto picks kvm only where /dev/kvm works and the host has VT-x/AMD-V. */
 const struct engine_ops *engine_select(const char *name, struct errmsg *err);
 
 #endif

@@ -5,8 +5,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
@@ -178,12 +180,48 @@ static void test_cpuid_topology(void **state)
 	assert_null(cpuid_find(&t, 0xb, 7));
 }
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_host_hw_virt_detection(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/shrike-cpuinfo-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	write_file(path, "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae vmx ept\n");
+	assert_true(engine_host_has_hw_virt(path));
+	write_file(path, "processor\t: 0\nflags\t\t: fpu svm npt\n");
+	assert_true(engine_host_has_hw_virt(path));
+	write_file(path, "processor\t: 0\nflags\t\t: fpu sse2 hypervisor lm\n");
+	assert_false(engine_host_has_hw_virt(path));
+	unlink(path);
+	assert_false(engine_host_has_hw_virt("/nonexistent/cpuinfo"));
+}
+
+static void test_engine_names(void **state)
+{
+	(void)state;
+	struct errmsg err = {{0}};
+	assert_ptr_equal(engine_select("soft", &err), &soft_engine_ops);
+	assert_null(engine_select("xen", &err));
+	assert_non_null(strstr(err.text, "unknown engine"));
+	assert_non_null(engine_select("auto", &err));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_io_dispatch),         cmocka_unit_test(test_io_bad_sizes_ignored),
 	    cmocka_unit_test(test_mmio_dispatch),       cmocka_unit_test(test_shutdown_is_a_crash),
 	    cmocka_unit_test(test_poweroff_uses_latched_status), cmocka_unit_test(test_cpuid_topology),
+	    cmocka_unit_test(test_host_hw_virt_detection), cmocka_unit_test(test_engine_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
