@@ -80,7 +80,7 @@ test: deps
 	$(MAKE) e2e
 
 run: deps all guest
-	$(BUILD)/shrike run --kernel guest/out/vmlinuz --initrd guest/out/initrd.cpio.gz $(RUN_ARGS)
+	$(BUILD)/shrike run $(RUN_ARGS)
 
 bench: all guests
 	bench/io-exit.sh

@@ -47,7 +47,9 @@ const char *boot_format_name(enum boot_format format);
 int boot_load(const struct guest_mem *mem, const struct boot_input *in,
 	      struct cpu_state *entry, struct errmsg *err);
 
-/* Reads a whole file (at most max bytes); -errno with a message on failure. */
+/* Reads a whole regular file (at most max bytes); -errno with a message on
+ * failure ("cannot open F: ...", "F is empty", "F is larger than N bytes").
+ * blob->name points at path, which the caller keeps alive. */
 int boot_blob_read(struct boot_blob *blob, const char *path, size_t max, struct errmsg *err);
 void boot_blob_free(struct boot_blob *blob);
 
