@@ -84,6 +84,7 @@ run: deps all guest
 
 bench: all guests
 	bench/io-exit.sh
+	bench/soft-mips.sh
 
 clean:
 	rm -rf $(BUILD)

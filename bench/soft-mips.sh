@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The soft engine's speed on a CPU-bound guest loop (the PVH test guest's
+# spin=N: N rounds of xorshift32), against QEMU's TCG emulator (from Debian)
+# running the same guest in the same run. MIPS comes from shrike's own
+# retired-instruction count (--stats); the comparison with QEMU is by wall
+# time of the loop alone: time(spin=N) - time(spin=0), best of $REPS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-20000000}
+REPS=${REPS:-3}
+KERNEL=tests/guests/out/pvh.elf
+
+now_ns() { date +%s%N; }
+best_ms() {
+	local best=
+	for _ in $(seq "$REPS"); do
+		local t0 t1 ms
+		t0=$(now_ns)
+		"$@" >/dev/null 2>&1 </dev/null || true
+		t1=$(now_ns)
+		ms=$(((t1 - t0) / 1000000))
+		if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+	done
+	echo "$best"
+}
+shrike() { build/shrike run --engine soft --kernel "$KERNEL" --append "spin=$1"; }
+qemu() {
+	qemu-system-x86_64 -accel tcg -m 256 -nodefaults -display none -serial none \
+		-device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$KERNEL" -append "spin=$1"
+}
+
+stats=$(build/shrike run --engine soft --kernel "$KERNEL" --append "spin=$N" --stats 2>&1 </dev/null || true)
+mips=$(echo "$stats" | grep -o '([0-9.]* MIPS)' | tr -d '()' | cut -d' ' -f1)
+insns=$(echo "$stats" | grep -o 'instructions retired *[0-9]*' | grep -o '[0-9]*$')
+s0=$(best_ms shrike 0)
+s1=$(best_ms shrike "$N")
+q0=$(best_ms qemu 0)
+q1=$(best_ms qemu "$N")
+echo "soft engine, CPU-bound loop: spin=$N, best of $REPS ($(date -u +%F))"
+echo "  shrike --engine soft: ${insns:-?} instructions retired, ${mips:-?} MIPS (whole run)"
+printf '  %-32s %10s\n' "loop time (ms)" ""
+printf '  %-32s %10d\n' "shrike --engine soft" $((s1 - s0))
+printf '  %-32s %10d\n' "qemu-system-x86_64 -accel tcg" $((q1 - q0))
+python3 -c "print('  shrike / qemu time ratio: %.2f (lower is better for shrike)' % (($s1 - $s0) / max(1, $q1 - $q0)))"
