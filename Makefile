@@ -54,7 +54,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libshrike-fuzz.a
 
 fuzz: $(FUZZ_BINS)
 
-fuzz-run: fuzz
+fuzz-run: fuzz guests
 	tests/run-fuzz.sh $(FUZZ_BINS)
 
 # Test guests: small kernels built from tests/guests with the host toolchain.

@@ -4,12 +4,26 @@
 # fails the run.
 set -u
 seconds=${FUZZ_SECONDS:-5}
+guests=$(realpath tests/guests/out 2>/dev/null || true)
+
+# Real images as seeds, so the boot-image fuzzers start past the magic checks.
+seeds_for() {
+	case "$1" in
+	fuzz_bzimage) echo "$guests/bzimage" ;;
+	fuzz_elf) echo "$guests/pvh.elf $guests/multiboot.elf" ;;
+	fuzz_multiboot) echo "$guests/multiboot.elf $guests/multiboot-aout.bin" ;;
+	esac
+}
 passed=0
 failed=0
 for f in "$@"; do
 	work=$(mktemp -d)
 	bin=$(realpath "$f")
-	if (cd "$work" && "$bin" -max_total_time="$seconds" -print_final_stats=1 >log 2>&1); then
+	mkdir -p "$work/corpus"
+	for s in $(seeds_for "$(basename "$f")"); do
+		[ -f "$s" ] && cp "$s" "$work/corpus/"
+	done
+	if (cd "$work" && "$bin" -max_total_time="$seconds" -print_final_stats=1 corpus >log 2>&1); then
 		passed=$((passed + 1))
 		runs=$(grep -o 'number_of_executed_units: [0-9]*' "$work/log" | grep -o '[0-9]*$')
 		echo "fuzz: $(basename "$f"): ok, ${runs:-?} inputs in ${seconds}s"

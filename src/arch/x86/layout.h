@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#define LAYOUT_GDT_ADDR        0x500ULL   /* boot GDT, 4 entries */
+#define LAYOUT_GDT_ADDR        0x500ULL   /* boot GDT, 6 entries (boot_cpu.h) */
 #define LAYOUT_BOOT_STACK_TOP  0x8ff0ULL  /* initial RSP/ESP for boot entry */
 #define LAYOUT_ZERO_PAGE_ADDR  0x7000ULL  /* Linux boot_params */
 #define LAYOUT_PML4_ADDR       0x9000ULL  /* identity page tables: PML4 ... */
