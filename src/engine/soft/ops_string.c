@@ -8,15 +8,16 @@
  * 32-bit ones zero-extend it, as any register write). DF selects the
  * direction.
  *
- * REP: with a zero count nothing happens. Each call of a handler performs
- * ONE iteration and, when more remain, leaves RIP at the instruction so it
- * runs again (next_rip = rip). So every iteration is fault-atomic and
- * restartable, interrupts and kicks are taken between iterations, and
- * single-stepping sees one iteration per step exactly as the hardware's
- * trap flag does (vol. 3 §18.3.1.4) — which is what the differential
- * tester compares against. F2 and F3 both mean REP for the instructions
- * that do not test ZF; for CMPS and SCAS, REPE (F3) stops when ZF = 0 and
- * REPNE (F2) when ZF = 1. */
+ * REP: with a zero count no iteration happens (see zero_count() for the
+ * register write-back). Each call of a handler performs ONE iteration and,
+ * when more remain, leaves RIP at the instruction so it runs again
+ * (next_rip = rip). So every iteration is fault-atomic and restartable,
+ * interrupts and kicks are taken between iterations, and single-stepping
+ * sees one iteration per step, as the trap flag does on hardware (a
+ * single-step trap follows each iteration of a repeated string
+ * instruction) -- which is what the differential tester compares against.
+ * F2 and F3 both mean REP for the instructions that do not test ZF; for
+ * CMPS and SCAS, REPE (F3) stops when ZF = 0 and REPNE (F2) when ZF = 1. */
 #include "engine/soft/ctrl.h"
 
 /* The I/O permission check of IN/OUT/INS/OUTS (CPL vs IOPL, TSS bitmap),
@@ -137,36 +138,75 @@ static void outs_once(struct soft_cpu *cpu, const struct insn *i)
 
 typedef void (*string_once_fn)(struct soft_cpu *cpu, const struct insn *i);
 
+#define RW_SI (1u << 0)
+#define RW_DI (1u << 1)
+
+struct string_op {
+	string_once_fn once;
+	bool tests_zf;        /* REPE/REPNE terminate on ZF (CMPS, SCAS) */
+	unsigned zero_count;  /* RW_*: index registers rewritten when rCX = 0 */
+};
+
+/* Rewrites a register at the address size with its own value: a no-op
+ * except that a 32-bit address size in 64-bit mode zero-extends it. */
+static void rewrite(struct soft_cpu *cpu, const struct insn *i, unsigned reg)
+{
+	reg_write(cpu, reg, i->addrsize, addr_reg(cpu, i, reg), true);
+}
+
+/* A zero count performs no iteration, but Intel processors still write
+ * back the count register, and for MOVS/STOS the pointers, at the address
+ * size (measured: with an address-size prefix in 64-bit mode and rCX[31:0]
+ * = 0, RCX[63:32] is cleared, as are RSI/RDI[63:32] for MOVS and RDI[63:32]
+ * for STOS; LODS, CMPS and SCAS keep rSI/rDI). INS/OUTS could not be
+ * measured and are given the common part, rCX only. */
+static void zero_count(struct soft_cpu *cpu, const struct insn *i, unsigned regs)
+{
+	rewrite(cpu, i, GPR_RCX);
+	if (regs & RW_SI)
+		rewrite(cpu, i, GPR_RSI);
+	if (regs & RW_DI)
+		rewrite(cpu, i, GPR_RDI);
+}
+
 /* Runs one iteration, or under REP one iteration and rCX - 1, re-running
- * the instruction while iterations remain. `tests_zf` selects the REPE/
- * REPNE termination of CMPS and SCAS. */
-static void string_exec(struct soft_cpu *cpu, const struct insn *i, string_once_fn once,
-			bool tests_zf)
+ * the instruction while iterations remain. */
+static void string_exec(struct soft_cpu *cpu, const struct insn *i, const struct string_op *op)
 {
 	if (!i->rep) {
-		once(cpu, i);
+		op->once(cpu, i);
 		return;
 	}
 	uint64_t count = addr_reg(cpu, i, GPR_RCX);
-	if (count == 0)
+	if (count == 0) {
+		zero_count(cpu, i, op->zero_count);
 		return;
-	once(cpu, i);
+	}
+	op->once(cpu, i);
 	count--;
 	reg_write(cpu, GPR_RCX, i->addrsize, count, true);
 	if (count == 0)
 		return;
-	if (tests_zf && flags_zf(cpu) != (i->rep == 0xf3))
+	if (op->tests_zf && flags_zf(cpu) != (i->rep == 0xf3))
 		return;
 	cpu->next_rip = cpu->s.rip; /* more to do: run this instruction again */
 }
 
-static void movs(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, movs_once, false); }
-static void cmps(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, cmps_once, true); }
-static void stos(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, stos_once, false); }
-static void lods(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, lods_once, false); }
-static void scas(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, scas_once, true); }
-static void ins(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, ins_once, false); }
-static void outs(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, outs_once, false); }
+static const struct string_op op_movs = {movs_once, false, RW_SI | RW_DI};
+static const struct string_op op_cmps = {cmps_once, true, 0};
+static const struct string_op op_stos = {stos_once, false, RW_DI};
+static const struct string_op op_lods = {lods_once, false, 0};
+static const struct string_op op_scas = {scas_once, true, 0};
+static const struct string_op op_ins = {ins_once, false, 0};
+static const struct string_op op_outs = {outs_once, false, 0};
+
+static void movs(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, &op_movs); }
+static void cmps(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, &op_cmps); }
+static void stos(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, &op_stos); }
+static void lods(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, &op_lods); }
+static void scas(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, &op_scas); }
+static void ins(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, &op_ins); }
+static void outs(struct soft_cpu *cpu, struct insn *i) { string_exec(cpu, i, &op_outs); }
 
 #define B OPF_BYTE
 const struct opdef soft_ops_string[] = {
