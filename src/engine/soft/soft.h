@@ -313,6 +313,8 @@ struct soft_msrs {
 	uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
 	uint64_t pat, misc_enable, tsc_aux, tsc_offset;
 	uint64_t mtrr_def_type;
+	uint64_t mtrr_var[16];   /* IA32_MTRR_PHYSBASE0..PHYSMASK7 (0x200-0x20F) */
+	uint64_t mtrr_fixed[11]; /* IA32_MTRR_FIX64K/16K/4K (0x250, 0x258-9, 0x268-F) */
 };
 
 struct soft_engine;
@@ -363,8 +365,15 @@ struct soft_cpu {
 void soft_pio(struct soft_cpu *cpu, uint16_t port, unsigned size, bool write, uint8_t *data);
 void soft_mmio(struct soft_cpu *cpu, uint64_t gpa, unsigned size, bool write, uint8_t *data);
 
-/* Called by HLT; by interrupt-controller models later. */
+/* Called by HLT. */
 void soft_halt(struct soft_cpu *cpu);
+
+/* Host monotonic time; the TSC (system.h, SOFT_TSC_HZ) is derived from it. */
+uint64_t soft_now_ns(void);
+/* MSRs owned by the interrupt controllers (APIC_BASE 0x1B, TSC_DEADLINE
+ * 0x6E0): 0 when handled, -ENOENT when not theirs, other <0 for #GP. */
+int soft_irqchip_msr_read(struct soft_cpu *cpu, uint32_t msr, uint64_t *value);
+int soft_irqchip_msr_write(struct soft_cpu *cpu, uint32_t msr, uint64_t value);
 
 /* Instruction helpers shared by groups. */
 static inline void set_next_rip(struct soft_cpu *cpu, uint64_t rip) { cpu->next_rip = rip; }

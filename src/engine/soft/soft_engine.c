@@ -7,10 +7,17 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "devices/soft_irqchip.h"
 #include "engine/soft/soft.h"
+#include "engine/soft/system.h"
 
 #define BATCH 4096 /* instructions between checks for a kick */
+
+#define MAX_HALT_WAIT_NS 10000000ULL /* re-check timers at least every 10 ms while halted */
+
+struct engine_vcpu;
 
 struct soft_engine {
 	const struct guest_mem *mem;
@@ -18,6 +25,9 @@ struct soft_engine {
 	engine_exit_fn exit_handler;
 	void *exit_opaque;
 	struct soft_optable *optable;
+	/* What KVM keeps in the kernel: PIC, PIT, IOAPIC, local APICs. */
+	struct soft_irqchip irqchip;
+	struct engine_vcpu *vcpus[IRQCHIP_MAX_CPUS];
 };
 
 struct engine {
@@ -27,11 +37,38 @@ struct engine {
 struct engine_vcpu {
 	struct soft_cpu cpu; /* first: soft_cpu pointers convert back */
 	struct engine *engine;
-	atomic_bool kicked;
+	atomic_bool kicked;   /* stop requested: run() returns VCPU_EXIT_INTR */
+	atomic_bool irq_hint; /* the irqchip may have an interrupt for this vCPU */
 	bool single_step;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 };
+
+uint64_t soft_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t irqchip_clock_now(void *opaque)
+{
+	(void)opaque;
+	return soft_now_ns();
+}
+
+/* The irqchip's "interrupt for vCPU n": note it and wake a halted vCPU. */
+static void irqchip_kick(void *opaque, unsigned cpu)
+{
+	struct soft_engine *se = opaque;
+	struct engine_vcpu *v = cpu < se->ncpus ? se->vcpus[cpu] : NULL;
+	if (!v)
+		return;
+	pthread_mutex_lock(&v->lock);
+	atomic_store(&v->irq_hint, true);
+	pthread_cond_broadcast(&v->wake);
+	pthread_mutex_unlock(&v->lock);
+}
 
 
 static bool soft_available(struct errmsg *why)
@@ -49,16 +86,26 @@ static int soft_create(struct engine **out, const struct engine_config *cfg, str
 	e->se.ncpus = cfg->ncpus;
 	e->se.exit_handler = cfg->exit_handler;
 	e->se.exit_opaque = cfg->exit_opaque;
+	if (cfg->ncpus > 1) {
+		free(e);
+		return errmsg_set(err, ENOTSUP,
+				  "the soft engine runs one vCPU for now; use --cpus 1 or --engine kvm");
+	}
 	e->se.optable = soft_optable_build();
 	if (!e->se.optable) {
 		free(e);
 		return errmsg_set(err, EINVAL, "soft engine: inconsistent opcode tables");
 	}
-	if (cfg->ncpus > 1) {
+	struct soft_irqchip_config ic = {
+	    .ncpus = cfg->ncpus ? cfg->ncpus : 1,
+	    .clock = {.now_ns = irqchip_clock_now, .tsc_hz = SOFT_TSC_HZ},
+	    .kick = irqchip_kick,
+	    .kick_opaque = &e->se,
+	};
+	if (soft_irqchip_init(&e->se.irqchip, &ic)) {
 		soft_optable_free(e->se.optable);
 		free(e);
-		return errmsg_set(err, ENOTSUP,
-				  "the soft engine runs one vCPU for now; use --cpus 1 or --engine kvm");
+		return errmsg_set(err, ENOMEM, "soft engine: cannot create the interrupt controllers");
 	}
 	*out = e;
 	return 0;
@@ -68,6 +115,7 @@ static void soft_destroy(struct engine *e)
 {
 	if (!e)
 		return;
+	soft_irqchip_destroy(&e->se.irqchip);
 	soft_optable_free(e->se.optable);
 	free(e);
 }
@@ -107,6 +155,8 @@ static void soft_vcpu_destroy(struct engine_vcpu *v)
 {
 	if (!v)
 		return;
+	if (v->cpu.index < IRQCHIP_MAX_CPUS && v->engine->se.vcpus[v->cpu.index] == v)
+		v->engine->se.vcpus[v->cpu.index] = NULL;
 	pthread_cond_destroy(&v->wake);
 	pthread_mutex_destroy(&v->lock);
 	soft_dcache_free(v->cpu.dcache);
@@ -133,6 +183,8 @@ static int soft_vcpu_create(struct engine *e, unsigned index, struct engine_vcpu
 	}
 	soft_cpuid_init(&v->cpu, e->se.ncpus);
 	soft_reset_state(&v->cpu);
+	if (index < IRQCHIP_MAX_CPUS)
+		e->se.vcpus[index] = v;
 	*out = v;
 	return 0;
 }
@@ -167,6 +219,11 @@ static void soft_exit(struct soft_cpu *cpu, struct vcpu_exit *x)
 
 void soft_pio(struct soft_cpu *cpu, uint16_t port, unsigned size, bool write, uint8_t *data)
 {
+	struct soft_irqchip *chip = &cpu->engine->irqchip;
+	/* PIC, PIT and port 0x61 are handled here, as KVM handles them in the
+	 * kernel: they never reach the VMM's buses. */
+	if (write ? irqchip_pio_write(chip, port, data, size) : irqchip_pio_read(chip, port, data, size))
+		return;
 	struct vcpu_exit x = {.kind = VCPU_EXIT_IO};
 	x.io.port = port;
 	x.io.size = (uint8_t)size;
@@ -180,6 +237,10 @@ void soft_pio(struct soft_cpu *cpu, uint16_t port, unsigned size, bool write, ui
 
 void soft_mmio(struct soft_cpu *cpu, uint64_t gpa, unsigned size, bool write, uint8_t *data)
 {
+	struct soft_irqchip *chip = &cpu->engine->irqchip;
+	if (write ? irqchip_mmio_write(chip, cpu->index, gpa, data, size)
+		  : irqchip_mmio_read(chip, cpu->index, gpa, data, size))
+		return;
 	struct vcpu_exit x = {.kind = VCPU_EXIT_MMIO};
 	x.mmio.addr = gpa;
 	x.mmio.size = (uint8_t)size;
@@ -191,6 +252,16 @@ void soft_mmio(struct soft_cpu *cpu, uint64_t gpa, unsigned size, bool write, ui
 }
 
 void soft_halt(struct soft_cpu *cpu) { cpu->halted = true; }
+
+int soft_irqchip_msr_read(struct soft_cpu *cpu, uint32_t msr, uint64_t *value)
+{
+	return irqchip_msr_read(&cpu->engine->irqchip, cpu->index, msr, value);
+}
+
+int soft_irqchip_msr_write(struct soft_cpu *cpu, uint32_t msr, uint64_t value)
+{
+	return irqchip_msr_write(&cpu->engine->irqchip, cpu->index, msr, value);
+}
 
 /* ---- faults ---- */
 
@@ -227,6 +298,30 @@ static void soft_step(struct soft_cpu *cpu)
 	cpu->icount++;
 }
 
+/* Takes a pending external interrupt if the CPU accepts one now. The hint
+ * stays set while an interrupt may be pending, so it is re-examined when
+ * IF becomes 1; the check itself costs one atomic load per instruction. */
+static bool soft_take_interrupt(struct engine_vcpu *v)
+{
+	struct soft_cpu *cpu = &v->cpu;
+	struct soft_irqchip *chip = &cpu->engine->irqchip;
+
+	if (!(cpu->s.rflags & FLAG_IF) || !atomic_load_explicit(&v->irq_hint, memory_order_relaxed))
+		return false;
+	atomic_store(&v->irq_hint, false);
+	if (irqchip_pending(chip, cpu->index) < 0)
+		return false;
+	int vector = irqchip_ack(chip, cpu->index);
+	atomic_store(&v->irq_hint, true); /* more may be pending behind this one */
+	if (vector < 0)
+		return false;
+	cpu->halted = false;
+	cpu->exc.depth = 1; /* a fault while delivering is a double fault */
+	soft_deliver(cpu, (uint8_t)vector, false, 0, false, cpu->s.rip);
+	cpu->exc.depth = 0;
+	return true;
+}
+
 /* Runs at most `budget` instructions; stops early on a halt, shutdown or
  * kick. Faults longjmp out to soft_run_once. */
 static void soft_execute(struct engine_vcpu *v, unsigned budget)
@@ -235,6 +330,11 @@ static void soft_execute(struct engine_vcpu *v, unsigned budget)
 	for (unsigned n = 0; n < budget; n++) {
 		if (cpu->halted || cpu->shutdown)
 			return;
+		/* STI and MOV SS hold off interrupts until after the next instruction. */
+		if (cpu->interrupt_shadow)
+			cpu->interrupt_shadow = false;
+		else
+			soft_take_interrupt(v);
 		soft_step(cpu);
 		cpu->exc.depth = 0; /* an instruction completed: no delivery in progress */
 	}
@@ -271,12 +371,41 @@ static void soft_run_once(struct engine_vcpu *v, unsigned budget)
 	soft_execute(v, budget);
 }
 
+/* Whether a halted CPU has something to wake it: an interrupt it can take. */
+static bool soft_halt_should_wake(struct engine_vcpu *v)
+{
+	struct soft_cpu *cpu = &v->cpu;
+	if (!atomic_load(&v->irq_hint) || !(cpu->s.rflags & FLAG_IF))
+		return false;
+	return irqchip_pending(&cpu->engine->irqchip, cpu->index) >= 0;
+}
+
 static void soft_wait_while_halted(struct engine_vcpu *v)
 {
-	pthread_mutex_lock(&v->lock);
-	while (v->cpu.halted && !atomic_load(&v->kicked))
-		pthread_cond_wait(&v->wake, &v->lock);
-	pthread_mutex_unlock(&v->lock);
+	struct soft_cpu *cpu = &v->cpu;
+	struct soft_irqchip *chip = &cpu->engine->irqchip;
+
+	while (cpu->halted && !atomic_load(&v->kicked)) {
+		uint64_t now = soft_now_ns();
+		irqchip_poll_timers(chip, now);
+		if (soft_halt_should_wake(v)) {
+			cpu->halted = false;
+			break;
+		}
+		uint64_t next = irqchip_next_event_ns(chip, cpu->index);
+		uint64_t until = now + MAX_HALT_WAIT_NS;
+		if (next > now && next < until)
+			until = next;
+		struct timespec rt;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		uint64_t abs = (uint64_t)rt.tv_sec * 1000000000ULL + (uint64_t)rt.tv_nsec + (until - now);
+		struct timespec deadline = {.tv_sec = (time_t)(abs / 1000000000ULL),
+					    .tv_nsec = (long)(abs % 1000000000ULL)};
+		pthread_mutex_lock(&v->lock);
+		if (!atomic_load(&v->kicked) && !atomic_load(&v->irq_hint))
+			pthread_cond_timedwait(&v->wake, &v->lock, &deadline);
+		pthread_mutex_unlock(&v->lock);
+	}
 }
 
 static int soft_run(struct engine_vcpu *v, struct vcpu_exit *x)
@@ -305,6 +434,7 @@ static int soft_run(struct engine_vcpu *v, struct vcpu_exit *x)
 			x->kind = cpu->shutdown ? VCPU_EXIT_SHUTDOWN : VCPU_EXIT_DEBUG;
 			return 0;
 		}
+		irqchip_poll_timers(&cpu->engine->irqchip, soft_now_ns());
 		soft_run_once(v, BATCH);
 	}
 }
@@ -332,21 +462,12 @@ static void soft_vcpu_stats(struct engine_vcpu *v, struct engine_vcpu_stats *out
 
 static int soft_irq_line(struct engine *e, uint32_t gsi, int level)
 {
-	/* Interrupt controllers for the soft engine arrive with the Linux
-	 * boot issue; until then lines go nowhere, as on a machine whose
-	 * PIC is masked. */
-	(void)e;
-	(void)gsi;
-	(void)level;
-	return 0;
+	return irqchip_set_level(&e->se.irqchip, gsi, level);
 }
 
 static int soft_msi(struct engine *e, uint64_t addr, uint32_t data)
 {
-	(void)e;
-	(void)addr;
-	(void)data;
-	return 0;
+	return irqchip_msi(&e->se.irqchip, addr, data);
 }
 
 const struct engine_ops soft_engine_ops = {
