@@ -46,7 +46,7 @@ struct dtable {
 #define CR0_NW (1ULL << 29)
 #define CR0_CD (1ULL << 30)
 #define CR0_PG (1ULL << 31)
-#define CR4_PSE (1ULL << 3)
+#define CR4_PSE (1ULL << 4)
 #define CR4_PAE (1ULL << 5)
 #define CR4_PGE (1ULL << 7)
 #define CR4_OSFXSR (1ULL << 9)

@@ -52,6 +52,8 @@ bool flags_zf(struct soft_cpu *cpu)
 {
 	if (cpu->lf.op == LF_NONE)
 		return cpu->s.rflags & FLAG_ZF;
+	if (cpu->lf.op == LF_MUL || cpu->lf.op == LF_IMUL)
+		return false; /* undefined by the SDM; Intel clears it */
 	return cpu->lf.res == 0;
 }
 
@@ -113,10 +115,13 @@ bool flags_of(struct soft_cpu *cpu)
 	case LF_NEG:
 		return f->src1 == (1ULL << msb_shift(size));
 	case LF_SHL:
-		/* Defined for count 1 only; hardware computes MSB(result) ^ CF. */
-		return f->src2 <= bits && (msb(f->res, size) ^ flags_cf(cpu));
+		/* Defined for count 1 only (MSB(result) ^ CF); for any count
+		 * Intel computes that count-1 value from the original operand:
+		 * its two top bits differ. */
+		return msb(f->src1, size) ^ ((f->src1 >> (bits - 2)) & 1);
 	case LF_SHR:
-		return f->src2 == 1 ? msb(f->src1, size) : false;
+		/* Count 1: the original MSB; Intel uses it for any count. */
+		return msb(f->src1, size);
 	case LF_SAR:
 		return false;
 	case LF_MUL:

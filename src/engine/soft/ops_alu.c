@@ -322,44 +322,44 @@ struct shift_out {
 	uint64_t cfof; /* rotates: the new CF and OF bits */
 };
 
+/* OF is defined for a count of 1 only. For every count, Intel processors
+ * set it to the count-1 value computed from the original operand (and CF
+ * for RCR), which is what these helpers return. */
+static bool msb2(uint64_t v, unsigned size) { return (v >> (size * 8 - 2)) & 1; }
+
 /* ROL/ROR: the count is reduced modulo the width for the result, but any
- * non-zero masked count sets CF and OF (OF is defined for count 1 only;
- * Intel computes it with the same formula for every count). */
+ * non-zero masked count sets CF and OF, even when the rotation is a whole
+ * number of turns. */
 static struct shift_out do_rotate(bool right, unsigned size, uint64_t a, unsigned count)
 {
 	unsigned bits = size * 8;
 	struct shift_out o = {.res = rotate_left(a, right ? bits - count % bits : count, bits)};
-	bool cf, of;
-	if (right) {
-		cf = msb(o.res, size);
-		of = cf ^ ((o.res >> (bits - 2)) & 1);
-	} else {
-		cf = o.res & 1;
-		of = msb(o.res, size) ^ cf;
-	}
+	bool cf = right ? msb(o.res, size) : o.res & 1;
+	bool of = right ? (a & 1) ^ msb(a, size) : msb(a, size) ^ msb2(a, size);
 	o.cfof = flag_if(cf, FLAG_CF) | flag_if(of, FLAG_OF);
 	return o;
 }
 
 /* RCL/RCR rotate the (bits+1)-bit value CF:operand; the count is taken
- * modulo 9 or 17 for byte and word operands. */
+ * modulo 9 or 17 for byte and word operands, and when that leaves 0 no
+ * flag changes. */
 static struct shift_out do_rotate_carry(bool right, unsigned size, uint64_t a, unsigned count,
-					bool cf_in)
+					uint64_t old_flags)
 {
 	unsigned bits = size * 8, width = bits + 1;
 	unsigned n = count % width;
+	bool cf_in = old_flags & FLAG_CF;
+	if (n == 0)
+		return (struct shift_out){.res = a, .cfof = old_flags & (FLAG_CF | FLAG_OF)};
 	u128 v = ((u128)cf_in << bits) | a;
 	u128 wmask = ((u128)1 << width) - 1;
-	if (n && right)
+	if (right)
 		v = ((v >> n) | (v << (width - n))) & wmask;
-	else if (n)
+	else
 		v = ((v << n) | (v >> (width - n))) & wmask;
 	struct shift_out o = {.res = (uint64_t)v & size_mask(size)};
-	bool cf = (v >> bits) & 1, of;
-	if (right)
-		of = msb(o.res, size) ^ ((o.res >> (bits - 2)) & 1);
-	else
-		of = msb(o.res, size) ^ cf;
+	bool cf = (v >> bits) & 1;
+	bool of = right ? msb(a, size) ^ cf_in : msb(a, size) ^ msb2(a, size);
 	o.cfof = flag_if(cf, FLAG_CF) | flag_if(of, FLAG_OF);
 	return o;
 }
@@ -381,7 +381,7 @@ static struct shift_out do_shift(unsigned kind, unsigned size, uint64_t a, unsig
 	return o;
 }
 
-static void shift_rm(struct soft_cpu *cpu, struct insn *i, unsigned raw_count)
+static void shift_rm(struct soft_cpu *cpu, struct insn *i, unsigned raw_count, bool imm_form)
 {
 	unsigned size = i->opsize, kind = i->reg & 7;
 	unsigned count = raw_count & (unsigned)count_mask(size);
@@ -396,30 +396,35 @@ static void shift_rm(struct soft_cpu *cpu, struct insn *i, unsigned raw_count)
 	switch (kind) {
 	case SH_ROL: o = do_rotate(false, size, a, count); break;
 	case SH_ROR: o = do_rotate(true, size, a, count); break;
-	case SH_RCL: o = do_rotate_carry(false, size, a, count, flags_cf(cpu)); break;
-	case SH_RCR: o = do_rotate_carry(true, size, a, count, flags_cf(cpu)); break;
+	case SH_RCL: o = do_rotate_carry(false, size, a, count, flags_get(cpu)); break;
+	case SH_RCR: o = do_rotate_carry(true, size, a, count, flags_get(cpu)); break;
 	default: o = do_shift(kind, size, a, count); break;
 	}
+	/* Intel leaves OF alone for ROL/ROR by an immediate count other
+	 * than 1 (the CL and count-1 forms do set it). */
+	uint64_t changed = FLAG_CF | FLAG_OF;
+	if (imm_form && kind <= SH_ROR && count != 1)
+		changed = FLAG_CF;
 	op_rm_write(cpu, i, size, o.res);
 	if (o.lazy)
 		flags_set(cpu, (enum lazy_op)o.op, size, o.res, a, count);
 	else
-		flags_replace(cpu, FLAG_CF | FLAG_OF, o.cfof);
+		flags_replace(cpu, changed, o.cfof);
 }
 
 static void shift_imm(struct soft_cpu *cpu, struct insn *i) /* C0, C1 */
 {
-	shift_rm(cpu, i, (unsigned)(i->imm & 0xff));
+	shift_rm(cpu, i, (unsigned)(i->imm & 0xff), true);
 }
 
 static void shift_one(struct soft_cpu *cpu, struct insn *i) /* D0, D1 */
 {
-	shift_rm(cpu, i, 1);
+	shift_rm(cpu, i, 1, false);
 }
 
 static void shift_cl(struct soft_cpu *cpu, struct insn *i) /* D2, D3 */
 {
-	shift_rm(cpu, i, (unsigned)(cpu->s.gpr[GPR_RCX] & 0xff));
+	shift_rm(cpu, i, (unsigned)(cpu->s.gpr[GPR_RCX] & 0xff), false);
 }
 
 /* ---- SHLD, SHRD ---- */
@@ -461,9 +466,9 @@ static void shxd(struct soft_cpu *cpu, struct insn *i, unsigned raw_count)
 	}
 	uint64_t res = double_shift(right, size, dst, src, count, &cf);
 	op_rm_write(cpu, i, size, res);
-	/* OF is defined for count 1 (sign change); Intel uses the same
-	 * formula for every count. AF is undefined and cleared. */
-	bool of = msb(res, size) ^ msb(dst, size);
+	/* OF is defined for count 1 (sign change); for every count Intel
+	 * sets that count-1 value. AF is undefined and cleared. */
+	bool of = right ? (src & 1) ^ msb(dst, size) : msb(dst, size) ^ msb2(dst, size);
 	flags_put(cpu, (flags_get(cpu) & ~FLAGS_ARITH) | szp_flags(res, size) |
 			   flag_if(cf, FLAG_CF) | flag_if(of, FLAG_OF));
 }
@@ -539,20 +544,20 @@ static void bt_imm(struct soft_cpu *cpu, struct insn *i) /* 0F BA /4-/7 */
 
 /* BSF/BSR: ZF tells whether the source was zero; then the destination is
  * left unchanged (not even zero-extended). CF/OF/SF/AF/PF are undefined:
- * Intel computes them as for the result of a logical operation on the
- * scanned value... see the unit tests for the measured values. */
+ * Intel clears them except PF, the parity of the index (set for a zero
+ * source). */
 static void bit_scan(struct soft_cpu *cpu, struct insn *i) /* 0F BC, 0F BD */
 {
 	unsigned size = i->opsize;
 	uint64_t src = op_rm_read(cpu, i, size);
 	if (src == 0) {
-		flags_replace(cpu, FLAGS_ARITH, FLAG_ZF);
+		flags_replace(cpu, FLAGS_ARITH, FLAG_ZF | FLAG_PF);
 		return;
 	}
 	unsigned idx = i->opcode == 0xbc ? (unsigned)__builtin_ctzll(src)
 					 : 63u - (unsigned)__builtin_clzll(src);
 	op_reg_write(cpu, i, size, idx);
-	flags_replace(cpu, FLAGS_ARITH, 0);
+	flags_replace(cpu, FLAGS_ARITH, szp_flags(idx, 1) & FLAG_PF);
 }
 
 /* TZCNT/LZCNT: CF = (source == 0), ZF = (result == 0); OF/SF/AF/PF are
@@ -780,9 +785,10 @@ static void aaa_aas(struct soft_cpu *cpu, struct insn *i) /* 37, 3F */
 	else if (adjust)
 		ax = (uint16_t)(ax + 0x106);
 	set_ax(cpu, ax & 0x0f, (uint8_t)(ax >> 8));
-	/* OF/SF/ZF/PF are undefined; Intel derives SF/ZF/PF from AL before
-	 * the final mask and clears OF... see the unit tests. */
-	flags_replace(cpu, FLAGS_ARITH, adjust ? FLAG_AF | FLAG_CF : 0);
+	/* OF/SF/ZF/PF are undefined; Intel sets SF/ZF/PF from the final AL
+	 * (so SF is 0) and clears OF. */
+	flags_replace(cpu, FLAGS_ARITH,
+		      szp_flags(ax & 0x0f, 1) | (adjust ? FLAG_AF | FLAG_CF : 0));
 }
 
 static void aam(struct soft_cpu *cpu, struct insn *i) /* D4 ib */
@@ -795,11 +801,14 @@ static void aam(struct soft_cpu *cpu, struct insn *i) /* D4 ib */
 	flags_replace(cpu, FLAGS_ARITH, szp_flags(al % base, 1));
 }
 
+/* AL := AL + AH * imm8, AH := 0. OF/AF/CF are undefined; Intel sets all
+ * flags as for the byte addition AL + (AH * imm8). */
 static void aad(struct soft_cpu *cpu, struct insn *i) /* D5 ib */
 {
-	uint8_t al = (uint8_t)(reg_al(cpu) + reg_ah(cpu) * (uint8_t)i->imm);
-	set_ax(cpu, al, 0);
-	flags_replace(cpu, FLAGS_ARITH, szp_flags(al, 1));
+	uint8_t addend = (uint8_t)(reg_ah(cpu) * (uint8_t)i->imm);
+	struct alu_result r = alu_compute(cpu, ALU_ADD, 1, reg_al(cpu), addend);
+	set_ax(cpu, (uint8_t)r.res, 0);
+	alu_commit_flags(cpu, 1, &r);
 }
 
 /* ---- opcode table ---- */

@@ -341,6 +341,7 @@ struct soft_cpu {
 		bool has_error;
 		uint32_t error_code;
 		int depth; /* 0 = none, 1 = delivering, 2 = delivering #DF */
+		uint8_t delivering; /* the vector being delivered at depth 1 */
 	} exc;
 	bool shutdown; /* triple fault */
 	bool halted;

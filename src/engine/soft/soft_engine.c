@@ -142,7 +142,7 @@ static void soft_reset_state(struct soft_cpu *cpu)
 	s->seg[SEG_TR].s = 0;
 	s->seg[SEG_TR].type = 11;
 	s->gdt.limit = s->idt.limit = 0xffff;
-	s->gpr[GPR_RDX] = 0x600; /* family 6 */
+	s->gpr[GPR_RDX] = 0x000106a5; /* CPUID.1.EAX: family 6, model 0x1a, stepping 5 */
 	s->apic_base = 0xfee00000ULL | (1ULL << 11) | (cpu->index == 0 ? (1ULL << 8) : 0);
 	cpu->fpu.fcw = 0x40;
 	cpu->fpu.mxcsr = 0x1f80;
@@ -316,7 +316,8 @@ static bool soft_take_interrupt(struct engine_vcpu *v)
 	if (vector < 0)
 		return false;
 	cpu->halted = false;
-	cpu->exc.depth = 1; /* a fault while delivering is a double fault */
+	cpu->exc.depth = 1;
+	cpu->exc.delivering = EXC_NMI; /* benign: a fault here is delivered normally */
 	soft_deliver(cpu, (uint8_t)vector, false, 0, false, cpu->s.rip);
 	cpu->exc.depth = 0;
 	return true;
@@ -340,21 +341,36 @@ static void soft_execute(struct engine_vcpu *v, unsigned budget)
 	}
 }
 
-/* Fault delivery with the SDM's escalation: a fault while delivering is a
- * double fault; a fault while delivering #DF shuts the processor down. */
+static bool exc_contributory(uint8_t v)
+{
+	return v == EXC_DE || (v >= EXC_TS && v <= EXC_GP);
+}
+
+/* SDM vol. 3 table 6-5: which second exception, raised while delivering
+ * a first one, becomes a double fault. The others are delivered serially. */
+static bool exc_is_double_fault(uint8_t first, uint8_t second)
+{
+	return (exc_contributory(first) && exc_contributory(second)) ||
+	       (first == EXC_PF && (second == EXC_PF || exc_contributory(second)));
+}
+
+/* Fault delivery with the SDM's escalation: a fault while delivering #DF
+ * shuts the processor down (triple fault). */
 static void soft_handle_fault(struct soft_cpu *cpu)
 {
+	uint8_t vector = cpu->exc.vector;
 	if (cpu->exc.depth >= 2) {
 		cpu->shutdown = true;
 		return;
 	}
-	if (cpu->exc.depth == 1) {
+	if (cpu->exc.depth == 1 && exc_is_double_fault(cpu->exc.delivering, vector)) {
 		cpu->exc.depth = 2;
+		cpu->exc.delivering = EXC_DF;
 		soft_deliver(cpu, EXC_DF, true, 0, false, cpu->s.rip);
 	} else {
 		cpu->exc.depth = 1;
-		soft_deliver(cpu, cpu->exc.vector, cpu->exc.has_error, cpu->exc.error_code, false,
-			     cpu->s.rip);
+		cpu->exc.delivering = vector;
+		soft_deliver(cpu, vector, cpu->exc.has_error, cpu->exc.error_code, false, cpu->s.rip);
 	}
 	cpu->exc.depth = 0;
 }

@@ -1,0 +1,107 @@
+/* The soft CPU's floating-point register file, shared by the SSE group
+ * (ops_sse.c) and the x87 group (ops_x87.c): Intel SDM vol. 1 §8.1 (x87
+ * FPU registers, status/control/tag words), §10.2.3 (MXCSR), §10.5.1
+ * (the FXSAVE area), vol. 3 §2.5 and §13.1 (CR0.EM/TS/MP, CR4.OSFXSR/
+ * OSXMMEXCPT).
+ *
+ * Invariants of struct fpu_state (soft.h):
+ *   - st[i] holds ST(i), i.e. the registers in stack order exactly as
+ *     FXSAVE stores them (bytes 0-9 the 80-bit value, bytes 10-15 zero);
+ *     pushes and pops rotate the array.
+ *   - ftw is the abridged tag word of FXSAVE: bit p set = physical
+ *     register p is non-empty; ST(i) is physical register (TOP + i) & 7.
+ *   - mxcsr never has bits outside MXCSR_MASK set (LDMXCSR and FXRSTOR
+ *     refuse them with #GP).
+ *   - fsw.ES (and B) is set exactly when some exception flag in fsw[5:0]
+ *     is unmasked in fcw (every instruction that loads FSW or FCW
+ *     recomputes them, as hardware does); waiting x87 instructions then
+ *     raise #MF. */
+#ifndef SHRIKE_ENGINE_SOFT_FPU_H
+#define SHRIKE_ENGINE_SOFT_FPU_H
+
+#include "engine/soft/soft.h"
+
+/* The host's float/double/long double are the x86-64 formats, and the
+ * host's MXCSR and x87 control word are driven directly (glibc keeps its
+ * fenv functions in libm, which shrike does not link). */
+#if !defined(__x86_64__)
+#error "the soft CPU's floating point needs an x86-64 host"
+#endif
+
+/* MXCSR (SDM vol. 1 figure 10-3). */
+#define MXCSR_IE 0x0001u
+#define MXCSR_DE 0x0002u
+#define MXCSR_ZE 0x0004u
+#define MXCSR_OE 0x0008u
+#define MXCSR_UE 0x0010u
+#define MXCSR_PE 0x0020u
+#define MXCSR_FLAGS 0x003fu
+#define MXCSR_DAZ 0x0040u
+#define MXCSR_MASKS_SHIFT 7
+#define MXCSR_RC_SHIFT 13
+#define MXCSR_RC (3u << MXCSR_RC_SHIFT)
+#define MXCSR_FTZ 0x8000u
+#define MXCSR_DEFAULT 0x1f80u
+/* Every bit of the low half is implemented (DAZ included); FXSAVE
+ * reports this as MXCSR_MASK. */
+#define MXCSR_MASK 0xffffu
+
+/* x87 status word (SDM vol. 1 figure 8-4). */
+#define FSW_IE 0x0001u
+#define FSW_DE 0x0002u
+#define FSW_ZE 0x0004u
+#define FSW_OE 0x0008u
+#define FSW_UE 0x0010u
+#define FSW_PE 0x0020u
+#define FSW_SF 0x0040u
+#define FSW_ES 0x0080u
+#define FSW_C0 0x0100u
+#define FSW_C1 0x0200u
+#define FSW_C2 0x0400u
+#define FSW_TOP_SHIFT 11
+#define FSW_TOP (7u << FSW_TOP_SHIFT)
+#define FSW_C3 0x4000u
+#define FSW_B 0x8000u
+#define FSW_CC (FSW_C0 | FSW_C1 | FSW_C2 | FSW_C3)
+
+/* x87 control word (SDM vol. 1 figure 8-6). */
+#define FCW_MASKS 0x003fu
+#define FCW_PC_SHIFT 8
+#define FCW_RC_SHIFT 10
+#define FCW_DEFAULT 0x037fu /* FNINIT */
+
+#define FXSAVE_SIZE 512
+
+/* SSE instructions: #UD without OS support for FXSAVE/SSE or with x87
+ * emulation, #NM while the task-switched flag defers the state switch
+ * (SDM vol. 3 table 13-1; #UD is checked before #NM). */
+static inline void fpu_check_sse(struct soft_cpu *cpu)
+{
+	if ((cpu->s.cr0 & CR0_EM) || !(cpu->s.cr4 & CR4_OSFXSR))
+		soft_ud(cpu);
+	if (cpu->s.cr0 & CR0_TS)
+		soft_raise_noerr(cpu, EXC_NM);
+}
+
+/* x87 instructions: #NM when emulating (EM) or after a task switch (TS). */
+static inline void fpu_check_x87(struct soft_cpu *cpu)
+{
+	if (cpu->s.cr0 & (CR0_EM | CR0_TS))
+		soft_raise_noerr(cpu, EXC_NM);
+}
+
+/* The control word as loaded by FLDCW, FLDENV, FXRSTOR: bit 6 reads as
+ * one and bits 13-15 as zero (checked on hardware). */
+static inline uint16_t fpu_fcw_sanitize(uint16_t v) { return (uint16_t)((v & 0x1f3f) | 0x0040); }
+
+/* Recomputes the error summary (ES) and busy (B) bits of the status word
+ * from its exception flags and the control word's masks. */
+static inline void fpu_update_es(struct fpu_state *f)
+{
+	if (f->fsw & ~f->fcw & FCW_MASKS)
+		f->fsw |= FSW_ES | FSW_B;
+	else
+		f->fsw &= (uint16_t)~(FSW_ES | FSW_B);
+}
+
+#endif
