@@ -780,8 +780,8 @@ static void aaa_aas(struct soft_cpu *cpu, struct insn *i) /* 37, 3F */
 	bool sub = i->opcode == 0x3f;
 	uint16_t ax = (uint16_t)cpu->s.gpr[GPR_RAX];
 	bool adjust = (ax & 0x0f) > 9 || flag_af(cpu);
-	if (adjust && sub)
-		ax = (uint16_t)(((ax - 6) & 0xff) | (((ax >> 8) - 1) & 0xff) << 8);
+	if (adjust && sub) /* AX := AX - 6 (borrowing from AH), then AH := AH - 1 */
+		ax = (uint16_t)(ax - 6 - 0x100);
 	else if (adjust)
 		ax = (uint16_t)(ax + 0x106);
 	set_ax(cpu, ax & 0x0f, (uint8_t)(ax >> 8));
