@@ -25,12 +25,18 @@
 #define RSVD_HIGH (((1ULL << 52) - 1) & ~((1ULL << MAXPHYADDR) - 1))
 #define CR4_SMEP (1ULL << 20)
 
-void tlb_flush_all(struct soft_cpu *cpu) { memset(&cpu->tlb, 0, sizeof(cpu->tlb)); }
+void tlb_flush_all(struct soft_cpu *cpu)
+{
+	memset(&cpu->tlb, 0, sizeof(cpu->tlb));
+	cpu->code_la = ~0ULL;
+}
 
 void tlb_flush_page(struct soft_cpu *cpu, uint64_t la)
 {
 	uint64_t page = la & ~0xfffULL;
 	unsigned idx = (unsigned)(page >> 12) % TLB_SIZE;
+	if (cpu->code_la == page)
+		cpu->code_la = ~0ULL;
 	for (int a = 0; a < 3; a++)
 		for (int u = 0; u < 2; u++)
 			if ((cpu->tlb.e[a][u][idx].tag & ~TLB_VALID) == page)
@@ -182,15 +188,12 @@ static void walk32(struct soft_cpu *cpu, struct walk *w)
 	pte_set_bits(hosts[1], 4, PTE_A | (w->write ? PTE_D : 0));
 }
 
-const struct tlb_entry *mmu_translate(struct soft_cpu *cpu, uint64_t la, enum access acc,
-				      bool supervisor)
+const struct tlb_entry *mmu_fill(struct soft_cpu *cpu, uint64_t la, enum access acc,
+				 bool supervisor)
 {
 	bool user = cpu->cpl == 3 && !supervisor;
 	uint64_t page = la & ~0xfffULL;
 	struct tlb_entry *e = &cpu->tlb.e[acc][user][(page >> 12) % TLB_SIZE];
-
-	if (e->tag == (page | TLB_VALID))
-		return e;
 
 	struct walk w = {.la = la, .acc = acc, .user = user, .write = acc == ACC_WRITE,
 			 .fetch = acc == ACC_FETCH, .allow_user = true, .allow_write = true,

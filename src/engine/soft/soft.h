@@ -184,8 +184,9 @@ struct soft_dcache;
 struct soft_dcache *soft_dcache_new(void);
 void soft_dcache_free(struct soft_dcache *c);
 void soft_dcache_counts(const struct soft_dcache *c, uint64_t *hits, uint64_t *misses);
-/* Like soft_decode(), through the cache. */
-void soft_decode_cached(struct soft_cpu *cpu, struct insn *i);
+/* Like soft_decode(), through the cache; the result stays valid until the
+ * next call. */
+const struct insn *soft_decode_cached(struct soft_cpu *cpu);
 
 /* Opcode lookup built once from the group tables, read-only afterwards:
  * for each (map, opcode), the range [first, first + count) of `defs`. */
@@ -210,7 +211,7 @@ int soft_decode_buffer(const struct soft_optable *t, const uint8_t *buf, size_t 
 /* ---- memory (mem.c, mmu.c) ---- */
 enum access { ACC_READ = 0, ACC_WRITE = 1, ACC_FETCH = 2 };
 
-#define TLB_SIZE 256
+#define TLB_SIZE 512
 struct tlb_entry {
 	uint64_t tag;   /* linear page | TLB_VALID; 0 = empty */
 	uint8_t *host;  /* host address of the page, NULL for MMIO */
@@ -227,11 +228,9 @@ struct tlb {
 void tlb_flush_all(struct soft_cpu *cpu);
 void tlb_flush_page(struct soft_cpu *cpu, uint64_t la);
 
-/* Translates a linear address for an access by the current privilege
- * level (or as a supervisor access when `supervisor` is set: descriptor
- * table and TSS reads). Raises #PF. Returns the TLB entry. */
-const struct tlb_entry *mmu_translate(struct soft_cpu *cpu, uint64_t la, enum access acc,
-				      bool supervisor);
+/* The TLB miss path: walks the page tables, raises #PF, fills the entry. */
+const struct tlb_entry *mmu_fill(struct soft_cpu *cpu, uint64_t la, enum access acc,
+				 bool supervisor);
 
 /* Linear-address accesses of 1, 2, 4 or 8 bytes (any alignment, page
  * crossings handled); MMIO goes to the exit handler. */
@@ -350,6 +349,13 @@ struct soft_cpu {
 	uint64_t ud_count;     /* #UD raised for an opcode shrike does not implement */
 
 	struct tlb tlb;
+	/* The page instructions are being fetched from, so that sequential
+	 * fetches skip segmentation and the TLB (64-bit mode only). Cleared by
+	 * every TLB flush and mode change. */
+	uint64_t code_la;   /* linear page, or ~0 */
+	uint8_t *code_host; /* its host address */
+	uint64_t code_gpa;  /* its guest-physical address */
+	struct insn scratch; /* decoded form of an uncacheable instruction */
 	struct soft_dcache *dcache;
 	const struct soft_optable *optable;
 	const struct guest_mem *mem;
@@ -361,6 +367,21 @@ struct soft_cpu {
 	 * and statistics as a KVM exit); see soft_engine.c. */
 	uint8_t io_buf[4096];
 };
+
+/* Translates a linear address for an access by the current privilege
+ * level (or as a supervisor access when `supervisor` is set: descriptor
+ * table and TSS reads). Raises #PF. Returns the TLB entry. The hit path is
+ * inline: an index, a compare. */
+static inline const struct tlb_entry *mmu_translate(struct soft_cpu *cpu, uint64_t la,
+						    enum access acc, bool supervisor)
+{
+	bool user = cpu->cpl == 3 && !supervisor;
+	uint64_t page = la & ~0xfffULL;
+	const struct tlb_entry *e = &cpu->tlb.e[acc][user][(page >> 12) % TLB_SIZE];
+	if (__builtin_expect(e->tag == (page | TLB_VALID), 1))
+		return e;
+	return mmu_fill(cpu, la, acc, supervisor);
+}
 
 /* Port and MMIO accesses leave the CPU through these (soft_engine.c). */
 void soft_pio(struct soft_cpu *cpu, uint16_t port, unsigned size, bool write, uint8_t *data);

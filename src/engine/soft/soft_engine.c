@@ -176,6 +176,7 @@ static int soft_vcpu_create(struct engine *e, unsigned index, struct engine_vcpu
 	v->cpu.mem = e->se.mem;
 	v->cpu.optable = e->se.optable;
 	v->cpu.index = index;
+	v->cpu.code_la = ~0ULL;
 	v->cpu.dcache = soft_dcache_new();
 	if (!v->cpu.dcache) {
 		soft_vcpu_destroy(v);
@@ -288,12 +289,12 @@ _Noreturn void soft_raise_noerr(struct soft_cpu *cpu, uint8_t vector)
 
 static void soft_step(struct soft_cpu *cpu)
 {
-	struct insn i;
-	soft_decode_cached(cpu, &i);
-	cpu->next_rip = cpu->s.rip + i.len;
+	/* Handlers never modify the decoded instruction (the cache owns it). */
+	struct insn *i = (struct insn *)soft_decode_cached(cpu);
+	cpu->next_rip = cpu->s.rip + i->len;
 	if (!cpu->long64)
 		cpu->next_rip &= cpu->def32 ? 0xffffffffULL : 0xffffULL;
-	i.def->exec(cpu, &i);
+	i->def->exec(cpu, i);
 	cpu->s.rip = cpu->next_rip;
 	cpu->icount++;
 }
