@@ -400,10 +400,10 @@ static void shift_rm(struct soft_cpu *cpu, struct insn *i, unsigned raw_count, b
 	case SH_RCR: o = do_rotate_carry(true, size, a, count, flags_get(cpu)); break;
 	default: o = do_shift(kind, size, a, count); break;
 	}
-	/* Intel leaves OF alone for ROL/ROR by an immediate count other
-	 * than 1 (the CL and count-1 forms do set it). */
+	/* Intel leaves OF alone for ROL/ROR of a register by an immediate
+	 * count other than 1 (the CL, count-1 and memory forms set it). */
 	uint64_t changed = FLAG_CF | FLAG_OF;
-	if (imm_form && kind <= SH_ROR && count != 1)
+	if (imm_form && i->mod == 3 && kind <= SH_ROR && count != 1)
 		changed = FLAG_CF;
 	op_rm_write(cpu, i, size, o.res);
 	if (o.lazy)
