@@ -78,6 +78,22 @@ test: deps
 	$(MAKE) fuzz-run
 	$(MAKE) guest
 	$(MAKE) e2e
+	$(MAKE) difftest
+
+# Differential tester: KVM (the real processor) is the oracle for the soft
+# CPU; built from tests/difftest/*.c against the library, like unit tests.
+DIFFTEST_SRCS := $(wildcard tests/difftest/*.c)
+DIFFTEST_OBJS := $(patsubst tests/difftest/%.c,$(BUILD)/difftest-obj/%.o,$(DIFFTEST_SRCS))
+$(BUILD)/difftest-obj/%.o: tests/difftest/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/difftest -c $< -o $@
+
+$(BUILD)/difftest: $(DIFFTEST_OBJS) $(BUILD)/libshrike.a
+	$(CC) $(CFLAGS) -o $@ $(DIFFTEST_OBJS) $(BUILD)/libshrike.a $(LDLIBS)
+
+.PHONY: difftest
+difftest: $(BUILD)/difftest
+	$(BUILD)/difftest
 
 run: deps all guest
 	$(BUILD)/shrike run $(RUN_ARGS)

@@ -63,6 +63,7 @@
 #define FSW_C3 0x4000u
 #define FSW_B 0x8000u
 #define FSW_CC (FSW_C0 | FSW_C1 | FSW_C2 | FSW_C3)
+#define FSW_EXC (FSW_IE | FSW_DE | FSW_ZE | FSW_OE | FSW_UE | FSW_PE | FSW_SF)
 
 /* x87 control word (SDM vol. 1 figure 8-6). */
 #define FCW_MASKS 0x003fu

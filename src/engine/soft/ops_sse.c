@@ -303,41 +303,161 @@ static int8_t sat8s(int32_t v) { return (int8_t)(v > 127 ? 127 : v < -128 ? -128
 static uint8_t sat8u(int32_t v) { return (uint8_t)(v > 255 ? 255 : v < 0 ? 0 : v); }
 
 static void p_and(union xmm *d, const union xmm *s) { d->q[0] &= s->q[0]; d->q[1] &= s->q[1]; }
-static void p_andn(union xmm *d, const union xmm *s) { d->q[0] = ~d->q[0] & s->q[0]; d->q[1] = ~d->q[1] & s->q[1]; }
+static void p_andn(union xmm *d, const union xmm *s)
+{
+	d->q[0] = ~d->q[0] & s->q[0];
+	d->q[1] = ~d->q[1] & s->q[1];
+}
 static void p_or(union xmm *d, const union xmm *s) { d->q[0] |= s->q[0]; d->q[1] |= s->q[1]; }
 static void p_xor(union xmm *d, const union xmm *s) { d->q[0] ^= s->q[0]; d->q[1] ^= s->q[1]; }
 
-static void paddb(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) d->b[k] = (uint8_t)(d->b[k] + s->b[k]); }
-static void paddw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) d->w[k] = (uint16_t)(d->w[k] + s->w[k]); }
-static void paddd(union xmm *d, const union xmm *s) { for (int k = 0; k < 4; k++) d->d[k] += s->d[k]; }
-static void paddq(union xmm *d, const union xmm *s) { for (int k = 0; k < 2; k++) d->q[k] += s->q[k]; }
-static void psubb(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) d->b[k] = (uint8_t)(d->b[k] - s->b[k]); }
-static void psubw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) d->w[k] = (uint16_t)(d->w[k] - s->w[k]); }
-static void psubd(union xmm *d, const union xmm *s) { for (int k = 0; k < 4; k++) d->d[k] -= s->d[k]; }
-static void psubq(union xmm *d, const union xmm *s) { for (int k = 0; k < 2; k++) d->q[k] -= s->q[k]; }
+static void paddb(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		d->b[k] = (uint8_t)(d->b[k] + s->b[k]);
+}
+static void paddw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		d->w[k] = (uint16_t)(d->w[k] + s->w[k]);
+}
+static void paddd(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 4; k++)
+		d->d[k] += s->d[k];
+}
+static void paddq(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 2; k++)
+		d->q[k] += s->q[k];
+}
+static void psubb(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		d->b[k] = (uint8_t)(d->b[k] - s->b[k]);
+}
+static void psubw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		d->w[k] = (uint16_t)(d->w[k] - s->w[k]);
+}
+static void psubd(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 4; k++)
+		d->d[k] -= s->d[k];
+}
+static void psubq(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 2; k++)
+		d->q[k] -= s->q[k];
+}
 
-static void paddsb(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) d->sb[k] = sat8s(d->sb[k] + s->sb[k]); }
-static void paddsw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) d->sw[k] = sat16s(d->sw[k] + s->sw[k]); }
-static void paddusb(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) d->b[k] = sat8u(d->b[k] + s->b[k]); }
-static void paddusw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) d->w[k] = sat16u(d->w[k] + s->w[k]); }
-static void psubsb(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) d->sb[k] = sat8s(d->sb[k] - s->sb[k]); }
-static void psubsw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) d->sw[k] = sat16s(d->sw[k] - s->sw[k]); }
-static void psubusb(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) d->b[k] = sat8u(d->b[k] - s->b[k]); }
-static void psubusw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) d->w[k] = sat16u(d->w[k] - s->w[k]); }
+static void paddsb(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		d->sb[k] = sat8s(d->sb[k] + s->sb[k]);
+}
+static void paddsw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		d->sw[k] = sat16s(d->sw[k] + s->sw[k]);
+}
+static void paddusb(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		d->b[k] = sat8u(d->b[k] + s->b[k]);
+}
+static void paddusw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		d->w[k] = sat16u(d->w[k] + s->w[k]);
+}
+static void psubsb(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		d->sb[k] = sat8s(d->sb[k] - s->sb[k]);
+}
+static void psubsw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		d->sw[k] = sat16s(d->sw[k] - s->sw[k]);
+}
+static void psubusb(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		d->b[k] = sat8u(d->b[k] - s->b[k]);
+}
+static void psubusw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		d->w[k] = sat16u(d->w[k] - s->w[k]);
+}
 
-static void pcmpeqb(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) d->b[k] = d->b[k] == s->b[k] ? 0xff : 0; }
-static void pcmpeqw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) d->w[k] = d->w[k] == s->w[k] ? 0xffff : 0; }
-static void pcmpeqd(union xmm *d, const union xmm *s) { for (int k = 0; k < 4; k++) d->d[k] = d->d[k] == s->d[k] ? ~0u : 0; }
-static void pcmpgtb(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) d->b[k] = d->sb[k] > s->sb[k] ? 0xff : 0; }
-static void pcmpgtw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) d->w[k] = d->sw[k] > s->sw[k] ? 0xffff : 0; }
-static void pcmpgtd(union xmm *d, const union xmm *s) { for (int k = 0; k < 4; k++) d->d[k] = d->sd[k] > s->sd[k] ? ~0u : 0; }
+static void pcmpeqb(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		d->b[k] = d->b[k] == s->b[k] ? 0xff : 0;
+}
+static void pcmpeqw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		d->w[k] = d->w[k] == s->w[k] ? 0xffff : 0;
+}
+static void pcmpeqd(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 4; k++)
+		d->d[k] = d->d[k] == s->d[k] ? ~0u : 0;
+}
+static void pcmpgtb(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		d->b[k] = d->sb[k] > s->sb[k] ? 0xff : 0;
+}
+static void pcmpgtw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		d->w[k] = d->sw[k] > s->sw[k] ? 0xffff : 0;
+}
+static void pcmpgtd(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 4; k++)
+		d->d[k] = d->sd[k] > s->sd[k] ? ~0u : 0;
+}
 
-static void pminub(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) if (s->b[k] < d->b[k]) d->b[k] = s->b[k]; }
-static void pmaxub(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) if (s->b[k] > d->b[k]) d->b[k] = s->b[k]; }
-static void pminsw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) if (s->sw[k] < d->sw[k]) d->sw[k] = s->sw[k]; }
-static void pmaxsw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) if (s->sw[k] > d->sw[k]) d->sw[k] = s->sw[k]; }
-static void pavgb(union xmm *d, const union xmm *s) { for (int k = 0; k < 16; k++) d->b[k] = (uint8_t)((d->b[k] + s->b[k] + 1) >> 1); }
-static void pavgw(union xmm *d, const union xmm *s) { for (int k = 0; k < 8; k++) d->w[k] = (uint16_t)((d->w[k] + s->w[k] + 1) >> 1); }
+static void pminub(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		if (s->b[k] < d->b[k])
+			d->b[k] = s->b[k];
+}
+static void pmaxub(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		if (s->b[k] > d->b[k])
+			d->b[k] = s->b[k];
+}
+static void pminsw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		if (s->sw[k] < d->sw[k])
+			d->sw[k] = s->sw[k];
+}
+static void pmaxsw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		if (s->sw[k] > d->sw[k])
+			d->sw[k] = s->sw[k];
+}
+static void pavgb(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 16; k++)
+		d->b[k] = (uint8_t)((d->b[k] + s->b[k] + 1) >> 1);
+}
+static void pavgw(union xmm *d, const union xmm *s)
+{
+	for (int k = 0; k < 8; k++)
+		d->w[k] = (uint16_t)((d->w[k] + s->w[k] + 1) >> 1);
+}
 
 static void pmullw(union xmm *d, const union xmm *s)
 {
@@ -699,6 +819,8 @@ struct fp_operation {
  * overflow reports (its handler sees the exponent-adjusted value). The
  * host x87 computes it: its exponent range holds every single and double
  * result, and precision control rounds to 24 or 53 bits. */
+#define PC_OP2(insn) __asm__ volatile(insn "\n\tfnstsw %1" : "=t"(x), "=m"(sw) : "0"(x), "u"(y))
+
 static bool fp_inexact_unbounded(const struct fp_operation *o, const struct fpfmt *to)
 {
 	long double x = fp_value(o->from, o->a), y = fp_value(o->from, o->b);
@@ -706,11 +828,11 @@ static bool fp_inexact_unbounded(const struct fp_operation *o, const struct fpfm
 	__asm__ volatile("fnstcw %0" : "=m"(saved));
 	__asm__ volatile("fnclex\n\tfldcw %0" : : "m"(cw) : "memory");
 	switch (o->op) {
-	case FP_ADD: __asm__ volatile("fadd %%st(1), %%st\n\tfnstsw %1" : "=t"(x), "=m"(sw) : "0"(x), "u"(y)); break;
-	case FP_SUB: __asm__ volatile("fsub %%st(1), %%st\n\tfnstsw %1" : "=t"(x), "=m"(sw) : "0"(x), "u"(y)); break;
-	case FP_DIV: __asm__ volatile("fdiv %%st(1), %%st\n\tfnstsw %1" : "=t"(x), "=m"(sw) : "0"(x), "u"(y)); break;
+	case FP_ADD: PC_OP2("fadd %%st(1), %%st"); break;
+	case FP_SUB: PC_OP2("fsub %%st(1), %%st"); break;
+	case FP_DIV: PC_OP2("fdiv %%st(1), %%st"); break;
 	case FP_SQRT: __asm__ volatile("fsqrt\n\tfnstsw %1" : "=t"(y), "=m"(sw) : "0"(y)); break;
-	default: __asm__ volatile("fmul %%st(1), %%st\n\tfnstsw %1" : "=t"(x), "=m"(sw) : "0"(x), "u"(y)); break;
+	default: PC_OP2("fmul %%st(1), %%st"); break;
 	}
 	__asm__ volatile("fnclex\n\tfldcw %0" : : "m"(saved) : "memory");
 	return sw & MXCSR_PE;

@@ -9,22 +9,21 @@
  * FBSTP, and FISTTP (SSE3, not advertised).
  *
  * Values are the host's 80-bit long double: every operation runs on the
- * host's x87 under the guest's rounding and precision control with all
- * exceptions masked, and reads the host's status word in the same asm
- * statement, so results, exception flags and C1 ("rounded up") are the
- * hardware's. Exceptions are recorded in the guest's FSW; an unmasked one
- * sets ES/B (plus FOP and FDP, which this CPU like current Intel ones
- * records only then), leaves the destination and stack unchanged for
- * IE/DE/ZE (and for memory stores, any numeric exception), and raises #MF
- * at the next waiting instruction when CR0.NE is set. With CR0.NE clear
- * (FERR# to the PIC) pending exceptions are ignored. Unmasked overflow and
- * underflow on register destinations store the masked result instead of
- * the exponent-biased one. */
+ * host's x87 under the guest's rounding and precision control and reads
+ * the host's status word in the same asm statement, so results, NaN
+ * selection, exception flags, C1 ("rounded up") and the responses to
+ * unmasked exceptions (no result for IE/DE/ZE, the exponent-biased
+ * result for OE/UE) are the hardware's. Exceptions are recorded in the
+ * guest's FSW; an unmasked one sets ES/B and the last-opcode and data
+ * pointers (which current Intel CPUs record only then), leaves the
+ * destination and the stack unchanged for IE/DE/ZE (memory stores: any
+ * numeric exception but PE; loads: IE only), and raises #MF at the next
+ * waiting instruction when CR0.NE is set. With CR0.NE clear (FERR# to
+ * the PIC) pending exceptions are ignored.
+ */
 #include <string.h>
 
 #include "engine/soft/fpu.h"
-
-#define FSW_EXC (FSW_IE | FSW_DE | FSW_ZE | FSW_OE | FSW_UE | FSW_PE | FSW_SF)
 
 static const uint8_t ld_indefinite[10] = {0, 0, 0, 0, 0, 0, 0, 0xc0, 0xff, 0xff};
 
@@ -224,22 +223,27 @@ static void host_end(const struct host87 *h)
 enum x87_op { OP_ADD = 0, OP_MUL = 1, OP_SUB = 4, OP_SUBR = 5, OP_DIV = 6, OP_DIVR = 7,
 	      OP_SQRT, OP_RNDINT, OP_SCALE, OP_PREM, OP_PREM1 };
 
-/* a OP b (or OP a) on the host; returns the host's status word. */
+/* a OP b (or OP a) on the host; returns the host's status word. Each asm
+ * reads the status before clearing a pending unmasked exception. */
+#define HOST_OP2(insn)                                                                          \
+	__asm__ volatile(insn "\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b))
+#define HOST_OP1(insn) __asm__ volatile(insn "\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a))
+
 static unsigned host_arith(enum x87_op op, long double a, long double b, long double *r)
 {
 	uint16_t sw;
 	switch (op) {
-	case OP_ADD: __asm__ volatile("fadd %%st(1), %%st\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b)); break;
-	case OP_MUL: __asm__ volatile("fmul %%st(1), %%st\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b)); break;
-	case OP_SUB: __asm__ volatile("fsub %%st(1), %%st\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b)); break;
-	case OP_SUBR: __asm__ volatile("fsubr %%st(1), %%st\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b)); break;
-	case OP_DIV: __asm__ volatile("fdiv %%st(1), %%st\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b)); break;
-	case OP_DIVR: __asm__ volatile("fdivr %%st(1), %%st\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b)); break;
-	case OP_SQRT: __asm__ volatile("fsqrt\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a)); break;
-	case OP_RNDINT: __asm__ volatile("frndint\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a)); break;
-	case OP_SCALE: __asm__ volatile("fscale\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b)); break;
-	case OP_PREM: __asm__ volatile("fprem\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b)); break;
-	default: __asm__ volatile("fprem1\n\tfnstsw %1\n\tfnclex" : "=t"(a), "=m"(sw) : "0"(a), "u"(b)); break;
+	case OP_ADD: HOST_OP2("fadd %%st(1), %%st"); break;
+	case OP_MUL: HOST_OP2("fmul %%st(1), %%st"); break;
+	case OP_SUB: HOST_OP2("fsub %%st(1), %%st"); break;
+	case OP_SUBR: HOST_OP2("fsubr %%st(1), %%st"); break;
+	case OP_DIV: HOST_OP2("fdiv %%st(1), %%st"); break;
+	case OP_DIVR: HOST_OP2("fdivr %%st(1), %%st"); break;
+	case OP_SQRT: HOST_OP1("fsqrt"); break;
+	case OP_RNDINT: HOST_OP1("frndint"); break;
+	case OP_SCALE: HOST_OP2("fscale"); break;
+	case OP_PREM: HOST_OP2("fprem"); break;
+	default: HOST_OP2("fprem1"); break;
 	}
 	*r = a;
 	return sw;
