@@ -616,7 +616,7 @@ static void test_iretq_to_user_and_fault_back(void **state)
 	assert_int_equal(get64(h, f), 0);                  /* error code */
 	assert_int_equal(get64(h, f + 8), CODE + 0x100);   /* RIP of the HLT */
 	assert_int_equal(get64(h, f + 16), U_CS64 | 3);
-	assert_int_equal(get64(h, f + 24), 0x3202);
+	assert_int_equal(get64(h, f + 24), 0x13202); /* RF set in a fault frame */
 	assert_int_equal(get64(h, f + 32), USER_STACK);
 	assert_int_equal(get64(h, f + 40), U_SS | 3);
 	harness_free(h);
@@ -693,7 +693,7 @@ static void test_page_fault_delivery(void **state)
 	assert_int_equal(get64(h, IST1 - 48), 0);                  /* not present, read, supervisor */
 	assert_int_equal(get64(h, IST1 - 40), CODE);
 	assert_int_equal(get64(h, IST1 - 32), K_CS);
-	assert_int_equal(get64(h, IST1 - 24), RFLAGS_FIXED | FLAG_IF);
+	assert_int_equal(get64(h, IST1 - 24), RFLAGS_FIXED | FLAG_IF | FLAG_RF); /* faults push RF=1 */
 	assert_int_equal(get64(h, IST1 - 16), HARNESS_STACK_TOP);
 	assert_int_equal(get64(h, IST1 - 8), K_SS);
 	assert_int_equal(h->state.seg[SEG_SS].selector, K_SS); /* no privilege change */
@@ -999,7 +999,7 @@ static void test_protected_mode_stack_switch(void **state)
 	assert_int_equal(frame[0], 0);          /* error code */
 	assert_int_equal(frame[1], CODE);       /* EIP */
 	assert_int_equal(frame[2], 0x1b);       /* CS */
-	assert_int_equal(frame[3], RFLAGS_FIXED | FLAG_IF);
+	assert_int_equal(frame[3], RFLAGS_FIXED | FLAG_IF | FLAG_RF);
 	assert_int_equal(frame[4], USER_STACK); /* ESP */
 	assert_int_equal(frame[5], 0x23);       /* SS */
 

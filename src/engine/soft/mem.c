@@ -251,10 +251,23 @@ bool phys_read(struct soft_cpu *cpu, uint64_t gpa, void *buf, unsigned len)
 
 /* ---- ModRM operands ---- */
 
+/* The read half of a read-modify-write: both pages are translated for
+ * writing first, so a fault is reported as the write it will be. */
+static uint64_t seg_read_for_write(struct soft_cpu *cpu, unsigned seg, uint64_t off, unsigned size)
+{
+	uint64_t la = seg_linear(cpu, seg, off, size, ACC_WRITE);
+	mmu_translate(cpu, la, ACC_WRITE, false);
+	if ((la & 0xfff) + size > 0x1000)
+		mmu_translate(cpu, la + size - 1, ACC_WRITE, false);
+	return lin_read(cpu, la, size, ACC_READ);
+}
+
 uint64_t op_rm_read(struct soft_cpu *cpu, const struct insn *i, unsigned size)
 {
 	if (i->mod == 3)
 		return reg_read(cpu, i->rm, size, i->rex != 0);
+	if (i->def->flags & (OPF_LOCKOK | OPF_RMW))
+		return seg_read_for_write(cpu, i->seg, insn_ea(cpu, i), size);
 	return seg_read(cpu, i->seg, insn_ea(cpu, i), size);
 }
 

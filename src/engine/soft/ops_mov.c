@@ -128,7 +128,15 @@ const struct opdef soft_ops_mov[] = {
     {OPMAP_1B, 0x95, -1, -1, PFX_ANY, 0, "xchg", xchg_acc_reg},
     {OPMAP_1B, 0x96, -1, -1, PFX_ANY, 0, "xchg", xchg_acc_reg},
     {OPMAP_1B, 0x97, -1, -1, PFX_ANY, 0, "xchg", xchg_acc_reg},
-    {OPMAP_0F, 0x1f, -1, -1, PFX_ANY, M, "nop", nop},
+    /* 0F 18-1F: prefetch hints and reserved NOPs, including ENDBR32/64
+     * (F3 0F 1E FB/FA), which are NOPs while CET is not enabled. */
     {OPMAP_0F, 0x18, -1, -1, PFX_ANY, M, "prefetch/hint", nop},
+    {OPMAP_0F, 0x19, -1, -1, PFX_ANY, M, "nop", nop},
+    {OPMAP_0F, 0x1a, -1, -1, PFX_ANY, M, "nop", nop},
+    {OPMAP_0F, 0x1b, -1, -1, PFX_ANY, M, "nop", nop},
+    {OPMAP_0F, 0x1c, -1, -1, PFX_ANY, M, "nop", nop},
+    {OPMAP_0F, 0x1d, -1, -1, PFX_ANY, M, "nop", nop},
+    {OPMAP_0F, 0x1e, -1, -1, PFX_ANY, M, "nop/endbr", nop},
+    {OPMAP_0F, 0x1f, -1, -1, PFX_ANY, M, "nop", nop},
     OPDEF_END,
 };

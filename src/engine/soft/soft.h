@@ -130,6 +130,9 @@ enum {
 	OPF_LOCKOK = 1 << 14,  /* LOCK allowed (with a memory destination) */
 	OPF_REL = 1 << 15,     /* the immediate is a branch displacement */
 	OPF_ONLY64 = 1 << 16,  /* only in 64-bit mode (MOVSXD shares 63 with ARPL) */
+	OPF_RMW = 1 << 17,     /* reads then writes its r/m operand (implied by OPF_LOCKOK):
+				* the read is checked for write access, so a page fault
+				* reports W=1 as on hardware */
 };
 
 typedef void (*soft_exec_fn)(struct soft_cpu *cpu, struct insn *i);

@@ -364,6 +364,10 @@ static void soft_handle_fault(struct soft_cpu *cpu)
 		cpu->shutdown = true;
 		return;
 	}
+	/* Faults push RFLAGS with RF set, so that IRET back to the faulting
+	 * instruction does not re-trigger an instruction breakpoint (SDM vol. 3
+	 * §18.3.1.1); delivery then clears RF for the handler. */
+	cpu->s.rflags |= FLAG_RF;
 	if (cpu->exc.depth == 1 && exc_is_double_fault(cpu->exc.delivering, vector)) {
 		cpu->exc.depth = 2;
 		cpu->exc.delivering = EXC_DF;
