@@ -92,8 +92,9 @@ $(BUILD)/difftest: $(DIFFTEST_OBJS) $(BUILD)/libshrike.a
 	$(CC) $(CFLAGS) -o $@ $(DIFFTEST_OBJS) $(BUILD)/libshrike.a $(LDLIBS)
 
 .PHONY: difftest
-difftest: $(BUILD)/difftest
+difftest: $(BUILD)/difftest all guests
 	$(BUILD)/difftest
+	tests/difftest/guests.sh
 
 run: deps all guest
 	$(BUILD)/shrike run $(RUN_ARGS)

@@ -71,6 +71,8 @@ compare "pvh reset" --kernel "$G/pvh.elf" --append "reset"
 compare "bzimage" --kernel "$G/bzimage" --initrd "$TMP/mod2" --append "bz exit=5"
 compare "bzimage triple fault" --kernel "$G/bzimage" --append "triple"
 compare "bzimage io loop" --kernel "$G/bzimage" --append "ioloop=1000 exit=1"
+compare "pvh cpu loop" --kernel "$G/pvh.elf" --append "spin=20000 exit=2"
+compare "multiboot cpu loop" --kernel "$G/multiboot.elf" --append "spin=20000 exit=2"
 
 echo "guests.sh: $passed same, $failed different"
 [ "$failed" -eq 0 ]
