@@ -25,8 +25,9 @@ boot() {
 	local name=$1 want=$2
 	shift 2
 	local t0=$(date +%s)
-	timeout -k 5 600 "$SHRIKE" run --engine soft --memory 256M -- "$@" </dev/null >"$TMP/out" 2>"$TMP/err"
+	timeout -k 5 600 "$SHRIKE" run --engine soft --memory 256M -- "$@" </dev/null >"$TMP/raw" 2>"$TMP/err"
 	local rc=$?
+	tr -d '\r' <"$TMP/raw" >"$TMP/out" # the guest's tty turns \n into \r\n
 	echo "     ($name: $(( $(date +%s) - t0 )) s)"
 	if [ $rc -ne "$want" ]; then
 		failed=$((failed + 1))
