@@ -63,6 +63,7 @@ guests:
 
 e2e: all guests
 	tests/e2e/run.sh
+	tests/e2e/linux-soft.sh
 
 # One-time host setup (packages), then the default Debian guest.
 deps:
