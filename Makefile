@@ -100,9 +100,10 @@ difftest: $(BUILD)/difftest all guests
 run: deps all guest
 	$(BUILD)/shrike run $(RUN_ARGS)
 
-bench: all guests
+bench: all guests guest
 	bench/io-exit.sh
 	bench/soft-mips.sh
+	bench/boot.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Boot-to-command time of the default Debian guest: shrike's soft engine
+# against QEMU's TCG emulator (from Debian) booting the same kernel and
+# initramfs with the same memory, console and command, in the same run.
+# The command is `true`; the guest's init powers off right after it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${REPS:-3}
+MEM=${MEM:-256M}
+append="console=ttyS0 panic=-1 quiet loglevel=0 shrike.cmd=$(printf "'true'" | base64 -w0)"
+
+now_ns() { date +%s%N; }
+best_s() {
+	local best=
+	for _ in $(seq "$REPS"); do
+		local t0 t1 ms
+		t0=$(now_ns)
+		"$@" >/dev/null 2>&1 </dev/null || true
+		t1=$(now_ns)
+		ms=$(((t1 - t0) / 1000000))
+		if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+	done
+	python3 -c "print('%.2f' % ($best / 1000.0))"
+}
+shrike() { build/shrike run --engine soft --memory "$MEM" -- true; }
+qemu() {
+	qemu-system-x86_64 -accel tcg -m "$MEM" -nodefaults -display none -serial stdio -no-reboot \
+		-kernel guest/out/vmlinuz -initrd guest/out/initrd.cpio.gz -append "$append"
+}
+
+stats=$(build/shrike run --engine soft --memory "$MEM" --stats -- true 2>&1 </dev/null || true)
+s=$(best_s shrike)
+q=$(best_s qemu)
+echo "boot to command (true) and poweroff, default guest, $MEM, best of $REPS ($(date -u +%F))"
+echo "  shrike --engine soft:              $s s  ($(echo "$stats" | grep -o 'instructions retired.*MIPS)' | tr -s ' '))"
+echo "  qemu-system-x86_64 -accel tcg:     $q s"
+python3 -c "print('  shrike / qemu time ratio: %.2f (below 1 means shrike boots faster)' % ($s / $q))"
