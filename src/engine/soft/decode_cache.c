@@ -1,29 +1,26 @@
-/* The decoded-instruction cache: each instruction is decoded once and
- * looked up by its guest-physical address and the decoding mode.
+/* Decoded blocks: straight-line runs of instructions, decoded once and
+ * looked up by the guest-physical address of their first byte and the
+ * decoding mode. One lookup and one validation serve a whole block.
+ *
+ * A block lies within one page and ends at an unconditional transfer of
+ * control (or after BLOCK_MAX_INSNS). Execution leaves it early when an
+ * instruction does not fall through, changes mode or paging, or writes to
+ * the block's own page (soft.h: cpu->block_abort).
  *
  * Self-modifying code (Linux patches its own text: alternatives, static
- * keys, ftrace) and DMA into code pages are handled by validating a hit
- * against the instruction's current bytes: an entry is only used while
- * guest memory still holds exactly the bytes it was decoded from. This is
- * correct whoever writes the page, at the price of one short memcmp per
- * instruction. Instructions that cross a page boundary or execute from
- * MMIO are decoded every time. */
+ * keys, ftrace) and DMA into code pages: a block is only used while guest
+ * memory still holds exactly the bytes it was decoded from, whoever wrote
+ * them; the check is one memcmp of the block's bytes per block entered. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/soft/soft.h"
 
-#define DCACHE_BITS 16
-#define DCACHE_SIZE (1u << DCACHE_BITS)
-
-struct dcache_entry {
-	uint64_t key; /* gpa | mode << 62, 0 = empty */
-	struct insn insn;
-	uint8_t bytes[16]; /* padded for a two-word compare */
-};
+#define BCACHE_BITS 13
+#define BCACHE_SIZE (1u << BCACHE_BITS)
 
 struct soft_dcache {
-	struct dcache_entry e[DCACHE_SIZE];
+	struct soft_block b[BCACHE_SIZE];
 	uint64_t hits, misses;
 };
 
@@ -37,31 +34,14 @@ void soft_dcache_counts(const struct soft_dcache *c, uint64_t *hits, uint64_t *m
 	*misses = c ? c->misses : 0;
 }
 
-static unsigned dcache_index(uint64_t gpa)
+static unsigned bcache_index(uint64_t gpa)
 {
-	return (unsigned)((gpa ^ (gpa >> DCACHE_BITS)) & (DCACHE_SIZE - 1));
+	return (unsigned)((gpa ^ (gpa >> 12) ^ (gpa >> BCACHE_BITS)) & (BCACHE_SIZE - 1));
 }
 
-/* Equality of the first len (<= 15) bytes; reads 16 bytes from both, so
- * callers guarantee that much is readable. */
-static inline bool bytes16_equal(const uint8_t *a, const uint8_t *b, unsigned len)
-{
-	uint64_t a0, a1, b0, b1;
-	memcpy(&a0, a, 8);
-	memcpy(&b0, b, 8);
-	memcpy(&a1, a + 8, 8);
-	memcpy(&b1, b + 8, 8);
-	if (len <= 8) {
-		uint64_t m = len == 8 ? ~0ULL : (1ULL << (8 * len)) - 1;
-		return ((a0 ^ b0) & m) == 0;
-	}
-	uint64_t m = len == 16 ? ~0ULL : (1ULL << (8 * (len - 8))) - 1;
-	return a0 == b0 && ((a1 ^ b1) & m) == 0;
-}
-
-/* Where the instruction at RIP is: host pointer, guest-physical address
- * and offset in its page; NULL host for MMIO. Sequential fetches in 64-bit
- * mode reuse the current code page without a TLB lookup. */
+/* Where the instruction at RIP is: host pointer and guest-physical
+ * address; NULL host for MMIO. Sequential fetches in 64-bit mode reuse the
+ * current code page without a TLB lookup. */
 static const uint8_t *fetch_pointer(struct soft_cpu *cpu, uint64_t *gpa)
 {
 	uint64_t rip = cpu->s.rip;
@@ -85,37 +65,85 @@ static const uint8_t *fetch_pointer(struct soft_cpu *cpu, uint64_t *gpa)
 	return t->host + (la & 0xfff);
 }
 
-const struct insn *soft_decode_cached(struct soft_cpu *cpu)
+/* Whether execution never falls through past this instruction, so the
+ * block should end with it (decoding on would only waste work). */
+static bool ends_block(const struct insn *i)
+{
+	if (i->map == OPMAP_1B) {
+		switch (i->opcode) {
+		case 0xe8: case 0xe9: case 0xeb: case 0xea: case 0x9a: /* call, jmp */
+		case 0xc2: case 0xc3: case 0xca: case 0xcb: case 0xcf: /* ret, iret */
+		case 0xcc: case 0xcd: case 0xce: case 0xf4:            /* int, hlt */
+			return true;
+		case 0xff:
+			return i->reg >= 2 && i->reg <= 5; /* indirect call/jmp */
+		default:
+			return false;
+		}
+	}
+	if (i->map == OPMAP_0F) {
+		switch (i->opcode) {
+		case 0x05: case 0x07: case 0x34: case 0x35: /* syscall, sysret, sysenter, sysexit */
+		case 0x01: case 0x22: case 0x30:            /* system group, mov cr, wrmsr */
+			return true;
+		default:
+			return false;
+		}
+	}
+	return false;
+}
+
+static bool block_valid(const struct soft_block *b, uint64_t key, const uint8_t *code)
+{
+	return b->key == key && memcmp(b->bytes, code, b->nbytes) == 0;
+}
+
+/* Decodes from `code` (the rest of its page, `room` bytes) into b. A
+ * decoding failure just ends the block; the first instruction must decode. */
+static void block_build(struct soft_cpu *cpu, struct soft_block *b, const uint8_t *code,
+			unsigned room)
+{
+	unsigned pos = 0;
+	b->ninsns = 0;
+	while (b->ninsns < BLOCK_MAX_INSNS && pos < room) {
+		struct insn *i = &b->insn[b->ninsns];
+		unsigned avail = room - pos;
+		if (avail > BLOCK_MAX_BYTES - pos)
+			avail = BLOCK_MAX_BYTES - pos;
+		int len = soft_decode_buffer(cpu->optable, code + pos, avail, cpu->long64, cpu->def32, i);
+		if (len <= 0)
+			break;
+		pos += (unsigned)len;
+		b->ninsns++;
+		if (ends_block(i))
+			break;
+	}
+	b->nbytes = (uint16_t)pos;
+	memcpy(b->bytes, code, pos);
+}
+
+const struct soft_block *soft_block_lookup(struct soft_cpu *cpu)
 {
 	struct soft_dcache *c = cpu->dcache;
 	uint64_t gpa;
 	const uint8_t *code = fetch_pointer(cpu, &gpa);
-	unsigned page_off = (unsigned)(gpa & 0xfff);
 
-	if (!c || !code) {
-		soft_decode(cpu, &cpu->scratch);
-		return &cpu->scratch;
-	}
+	if (!c || !code)
+		return NULL;
 	uint64_t mode = (uint64_t)(cpu->long64 ? 2 : 0) | (cpu->def32 ? 1 : 0);
 	uint64_t key = gpa | (mode << 62) | (1ULL << 61);
-	struct dcache_entry *e = &c->e[dcache_index(gpa)];
+	struct soft_block *b = &c->b[bcache_index(gpa)];
 
-	if (e->key == key) {
-		bool same = page_off + 16 <= 0x1000 ? bytes16_equal(e->bytes, code, e->insn.len)
-						    : memcmp(e->bytes, code, e->insn.len) == 0;
-		if (same) {
-			c->hits++;
-			return &e->insn;
-		}
+	cpu->block_gpa_page = gpa & ~0xfffULL;
+	if (block_valid(b, key, code)) {
+		c->hits++;
+		return b;
 	}
 	c->misses++;
-	e->key = 0; /* the decode below may fault half-way */
-	soft_decode(cpu, &e->insn);
-	if (page_off + e->insn.len <= 0x1000) {
-		memcpy(e->bytes, code, e->insn.len);
-		e->key = key;
-	} else {
-		e->key = 0; /* crosses a page: never served from the cache */
-	}
-	return &e->insn;
+	b->key = 0;
+	block_build(cpu, b, code, 0x1000 - (unsigned)(gpa & 0xfff));
+	if (b->ninsns == 0)
+		return NULL; /* crosses the page or does not decode: the slow path faults properly */
+	b->key = key;
+	return b;
 }

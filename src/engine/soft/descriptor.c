@@ -15,6 +15,7 @@
 void soft_mode_changed(struct soft_cpu *cpu)
 {
 	cpu->code_la = ~0ULL; /* CPL or mode may differ: re-check fetch permissions */
+	cpu->block_abort = true;
 	const struct segment *cs = &cpu->s.seg[SEG_CS];
 	bool pe = cpu->s.cr0 & CR0_PE;
 	bool lma = pe && (cpu->s.cr0 & CR0_PG) && (cpu->s.efer & EFER_LME);

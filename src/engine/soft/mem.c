@@ -8,29 +8,7 @@
 
 /* ---- registers ---- */
 
-uint64_t reg_read(struct soft_cpu *cpu, unsigned reg, unsigned size, bool rex)
-{
-	if (size == 1 && !rex && reg >= 4 && reg < 8)
-		return (cpu->s.gpr[reg - 4] >> 8) & 0xff; /* AH, CH, DH, BH */
-	return cpu->s.gpr[reg & 15] & size_mask(size);
-}
 
-void reg_write(struct soft_cpu *cpu, unsigned reg, unsigned size, uint64_t v, bool rex)
-{
-	uint64_t *r;
-	if (size == 1 && !rex && reg >= 4 && reg < 8) {
-		r = &cpu->s.gpr[reg - 4];
-		*r = (*r & ~0xff00ULL) | ((v & 0xff) << 8);
-		return;
-	}
-	r = &cpu->s.gpr[reg & 15];
-	switch (size) {
-	case 1: *r = (*r & ~0xffULL) | (v & 0xff); break;
-	case 2: *r = (*r & ~0xffffULL) | (v & 0xffff); break;
-	case 4: *r = v & 0xffffffffULL; break; /* 32-bit writes zero-extend */
-	default: *r = v; break;
-	}
-}
 
 /* ---- effective addresses ---- */
 
@@ -127,6 +105,8 @@ static void lin_write_page(struct soft_cpu *cpu, uint64_t la, unsigned size, uin
 	const struct tlb_entry *e = mmu_translate(cpu, la, ACC_WRITE, sys);
 	if (e->host) {
 		memcpy(e->host + (la & 0xfff), &v, size);
+		if (e->gpa == cpu->block_gpa_page)
+			cpu->block_abort = true; /* code may have changed under the current block */
 	} else {
 		uint8_t data[8];
 		memcpy(data, &v, size);
@@ -262,32 +242,19 @@ static uint64_t seg_read_for_write(struct soft_cpu *cpu, unsigned seg, uint64_t 
 	return lin_read(cpu, la, size, ACC_READ);
 }
 
-uint64_t op_rm_read(struct soft_cpu *cpu, const struct insn *i, unsigned size)
+uint64_t op_rm_read_mem(struct soft_cpu *cpu, const struct insn *i, unsigned size)
 {
-	if (i->mod == 3)
-		return reg_read(cpu, i->rm, size, i->rex != 0);
 	if (i->def->flags & (OPF_LOCKOK | OPF_RMW))
 		return seg_read_for_write(cpu, i->seg, insn_ea(cpu, i), size);
 	return seg_read(cpu, i->seg, insn_ea(cpu, i), size);
 }
 
-void op_rm_write(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v)
+void op_rm_write_mem(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v)
 {
-	if (i->mod == 3)
-		reg_write(cpu, i->rm, size, v, i->rex != 0);
-	else
-		seg_write(cpu, i->seg, insn_ea(cpu, i), size, v);
+	seg_write(cpu, i->seg, insn_ea(cpu, i), size, v);
 }
 
-uint64_t op_reg_read(struct soft_cpu *cpu, const struct insn *i, unsigned size)
-{
-	return reg_read(cpu, i->reg, size, i->rex != 0);
-}
 
-void op_reg_write(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v)
-{
-	reg_write(cpu, i->reg, size, v, i->rex != 0);
-}
 
 /* ---- stack ---- */
 

@@ -182,14 +182,25 @@ struct insn {
 
 #define INSN_MAX_LEN 15
 
-/* The decoded-instruction cache (decode_cache.c). */
+/* Decoded blocks (decode_cache.c). */
+#define BLOCK_MAX_INSNS 32
+#define BLOCK_MAX_BYTES 256
+struct soft_block {
+	uint64_t key; /* guest-physical address | mode, 0 = empty */
+	uint8_t ninsns;
+	uint16_t nbytes;
+	uint8_t bytes[BLOCK_MAX_BYTES]; /* what the block was decoded from */
+	struct insn insn[BLOCK_MAX_INSNS];
+};
 struct soft_dcache;
 struct soft_dcache *soft_dcache_new(void);
 void soft_dcache_free(struct soft_dcache *c);
 void soft_dcache_counts(const struct soft_dcache *c, uint64_t *hits, uint64_t *misses);
-/* Like soft_decode(), through the cache; the result stays valid until the
- * next call. */
-const struct insn *soft_decode_cached(struct soft_cpu *cpu);
+/* The block starting at RIP (valid until the next lookup), or NULL when the
+ * instruction must be decoded on its own with soft_decode(): it crosses a
+ * page, runs from MMIO, or does not decode (soft_decode raises the fault).
+ * May raise #PF/#GP for the fetch itself. */
+const struct soft_block *soft_block_lookup(struct soft_cpu *cpu);
 
 /* Opcode lookup built once from the group tables, read-only afterwards:
  * for each (map, opcode), the range [first, first + count) of `defs`. */
@@ -258,16 +269,9 @@ bool phys_read(struct soft_cpu *cpu, uint64_t gpa, void *buf, unsigned len);
 
 /* ---- operands (mem.c) ---- */
 uint64_t insn_ea(struct soft_cpu *cpu, const struct insn *i); /* effective offset (no segment) */
-uint64_t op_rm_read(struct soft_cpu *cpu, const struct insn *i, unsigned size);
-void op_rm_write(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v);
-uint64_t op_reg_read(struct soft_cpu *cpu, const struct insn *i, unsigned size);
-void op_reg_write(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v);
-
-/* General registers by number with x86 sub-register rules: 8-bit numbers
- * 4-7 mean AH-BH unless a REX prefix is present; 32-bit writes zero the
- * upper half; 8/16-bit writes merge. */
-uint64_t reg_read(struct soft_cpu *cpu, unsigned reg, unsigned size, bool rex);
-void reg_write(struct soft_cpu *cpu, unsigned reg, unsigned size, uint64_t v, bool rex);
+/* The memory halves of op_rm_read/op_rm_write (below, inline). */
+uint64_t op_rm_read_mem(struct soft_cpu *cpu, const struct insn *i, unsigned size);
+void op_rm_write_mem(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v);
 
 static inline uint64_t size_mask(unsigned size)
 {
@@ -359,6 +363,8 @@ struct soft_cpu {
 	uint8_t *code_host; /* its host address */
 	uint64_t code_gpa;  /* its guest-physical address */
 	struct insn scratch; /* decoded form of an uncacheable instruction */
+	uint64_t block_gpa_page; /* page of the block being executed */
+	bool block_abort;        /* leave the block after this instruction */
 	struct soft_dcache *dcache;
 	const struct soft_optable *optable;
 	const struct guest_mem *mem;
@@ -370,6 +376,60 @@ struct soft_cpu {
 	 * and statistics as a KVM exit); see soft_engine.c. */
 	uint8_t io_buf[4096];
 };
+
+/* General registers by number with x86 sub-register rules: 8-bit numbers
+ * 4-7 mean AH-BH unless a REX prefix is present; 32-bit writes zero the
+ * upper half; 8/16-bit writes merge. Inline: they are on every
+ * instruction's path. */
+static inline uint64_t reg_read(struct soft_cpu *cpu, unsigned reg, unsigned size, bool rex)
+{
+	if (size == 1 && !rex && reg >= 4 && reg < 8)
+		return (cpu->s.gpr[reg - 4] >> 8) & 0xff; /* AH, CH, DH, BH */
+	return cpu->s.gpr[reg & 15] & size_mask(size);
+}
+
+static inline void reg_write(struct soft_cpu *cpu, unsigned reg, unsigned size, uint64_t v, bool rex)
+{
+	uint64_t *r;
+	if (size == 1 && !rex && reg >= 4 && reg < 8) {
+		r = &cpu->s.gpr[reg - 4];
+		*r = (*r & ~0xff00ULL) | ((v & 0xff) << 8);
+		return;
+	}
+	r = &cpu->s.gpr[reg & 15];
+	switch (size) {
+	case 1: *r = (*r & ~0xffULL) | (v & 0xff); break;
+	case 2: *r = (*r & ~0xffffULL) | (v & 0xffff); break;
+	case 4: *r = v & 0xffffffffULL; break;
+	default: *r = v; break;
+	}
+}
+
+/* ModRM operands: the register forms inline, memory out of line. */
+static inline uint64_t op_rm_read(struct soft_cpu *cpu, const struct insn *i, unsigned size)
+{
+	if (i->mod == 3)
+		return reg_read(cpu, i->rm, size, i->rex != 0);
+	return op_rm_read_mem(cpu, i, size);
+}
+
+static inline void op_rm_write(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v)
+{
+	if (i->mod == 3)
+		reg_write(cpu, i->rm, size, v, i->rex != 0);
+	else
+		op_rm_write_mem(cpu, i, size, v);
+}
+
+static inline uint64_t op_reg_read(struct soft_cpu *cpu, const struct insn *i, unsigned size)
+{
+	return reg_read(cpu, i->reg, size, i->rex != 0);
+}
+
+static inline void op_reg_write(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v)
+{
+	reg_write(cpu, i->reg, size, v, i->rex != 0);
+}
 
 /* Translates a linear address for an access by the current privilege
  * level (or as a supervisor access when `supervisor` is set: descriptor

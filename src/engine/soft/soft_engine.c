@@ -287,17 +287,18 @@ _Noreturn void soft_raise_noerr(struct soft_cpu *cpu, uint8_t vector)
 
 /* ---- the interpreter loop ---- */
 
-static void soft_step(struct soft_cpu *cpu)
+/* Executes one decoded instruction and commits its RIP. */
+static inline __attribute__((always_inline)) void soft_exec_one(struct soft_cpu *cpu, struct insn *i)
 {
-	/* Handlers never modify the decoded instruction (the cache owns it). */
-	struct insn *i = (struct insn *)soft_decode_cached(cpu);
 	cpu->next_rip = cpu->s.rip + i->len;
 	if (!cpu->long64)
 		cpu->next_rip &= cpu->def32 ? 0xffffffffULL : 0xffffULL;
 	i->def->exec(cpu, i);
 	cpu->s.rip = cpu->next_rip;
 	cpu->icount++;
+	cpu->exc.depth = 0; /* an instruction completed: no delivery in progress */
 }
+
 
 /* Takes a pending external interrupt if the CPU accepts one now. The hint
  * stays set while an interrupt may be pending, so it is re-examined when
@@ -324,24 +325,69 @@ static bool soft_take_interrupt(struct engine_vcpu *v)
 	return true;
 }
 
+/* At an instruction boundary: STI and MOV SS hold off interrupts until
+ * after the next instruction. Returns true if an interrupt was delivered. */
+static bool soft_boundary(struct engine_vcpu *v)
+{
+	struct soft_cpu *cpu = &v->cpu;
+	if (cpu->interrupt_shadow) {
+		cpu->interrupt_shadow = false;
+		return false;
+	}
+	/* The common case, inline: interrupts off or nothing hinted. */
+	if (!(cpu->s.rflags & FLAG_IF) || !atomic_load_explicit(&v->irq_hint, memory_order_relaxed))
+		return false;
+	return soft_take_interrupt(v);
+}
+
+/* Runs the decoded block at RIP for as long as execution falls through it,
+ * and at most *budget instructions. */
+static void soft_run_block(struct engine_vcpu *v, const struct soft_block *b, unsigned *budget)
+{
+	struct soft_cpu *cpu = &v->cpu;
+	unsigned k = 0;
+
+	while (k < b->ninsns && *budget) {
+		/* Handlers never modify a decoded instruction (the cache owns it). */
+		struct insn *i = (struct insn *)&b->insn[k];
+		uint64_t rip = cpu->s.rip;
+		uint64_t fall = rip + i->len;
+		if (!cpu->long64)
+			fall &= cpu->def32 ? 0xffffffffULL : 0xffffULL;
+		cpu->block_abort = false;
+		soft_exec_one(cpu, i);
+		(*budget)--;
+		if (cpu->block_abort || cpu->halted || cpu->shutdown)
+			return;
+		if (cpu->s.rip == fall)
+			k++;
+		else if (cpu->s.rip != rip)
+			return; /* a taken branch; REP repeats the same instruction (rip unchanged) */
+		if (soft_boundary(v))
+			return;
+	}
+}
+
 /* Runs at most `budget` instructions; stops early on a halt, shutdown or
  * kick. Faults longjmp out to soft_run_once. */
 static void soft_execute(struct engine_vcpu *v, unsigned budget)
 {
 	struct soft_cpu *cpu = &v->cpu;
-	for (unsigned n = 0; n < budget; n++) {
+	while (budget) {
 		if (cpu->halted || cpu->shutdown)
 			return;
-		/* STI and MOV SS hold off interrupts until after the next instruction. */
-		if (cpu->interrupt_shadow)
-			cpu->interrupt_shadow = false;
-		else
-			soft_take_interrupt(v);
-		soft_step(cpu);
-		cpu->exc.depth = 0; /* an instruction completed: no delivery in progress */
+		if (soft_boundary(v))
+			continue;
+		const struct soft_block *b = soft_block_lookup(cpu);
+		if (b) {
+			soft_run_block(v, b, &budget);
+			continue;
+		}
+		soft_decode(cpu, &cpu->scratch);
+		soft_exec_one(cpu, &cpu->scratch);
+		budget--;
 	}
 }
-
 static bool exc_contributory(uint8_t v)
 {
 	return v == EXC_DE || (v >= EXC_TS && v <= EXC_GP);
