@@ -197,7 +197,7 @@ struct dt_test {
 };
 
 struct dt_stats {
-	uint64_t tests, steps, faults, failures, oracle_skips;
+	uint64_t tests, steps, faults, failures, oracle_skips, oracle_timeouts;
 	uint64_t kvm_ns, soft_ns;
 };
 
@@ -219,6 +219,10 @@ struct dt_ctx {
 /* Runs one test on both engines. Returns 0 on agreement, 1 on a
  * divergence (reported on stdout), -errno on a tester failure. */
 int dt_run_test(struct dt_ctx *c, const struct dt_test *t);
+/* dt_run_test's result when the KVM side hit the watchdog. */
+#define DT_ORACLE_TIMEOUT 2
+/* dt_run_test, run once more after a watchdog timeout (see run.c). */
+int dt_run_test_retry(struct dt_ctx *c, const struct dt_test *t);
 
 /* ---- instruction groups and the random generator (gen.c) ---- */
 

@@ -214,7 +214,7 @@ static int run_corpus(struct dt_ctx *c, const struct options *o, const struct dt
 			dt_corpus_instantiate(ct, (enum dt_mode)m, &t, repro, sizeof(repro));
 			if (c->verbose)
 				printf("corpus %s\n", t.name);
-			rc = account(c, dt_run_test(c, &t), stop);
+			rc = account(c, dt_run_test_retry(c, &t), stop);
 			ran++;
 		}
 	}
@@ -253,7 +253,7 @@ static int run_generator(struct dt_ctx *c, const struct options *o, const struct
 				break;
 			if (c->verbose)
 				printf("generated %s (%zu bytes)\n", gen->test.name, gen->test.len);
-			rc = account(c, dt_run_test(c, &gen->test), stop);
+			rc = account(c, dt_run_test_retry(c, &gen->test), stop);
 		}
 		printf("difftest: generator: %u sequences in %s, %" PRIu64 " instructions\n", count,
 		       dt_mode_name(modes[m]), c->stats.steps - steps0);
@@ -335,8 +335,8 @@ int main(int argc, char **argv)
 	const struct dt_stats *s = &stats;
 	printf("difftest: %" PRIu64 " tests, %" PRIu64 " instructions compared, %" PRIu64
 	       " ended in an exception on both, %" PRIu64 " beyond the KVM emulator, %" PRIu64
-	       " divergent; %.1f s (kvm %.1f us/step, soft %.1f us/step)\n",
-	       s->tests, s->steps, s->faults, s->oracle_skips, s->failures, secs,
+	       " divergent, %" PRIu64 " KVM timeouts; %.1f s (kvm %.1f us/step, soft %.1f us/step)\n",
+	       s->tests, s->steps, s->faults, s->oracle_skips, s->failures, s->oracle_timeouts, secs,
 	       s->steps ? (double)s->kvm_ns / 1e3 / (double)s->steps : 0.0,
 	       s->steps ? (double)s->soft_ns / 1e3 / (double)s->steps : 0.0);
 	if (rc < 0)
