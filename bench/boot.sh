@@ -9,19 +9,8 @@ REPS=${REPS:-3}
 MEM=${MEM:-256M}
 append="console=ttyS0 panic=-1 quiet loglevel=0 shrike.cmd=$(printf "'true'" | base64 -w0)"
 
-now_ns() { date +%s%N; }
-best_s() {
-	local best=
-	for _ in $(seq "$REPS"); do
-		local t0 t1 ms
-		t0=$(now_ns)
-		"$@" >/dev/null 2>&1 </dev/null || true
-		t1=$(now_ns)
-		ms=$(((t1 - t0) / 1000000))
-		if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
-	done
-	python3 -c "print('%.2f' % ($best / 1000.0))"
-}
+. bench/lib.sh
+best_s() { python3 -c "print('%.2f' % ($(best_ms "$@") / 1000.0))"; }
 shrike() { build/shrike run --engine soft --memory "$MEM" -- true; }
 qemu() {
 	qemu-system-x86_64 -accel tcg -m "$MEM" -nodefaults -display none -serial stdio -no-reboot \

@@ -13,23 +13,10 @@ KERNEL=tests/guests/out/multiboot.elf
 mkdir -p build/bench
 cc -O2 -o build/bench/kvm-min bench/kvm-min.c
 
-now_ns() { date +%s%N; }
-# best_ms CMD... : best wall time of REPS runs, in milliseconds
-best_ms() {
-	local best=
-	for _ in $(seq "$REPS"); do
-		local t0 t1
-		t0=$(now_ns)
-		"$@" >/dev/null 2>&1 </dev/null || true
-		t1=$(now_ns)
-		local ms=$(((t1 - t0) / 1000000))
-		if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
-	done
-	echo "$best"
-}
+. bench/lib.sh
 per_exit_us() { python3 -c "print('%.3f' % (($2 - $1) * 1000.0 / $N))" "$1" "$2"; }
 
-shrike() { build/shrike run --kernel "$KERNEL" --append "ioloop=$1"; }
+shrike() { build/shrike run --engine kvm --kernel "$KERNEL" --append "ioloop=$1"; }
 qemu() {
 	qemu-system-x86_64 -accel kvm -M pc -m 256 -nodefaults -display none -serial none \
 		-device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$KERNEL" -append "ioloop=$1"

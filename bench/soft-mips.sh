@@ -10,19 +10,7 @@ N=${N:-20000000}
 REPS=${REPS:-3}
 KERNEL=tests/guests/out/pvh.elf
 
-now_ns() { date +%s%N; }
-best_ms() {
-	local best=
-	for _ in $(seq "$REPS"); do
-		local t0 t1 ms
-		t0=$(now_ns)
-		"$@" >/dev/null 2>&1 </dev/null || true
-		t1=$(now_ns)
-		ms=$(((t1 - t0) / 1000000))
-		if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
-	done
-	echo "$best"
-}
+. bench/lib.sh
 shrike() { build/shrike run --engine soft --kernel "$KERNEL" --append "spin=$1"; }
 qemu() {
 	qemu-system-x86_64 -accel tcg -m 256 -nodefaults -display none -serial none \

@@ -97,6 +97,28 @@ static inline enum vcpu_exit_kind harness_step(struct harness *h, unsigned n)
 	return x.kind;
 }
 
+/* The soft CPU behind the harness (it is the first member of its vCPU). */
+static inline struct soft_cpu *harness_cpu(struct harness *h) { return (struct soft_cpu *)h->vcpu; }
+
+#define HARNESS_IDT_ADDR 0x380000ULL
+#define HARNESS_HANDLERS 0x390000ULL /* the handler of vector v is at HANDLERS + 16 * v */
+
+/* 64-bit interrupt gates for vectors 0-31, each to its own address, so a
+ * test can tell which exception was raised from the RIP it ends at. */
+static inline void harness_install_idt64(struct harness *h)
+{
+	uint16_t cs = h->state.seg[SEG_CS].selector;
+	for (uint64_t v = 0; v < 32; v++) {
+		uint64_t off = HARNESS_HANDLERS + 16 * v;
+		uint64_t gate[2] = {(off & 0xffff) | (uint64_t)cs << 16 | 0x8eULL << 40 |
+					((off >> 16) & 0xffff) << 48,
+				    off >> 32};
+		guest_mem_write(&h->mem, HARNESS_IDT_ADDR + 16 * v, gate, sizeof(gate));
+	}
+	h->state.idt.base = HARNESS_IDT_ADDR;
+	h->state.idt.limit = 32 * 16 - 1;
+}
+
 static inline void harness_free(struct harness *h)
 {
 	soft_engine_ops.vcpu_destroy(h->vcpu);

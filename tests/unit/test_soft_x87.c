@@ -12,25 +12,13 @@
 
 #define CODE HARNESS_CODE_ADDR
 #define DATA HARNESS_DATA_ADDR
-#define IDT_ADDR 0x380000ULL
-#define HANDLERS 0x390000ULL /* the handler of vector v is at HANDLERS + 16 * v */
+#define IDT_ADDR HARNESS_IDT_ADDR
+#define HANDLERS HARNESS_HANDLERS
 
-static struct soft_cpu *cpu_of(struct harness *h) { return (struct soft_cpu *)h->vcpu; }
+#define cpu_of harness_cpu
 static struct fpu_state *fpu_of(struct harness *h) { return &cpu_of(h)->fpu; }
 
-static void install_idt64(struct harness *h)
-{
-	uint16_t cs = h->state.seg[SEG_CS].selector;
-	for (uint64_t v = 0; v < 32; v++) {
-		uint64_t off = HANDLERS + 16 * v;
-		uint64_t gate[2] = {(off & 0xffff) | (uint64_t)cs << 16 | 0x8eULL << 40 |
-					((off >> 16) & 0xffff) << 48,
-				    off >> 32};
-		guest_mem_write(&h->mem, IDT_ADDR + 16 * v, gate, sizeof(gate));
-	}
-	h->state.idt.base = IDT_ADDR;
-	h->state.idt.limit = 32 * 16 - 1;
-}
+#define install_idt64 harness_install_idt64
 
 static struct harness *x87_new(void)
 {
