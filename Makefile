@@ -50,7 +50,7 @@ $(BUILD)/fuzz/libshrike-fuzz.a: $(FUZZ_OBJS)
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libshrike-fuzz.a
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -Itests/fuzz -o $@ $< $(BUILD)/fuzz/libshrike-fuzz.a -lpthread
+	clang $(FUZZ_CFLAGS) -Itests/fuzz -Itests/unit -o $@ $< $(BUILD)/fuzz/libshrike-fuzz.a -lpthread
 
 fuzz: $(FUZZ_BINS)
 

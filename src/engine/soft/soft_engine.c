@@ -39,6 +39,7 @@ struct engine_vcpu {
 	struct engine *engine;
 	atomic_bool kicked;   /* stop requested: run() returns VCPU_EXIT_INTR */
 	atomic_bool irq_hint; /* the irqchip may have an interrupt for this vCPU */
+	bool halt_reported;   /* the current halt was reported as VCPU_EXIT_HLT */
 	bool single_step;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -490,12 +491,18 @@ static int soft_run(struct engine_vcpu *v, struct vcpu_exit *x)
 			return 0;
 		}
 		if (cpu->halted) {
-			/* Reported once, like KVM without an in-kernel LAPIC; then the
-			 * vCPU sleeps until something wakes it. */
-			x->kind = VCPU_EXIT_HLT;
+			/* Reported once, as soon as it happens (like KVM without an
+			 * in-kernel LAPIC); the next run() sleeps until an interrupt
+			 * or a kick wakes the vCPU. */
+			if (!v->halt_reported) {
+				v->halt_reported = true;
+				x->kind = VCPU_EXIT_HLT;
+				return 0;
+			}
 			soft_wait_while_halted(v);
-			return 0;
+			continue;
 		}
+		v->halt_reported = false;
 		if (v->single_step) {
 			soft_run_once(v, 1);
 			x->kind = cpu->shutdown ? VCPU_EXIT_SHUTDOWN : VCPU_EXIT_DEBUG;
