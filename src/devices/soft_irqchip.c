@@ -342,36 +342,42 @@ static bool lapic_claims(struct lapic *l, uint64_t gpa, unsigned size)
 	return l && lapic_hw_enabled(l) && in_window(gpa, size, lapic_mmio_base(l), LAPIC_MMIO_SIZE);
 }
 
-bool irqchip_mmio_read(struct soft_irqchip *chip, unsigned cpu, uint64_t gpa, uint8_t *data,
-		       unsigned size)
+/* The accessing vCPU's own LAPIC page, then the IOAPIC window; false if
+ * neither claims the access. */
+static bool irqchip_mmio(struct soft_irqchip *chip, unsigned cpu, uint64_t gpa, uint8_t *data,
+			 unsigned size, bool write)
 {
 	bool handled = true;
 	chip_lock(chip);
 	struct lapic *l = chip_lapic(chip, cpu);
-	if (lapic_claims(l, gpa, size))
-		lapic_mmio_read(l, gpa - lapic_mmio_base(l), data, size);
-	else if (in_window(gpa, size, LAYOUT_IOAPIC_ADDR, IOAPIC_MMIO_SIZE))
-		ioapic_mmio_read(&chip->ioapic, gpa - LAYOUT_IOAPIC_ADDR, data, size);
-	else
+	if (lapic_claims(l, gpa, size)) {
+		if (write)
+			lapic_mmio_write(l, gpa - lapic_mmio_base(l), data, size);
+		else
+			lapic_mmio_read(l, gpa - lapic_mmio_base(l), data, size);
+	} else if (in_window(gpa, size, LAYOUT_IOAPIC_ADDR, IOAPIC_MMIO_SIZE)) {
+		if (write)
+			ioapic_mmio_write(&chip->ioapic, gpa - LAYOUT_IOAPIC_ADDR, data, size);
+		else
+			ioapic_mmio_read(&chip->ioapic, gpa - LAYOUT_IOAPIC_ADDR, data, size);
+	} else {
 		handled = false;
+	}
 	chip_unlock(chip);
 	return handled;
+}
+
+bool irqchip_mmio_read(struct soft_irqchip *chip, unsigned cpu, uint64_t gpa, uint8_t *data,
+		       unsigned size)
+{
+	return irqchip_mmio(chip, cpu, gpa, data, size, false);
 }
 
 bool irqchip_mmio_write(struct soft_irqchip *chip, unsigned cpu, uint64_t gpa,
 			const uint8_t *data, unsigned size)
 {
-	bool handled = true;
-	chip_lock(chip);
-	struct lapic *l = chip_lapic(chip, cpu);
-	if (lapic_claims(l, gpa, size))
-		lapic_mmio_write(l, gpa - lapic_mmio_base(l), data, size);
-	else if (in_window(gpa, size, LAYOUT_IOAPIC_ADDR, IOAPIC_MMIO_SIZE))
-		ioapic_mmio_write(&chip->ioapic, gpa - LAYOUT_IOAPIC_ADDR, data, size);
-	else
-		handled = false;
-	chip_unlock(chip);
-	return handled;
+	/* The write paths only read data; the shared dispatcher takes it non-const. */
+	return irqchip_mmio(chip, cpu, gpa, (uint8_t *)data, size, true);
 }
 
 void irqchip_lapic_mmio_read(struct soft_irqchip *chip, unsigned cpu, uint64_t offset,

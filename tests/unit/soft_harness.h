@@ -119,6 +119,21 @@ static inline void harness_install_idt64(struct harness *h)
 	h->state.idt.limit = 32 * 16 - 1;
 }
 
+/* Places code at HARNESS_CODE_ADDR, starts there and single-steps n
+ * instructions, each of which must complete (no halt or shutdown). Only for
+ * cmocka test files (uses assert_int_equal). */
+#define harness_run_code(h, code, len, n)                                           \
+	do {                                                                        \
+		(h)->state.rip = HARNESS_CODE_ADDR;                                 \
+		harness_sync(h);                                                    \
+		harness_load((h), (code), (len));                                   \
+		assert_int_equal(harness_step((h), (n)), VCPU_EXIT_DEBUG);          \
+	} while (0)
+
+/* The CPU took exception `vector` through harness_install_idt64's gates. */
+#define harness_assert_fault(h, vector)                                             \
+	assert_int_equal((h)->state.rip, HARNESS_HANDLERS + 16 * (vector))
+
 static inline void harness_free(struct harness *h)
 {
 	soft_engine_ops.vcpu_destroy(h->vcpu);

@@ -30,19 +30,9 @@ static struct harness *sse_new(void)
 	return h;
 }
 
-/* Runs n instructions of `code` placed at CODE. */
-static void run(struct harness *h, const uint8_t *code, size_t len, unsigned n)
-{
-	h->state.rip = CODE;
-	harness_sync(h);
-	harness_load(h, code, len);
-	assert_int_equal(harness_step(h, n), VCPU_EXIT_DEBUG);
-}
+#define run harness_run_code
 
-static void assert_fault(struct harness *h, unsigned vector)
-{
-	assert_int_equal(h->state.rip, HANDLERS + 16 * vector);
-}
+#define assert_fault harness_assert_fault
 
 static void xset(struct harness *h, unsigned n, uint32_t d0, uint32_t d1, uint32_t d2, uint32_t d3)
 {

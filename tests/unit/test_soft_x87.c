@@ -30,18 +30,9 @@ static struct harness *x87_new(void)
 	return h;
 }
 
-static void run(struct harness *h, const uint8_t *code, size_t len, unsigned n)
-{
-	h->state.rip = CODE;
-	harness_sync(h);
-	harness_load(h, code, len);
-	assert_int_equal(harness_step(h, n), VCPU_EXIT_DEBUG);
-}
+#define run harness_run_code
 
-static void assert_fault(struct harness *h, unsigned vector)
-{
-	assert_int_equal(h->state.rip, HANDLERS + 16 * vector);
-}
+#define assert_fault harness_assert_fault
 
 static void put(struct harness *h, uint64_t gpa, const void *p, size_t n) { guest_mem_write(&h->mem, gpa, p, n); }
 static void get(struct harness *h, uint64_t gpa, void *p, size_t n) { guest_mem_read(&h->mem, gpa, p, n); }

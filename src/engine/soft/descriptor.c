@@ -346,16 +346,23 @@ static void call_far(struct soft_cpu *cpu, const struct insn *i, uint16_t sel, u
 	set_next_rip(cpu, ip);
 }
 
+/* The target of a far JMP/CALL: the ptr16:16/32 immediate of the direct
+ * form (EA, 9A), else the m16:16/32/64 memory operand (FF /5, FF /3). */
+static void far_target(struct soft_cpu *cpu, struct insn *i, uint64_t *off, uint16_t *sel)
+{
+	if (i->opcode == 0xea || i->opcode == 0x9a) {
+		*off = i->imm;
+		*sel = (uint16_t)i->imm2;
+	} else {
+		read_far_pointer(cpu, i, off, sel);
+	}
+}
+
 void sys_jmp_far(struct soft_cpu *cpu, struct insn *i) /* EA ptr16:16/32, FF /5 m16:16/32/64 */
 {
 	uint64_t off;
 	uint16_t sel;
-	if (i->opcode == 0xea) {
-		off = i->imm;
-		sel = (uint16_t)i->imm2;
-	} else {
-		read_far_pointer(cpu, i, &off, &sel);
-	}
+	far_target(cpu, i, &off, &sel);
 	jmp_far(cpu, i, sel, off);
 }
 
@@ -363,12 +370,7 @@ void sys_call_far(struct soft_cpu *cpu, struct insn *i) /* 9A ptr16:16/32, FF /3
 {
 	uint64_t off;
 	uint16_t sel;
-	if (i->opcode == 0x9a) {
-		off = i->imm;
-		sel = (uint16_t)i->imm2;
-	} else {
-		read_far_pointer(cpu, i, &off, &sel);
-	}
+	far_target(cpu, i, &off, &sel);
 	call_far(cpu, i, sel, off);
 }
 
