@@ -101,6 +101,9 @@ struct engine_ops {
 
 	int (*irq_line)(struct engine *engine, uint32_t gsi, int level);
 	int (*msi)(struct engine *engine, uint64_t addr, uint32_t data);
+	/* Optional: makes a write of len bytes at MMIO addr signal eventfd fd
+	 * without an exit (assign false removes it). NULL: such writes exit. */
+	int (*ioeventfd)(struct engine *engine, uint64_t addr, unsigned len, int fd, bool assign);
 };
 
 extern const struct engine_ops kvm_engine_ops;

@@ -106,8 +106,9 @@ struct pci_bar {
 	uint64_t mapped;        /* decoded address or PCI_BAR_UNMAPPED */
 };
 
-/* Callbacks into the function's owner; both optional. Called with the host
- * bridge's mutex held, after the write has been applied. */
+/* Callbacks into the function's owner; all optional. The configuration
+ * callbacks are called with the host bridge's mutex held, after the write
+ * has been applied. */
 struct pci_function_ops {
 	/* BAR `bar` moved from old_addr to new_addr (either may be
 	 * PCI_BAR_UNMAPPED): the owner unmaps/maps its range. */
@@ -115,6 +116,11 @@ struct pci_function_ops {
 	/* A guest wrote `size` bytes at `off` (e.g. for MSI-X's message
 	 * control: call msix_config_written() from here). */
 	void (*config_written)(void *owner, unsigned off, unsigned size);
+	/* A guest access to BAR `bar` at `off` (the whole access lies inside
+	 * the BAR; size 1, 2, 4 or 8). Called without the host's mutex. */
+	void (*bar_read)(void *owner, unsigned bar, uint64_t off, uint8_t *data, unsigned size);
+	void (*bar_write)(void *owner, unsigned bar, uint64_t off, const uint8_t *data,
+			  unsigned size);
 };
 
 struct pci_ids {

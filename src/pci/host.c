@@ -102,6 +102,7 @@ int pci_host_add(struct pci_host *h, unsigned dev, unsigned fn, struct pci_funct
 		pci_config_set(fn0, PCI_HEADER_TYPE, 1, type | PCI_HEADER_TYPE_MULTI_FUNCTION);
 	}
 	h->slot[dev][fn] = f;
+	h->present[h->npresent++] = f;
 	return 0;
 }
 
@@ -274,6 +275,78 @@ const struct bus_ops pci_host_cf8_ops = {pci_cf8_read, pci_cf8_write};
 const struct bus_ops pci_host_cfc_ops = {pci_cfc_read, pci_cfc_write};
 const struct bus_ops pci_host_ecam_ops = {pci_ecam_read, pci_ecam_write};
 
+/* ---- BAR windows ---- */
+
+struct pci_bar_hit {
+	struct pci_function *fn;
+	unsigned bar;
+	uint64_t off;
+};
+
+/* Finds the enabled BAR of the right kind that wholly contains the access. */
+static bool pci_host_find_bar(struct pci_host *h, bool io, uint64_t addr, unsigned size,
+			      struct pci_bar_hit *hit)
+{
+	bool found = false;
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < h->npresent && !found; i++) {
+		struct pci_function *f = h->present[i];
+		for (unsigned b = 0; b < PCI_NUM_BARS; b++) {
+			const struct pci_bar *bar = &f->bar[b];
+			if (bar->type == PCI_BAR_NONE || (bar->type == PCI_BAR_IO) != io ||
+			    bar->mapped == PCI_BAR_UNMAPPED || addr < bar->mapped ||
+			    addr - bar->mapped >= bar->size || size > bar->size - (addr - bar->mapped))
+				continue;
+			*hit = (struct pci_bar_hit){f, b, addr - bar->mapped};
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	return found;
+}
+
+/* Functions are never removed, so the owner's callback runs unlocked. */
+static void pci_window_read(struct pci_host *h, bool io, uint64_t addr, uint8_t *data,
+			    unsigned size)
+{
+	struct pci_bar_hit hit;
+	memset(data, 0xff, size);
+	if (pci_host_find_bar(h, io, addr, size, &hit) && hit.fn->ops && hit.fn->ops->bar_read)
+		hit.fn->ops->bar_read(hit.fn->owner, hit.bar, hit.off, data, size);
+}
+
+static void pci_window_write(struct pci_host *h, bool io, uint64_t addr, const uint8_t *data,
+			     unsigned size)
+{
+	struct pci_bar_hit hit;
+	if (pci_host_find_bar(h, io, addr, size, &hit) && hit.fn->ops && hit.fn->ops->bar_write)
+		hit.fn->ops->bar_write(hit.fn->owner, hit.bar, hit.off, data, size);
+}
+
+static void pci_mmio_window_read(void *opaque, uint64_t off, uint8_t *data, unsigned size)
+{
+	pci_window_read(opaque, false, LAYOUT_PCI_MMIO_START + off, data, size);
+}
+
+static void pci_mmio_window_write(void *opaque, uint64_t off, const uint8_t *data, unsigned size)
+{
+	pci_window_write(opaque, false, LAYOUT_PCI_MMIO_START + off, data, size);
+}
+
+static void pci_io_window_read(void *opaque, uint64_t off, uint8_t *data, unsigned size)
+{
+	pci_window_read(opaque, true, PCI_HOST_IO_START + off, data, size);
+}
+
+static void pci_io_window_write(void *opaque, uint64_t off, const uint8_t *data, unsigned size)
+{
+	pci_window_write(opaque, true, PCI_HOST_IO_START + off, data, size);
+}
+
+const struct bus_ops pci_host_mmio_window_ops = {pci_mmio_window_read, pci_mmio_window_write};
+const struct bus_ops pci_host_io_window_ops = {pci_io_window_read, pci_io_window_write};
+
 int pci_host_attach(struct pci_host *h, struct bus *pio, struct bus *mmio)
 {
 	int ret = bus_register(pio, PCI_HOST_PORT_ADDR, 4, "pci-cf8", &pci_host_cf8_ops, h);
@@ -282,6 +355,14 @@ int pci_host_attach(struct pci_host *h, struct bus *pio, struct bus *mmio)
 	ret = bus_register(pio, PCI_HOST_PORT_DATA, 4, "pci-cfc", &pci_host_cfc_ops, h);
 	if (ret < 0)
 		return ret;
-	return bus_register(mmio, LAYOUT_ECAM_ADDR, LAYOUT_ECAM_SIZE, "pci-ecam",
-			    &pci_host_ecam_ops, h);
+	ret = bus_register(mmio, LAYOUT_ECAM_ADDR, LAYOUT_ECAM_SIZE, "pci-ecam",
+			   &pci_host_ecam_ops, h);
+	if (ret < 0)
+		return ret;
+	ret = bus_register(mmio, LAYOUT_PCI_MMIO_START, LAYOUT_PCI_MMIO_END - LAYOUT_PCI_MMIO_START,
+			   "pci-mmio", &pci_host_mmio_window_ops, h);
+	if (ret < 0)
+		return ret;
+	return bus_register(pio, PCI_HOST_IO_START, PCI_HOST_IO_END - PCI_HOST_IO_START, "pci-io",
+			    &pci_host_io_window_ops, h);
 }

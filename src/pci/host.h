@@ -33,13 +33,14 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "arch/x86/layout.h"
 #include "pci/config.h"
 #include "vm/bus.h"
 
 #define PCI_HOST_PORT_ADDR 0xcf8
 #define PCI_HOST_PORT_DATA 0xcfc
-#define PCI_HOST_IO_START 0xc000u
-#define PCI_HOST_IO_END 0x10000u
+#define PCI_HOST_IO_START LAYOUT_PCI_IO_START
+#define PCI_HOST_IO_END LAYOUT_PCI_IO_END
 #define PCI_HOST_DEVICES 32u
 #define PCI_HOST_FUNCTIONS 8u
 
@@ -55,6 +56,8 @@ struct pci_host {
 	uint32_t cf8;
 	struct pci_function bridge;
 	struct pci_function *slot[PCI_HOST_DEVICES][PCI_HOST_FUNCTIONS];
+	struct pci_function *present[PCI_HOST_DEVICES * PCI_HOST_FUNCTIONS];
+	unsigned npresent;
 	uint64_t mmio_next; /* BAR allocator cursors */
 	uint64_t io_next;
 };
@@ -77,12 +80,20 @@ uint32_t pci_host_config_read(struct pci_host *h, unsigned bus, unsigned dev, un
 void pci_host_config_write(struct pci_host *h, unsigned bus, unsigned dev, unsigned fn,
 			   unsigned reg, unsigned size, uint32_t value);
 
-/* Registers CF8 (4 ports) and CFC (4 ports) on the port bus and the ECAM
- * window on the MMIO bus. */
+/* Registers CF8 (4 ports) and CFC (4 ports) on the port bus, the ECAM
+ * window on the MMIO bus, and the BAR windows: [LAYOUT_PCI_MMIO_START,
+ * LAYOUT_PCI_MMIO_END) on the MMIO bus and [PCI_HOST_IO_START,
+ * PCI_HOST_IO_END) on the port bus. An access in a window goes to the
+ * function whose enabled BAR decodes it (bar_read/bar_write), so BARs can
+ * move at run time while the buses stay fixed; an access no BAR decodes,
+ * or one straddling a BAR's end, reads as all-ones and is ignored. A BAR
+ * the guest moves outside the windows decodes nothing. */
 int pci_host_attach(struct pci_host *h, struct bus *pio, struct bus *mmio);
 
 extern const struct bus_ops pci_host_cf8_ops; /* at PCI_HOST_PORT_ADDR, 4 ports */
 extern const struct bus_ops pci_host_cfc_ops; /* at PCI_HOST_PORT_DATA, 4 ports */
 extern const struct bus_ops pci_host_ecam_ops; /* at LAYOUT_ECAM_ADDR, LAYOUT_ECAM_SIZE */
+extern const struct bus_ops pci_host_mmio_window_ops; /* at LAYOUT_PCI_MMIO_START */
+extern const struct bus_ops pci_host_io_window_ops;   /* at PCI_HOST_IO_START */
 
 #endif

@@ -312,6 +312,17 @@ static void test_mcfg(void **state)
 					0x00, 0x00, 0x00, 0x10, 0x79, 0x00};
 	assert_true(contains(d + 36, len - 36, pnp0c02, sizeof(pnp0c02)));
 	assert_true(contains(d + 36, len - 36, mem32, sizeof(mem32)));
+
+	/* The root bridge PNP0A08 with the bus range, the BAR window and _PRT. */
+	static const uint8_t pnp0a08[] = {0x0c, 0x41, 0xd0, 0x0a, 0x08};
+	static const uint8_t buses[] = {0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0x00, 0x00,
+					0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x01};
+	static const uint8_t window[] = {0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0, 0, 0, 0,
+					 0x00, 0x00, 0x00, 0xc0, 0xff, 0xff, 0xff, 0xdf};
+	assert_true(contains(d + 36, len - 36, pnp0a08, sizeof(pnp0a08)));
+	assert_true(contains(d + 36, len - 36, buses, sizeof(buses)));
+	assert_true(contains(d + 36, len - 36, window, sizeof(window)));
+	assert_true(contains(d + 36, len - 36, (const uint8_t *)"_PRT", 4));
 }
 
 static void test_bad_config(void **state)

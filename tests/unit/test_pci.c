@@ -36,6 +36,10 @@ struct remap_log {
 struct owner {
 	struct remap_log remap;
 	struct msix *msix;
+	unsigned bar_accesses;
+	unsigned last_bar;
+	uint64_t last_off;
+	uint64_t last_write;
 };
 
 static void owner_bar_remap(void *opaque, unsigned bar, uint64_t old_addr, uint64_t new_addr)
@@ -54,7 +58,31 @@ static void owner_config_written(void *opaque, unsigned off, unsigned size)
 		msix_config_written(o->msix, off, size);
 }
 
-static const struct pci_function_ops owner_ops = {owner_bar_remap, owner_config_written};
+static void owner_bar_read(void *opaque, unsigned bar, uint64_t off, uint8_t *data, unsigned size)
+{
+	struct owner *o = opaque;
+	o->bar_accesses++;
+	o->last_bar = bar;
+	o->last_off = off;
+	bus_data_put(data, size, 0xa5a5a5a5a5a5a5a5ULL);
+}
+
+static void owner_bar_write(void *opaque, unsigned bar, uint64_t off, const uint8_t *data,
+			    unsigned size)
+{
+	struct owner *o = opaque;
+	o->bar_accesses++;
+	o->last_bar = bar;
+	o->last_off = off;
+	o->last_write = bus_data_get(data, size);
+}
+
+static const struct pci_function_ops owner_ops = {
+	.bar_remap = owner_bar_remap,
+	.config_written = owner_config_written,
+	.bar_read = owner_bar_read,
+	.bar_write = owner_bar_write,
+};
 
 #define MAX_MSIS 16
 struct msi_log {
@@ -796,6 +824,53 @@ static void test_host_attach(void **state)
 	host_fixture_free(f);
 }
 
+/* BAR windows: accesses reach the BAR that decodes them, follow the BAR
+ * when the guest moves it, and stop when decoding is disabled. */
+static void test_host_bar_windows(void **state)
+{
+	(void)state;
+	struct host_fixture *f = host_fixture_new();
+	struct bus pio, mmio;
+	bus_init(&pio, "pio");
+	bus_init(&mmio, "mmio");
+	assert_int_equal(pci_host_attach(&f->h, &pio, &mmio), 0);
+	uint64_t bar3 = f->fn->bar[3].mapped, io = f->fn->bar[2].mapped;
+	assert_true(bar3 >= LAYOUT_PCI_MMIO_START && bar3 < LAYOUT_PCI_MMIO_END);
+	uint8_t b[8];
+	assert_true(bus_read(&mmio, bar3 + 0x10, b, 4) >= 0);
+	assert_int_equal(bus_data_get(b, 4), 0xa5a5a5a5);
+	assert_int_equal(f->o.last_bar, 3);
+	assert_int_equal(f->o.last_off, 0x10);
+	bus_data_put(b, 2, 0x1234);
+	assert_true(bus_write(&pio, io + 6, b, 2) >= 0);
+	assert_int_equal(f->o.last_bar, 2);
+	assert_int_equal(f->o.last_off, 6);
+	assert_int_equal(f->o.last_write, 0x1234);
+
+	/* Straddling the BAR's end: nobody is called, reads are all-ones. */
+	unsigned before = f->o.bar_accesses;
+	assert_true(bus_read(&mmio, bar3 + 0x100000 - 2, b, 4) >= 0);
+	assert_int_equal(bus_data_get(b, 4), 0xffffffff);
+	assert_int_equal(f->o.bar_accesses, before);
+
+	/* The guest moves BAR 3: the old address decodes nothing. */
+	uint64_t moved = LAYOUT_PCI_MMIO_END - 0x100000;
+	pci_host_config_write(&f->h, 0, 3, 0, PCI_BAR0 + 12, 4, (uint32_t)moved);
+	assert_int_equal(f->fn->bar[3].mapped, moved);
+	assert_true(bus_read(&mmio, bar3, b, 4) >= 0);
+	assert_int_equal(bus_data_get(b, 4), 0xffffffff);
+	assert_true(bus_read(&mmio, moved + 8, b, 8) >= 0);
+	assert_int_equal(f->o.last_off, 8);
+
+	/* Memory decode off: nothing decodes. */
+	before = f->o.bar_accesses;
+	pci_host_config_write(&f->h, 0, 3, 0, PCI_COMMAND, 2, PCI_COMMAND_IO);
+	assert_true(bus_read(&mmio, moved + 8, b, 4) >= 0);
+	assert_int_equal(bus_data_get(b, 4), 0xffffffff);
+	assert_int_equal(f->o.bar_accesses, before);
+	host_fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -816,6 +891,7 @@ int main(void)
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_host_bar_assignment),
 		cmocka_unit_test(test_host_attach),
+		cmocka_unit_test(test_host_bar_windows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

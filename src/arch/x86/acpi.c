@@ -261,8 +261,90 @@ static uint64_t ecam_window_size(const struct acpi_ecam *e)
 	return ((uint64_t)e->bus_end - e->bus_start + 1) << 20;
 }
 
+/* Word Address Space Descriptor (§6.4.3.5.3): a producer range with fixed
+ * minimum and maximum; type 1 I/O (ISA and non-ISA ranges), 2 bus numbers. */
+static void dsdt_word_range(struct aml *a, uint8_t type, uint16_t min, uint16_t max)
+{
+	uint8_t d[16] = {0x88, 0x0d, 0x00, type, 0x0c, type == 1 ? 0x03 : 0x00};
+	put16(d, 8, min);
+	put16(d, 10, max);
+	put16(d, 14, (uint16_t)(max - min + 1));
+	aml_bytes(a, d, sizeof(d));
+}
+
+/* DWord Address Space Descriptor (§6.4.3.5.2): a read/write,
+ * non-cacheable memory window with fixed minimum and maximum. */
+static void dsdt_dword_mem(struct aml *a, uint32_t min, uint32_t max)
+{
+	uint8_t d[26] = {0x87, 0x17, 0x00, 0x00, 0x0c, 0x01};
+	put32(d, 10, min);
+	put32(d, 14, max);
+	put32(d, 22, max - min + 1);
+	aml_bytes(a, d, sizeof(d));
+}
+
+/* _CRS of the root bridge: its bus range, CF8-CFF, the I/O below and above it
+ * and the 32-bit BAR window. Emitted as a Buffer, as ASL's
+ * ResourceTemplate compiles to. */
+static void dsdt_pci_crs(struct aml *a, const struct acpi_ecam *e)
+{
+	static const uint8_t cf8[] = {0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08};
+	static const uint8_t end[] = {0x79, 0x00};
+	uint8_t buf[128];
+	struct aml body;
+	aml_init(&body, buf, sizeof(buf));
+	dsdt_word_range(&body, 2, e->bus_start, e->bus_end);
+	aml_bytes(&body, cf8, sizeof(cf8));
+	dsdt_word_range(&body, 1, 0x0000, 0x0cf7);
+	dsdt_word_range(&body, 1, 0x0d00, 0xffff);
+	dsdt_dword_mem(&body, (uint32_t)LAYOUT_PCI_MMIO_START, (uint32_t)LAYOUT_PCI_MMIO_END - 1);
+	aml_bytes(&body, end, sizeof(end));
+	aml_name(a, "_CRS");
+	aml_buffer(a, buf, body.len);
+}
+
+/* _PRT (§6.2.13): Package(){Address (slot << 16 | 0xffff), Pin, Source 0,
+ * GSI} for every slot's four pins, per layout_pci_intx_gsi(). */
+static void dsdt_pci_prt(struct aml *a)
+{
+	aml_name(a, "_PRT");
+	aml_package_begin(a, 31 * 4);
+	for (unsigned slot = 1; slot < 32; slot++) {
+		for (unsigned pin = 0; pin < 4; pin++) {
+			aml_package_begin(a, 4);
+			aml_integer(a, (uint64_t)slot << 16 | 0xffff);
+			aml_integer(a, pin);
+			aml_integer(a, 0);
+			aml_integer(a, layout_pci_intx_gsi(slot, pin));
+			aml_end(a);
+		}
+	}
+	aml_end(a);
+}
+
+/* The PCI root bridge (PNP0A08, compatible PNP0A03) of segment 0, so the
+ * guest enumerates bus 0 and routes INTx without a BIOS. */
+static void dsdt_pci_root(struct aml *a, const struct acpi_ecam *e)
+{
+	aml_device_begin(a, "PCI0");
+	aml_name(a, "_HID");
+	aml_eisaid(a, "PNP0A08");
+	aml_name(a, "_CID");
+	aml_eisaid(a, "PNP0A03");
+	aml_name(a, "_UID");
+	aml_integer(a, 0);
+	aml_name(a, "_SEG");
+	aml_integer(a, e->segment);
+	aml_name(a, "_BBN");
+	aml_integer(a, e->bus_start);
+	dsdt_pci_crs(a, e);
+	dsdt_pci_prt(a);
+	aml_end(a);
+}
+
 /* The namespace: \_S5 for poweroff (SLP_TYP 5, matching acpi_pm), COM1,
- * and with ECAM a motherboard-resource device reserving its window. */
+ * and with ECAM the PCI root bridge and a motherboard-resource device
+ * reserving the ECAM window. */
 static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 {
 	aml_name(a, "\\_S5");
@@ -282,6 +364,7 @@ static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 	dsdt_uart_crs(a, PORT_COM1, IRQ_COM1);
 	aml_end(a);
 	if (cfg->ecam.enabled) {
+		dsdt_pci_root(a, &cfg->ecam);
 		aml_device_begin(a, "ECAM");
 		aml_name(a, "_HID");
 		aml_eisaid(a, "PNP0C02");

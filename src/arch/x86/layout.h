@@ -50,4 +50,18 @@
 #define IRQ_COM1               4
 #define IRQ_ACPI_SCI           9
 
+/* PCI I/O window for BARs (below it: legacy ports and CF8/CFC). */
+#define LAYOUT_PCI_IO_START    0xc000u
+#define LAYOUT_PCI_IO_END      0x10000u
+
+/* Legacy INTx routing of bus 0, published in the DSDT's _PRT: slot s, pin
+ * p (0 = INTA#) goes to IOAPIC input 16 + ((s + p) mod 8), level-triggered
+ * and active-low as PCI interrupts are. Slots 1..8 get distinct GSIs for
+ * INTA#, so single-function devices there never share a line. */
+#define LAYOUT_PCI_GSI_BASE    16u
+static inline uint32_t layout_pci_intx_gsi(unsigned slot, unsigned pin)
+{
+	return LAYOUT_PCI_GSI_BASE + ((slot + pin) & 7u);
+}
+
 #endif

@@ -350,6 +350,15 @@ static int kvm_msi(struct engine *e, uint64_t addr, uint32_t data)
 	return ioctl(e->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
 }
 
+/* A guest write of `len` bytes at MMIO `addr` signals `fd` in the kernel,
+ * without an exit to user space (virtio queue notifications). */
+static int kvm_ioeventfd(struct engine *e, uint64_t addr, unsigned len, int fd, bool assign)
+{
+	struct kvm_ioeventfd io = {
+	    .addr = addr, .len = len, .fd = fd, .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN};
+	return ioctl(e->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
 const struct engine_ops kvm_engine_ops = {
     .name = "kvm",
     .available = kvm_available,
@@ -364,4 +373,5 @@ const struct engine_ops kvm_engine_ops = {
     .set_single_step = kvm_set_single_step,
     .irq_line = kvm_irq_line,
     .msi = kvm_msi,
+    .ioeventfd = kvm_ioeventfd,
 };
