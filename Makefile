@@ -64,6 +64,7 @@ guests:
 e2e: all guests
 	tests/e2e/run.sh
 	tests/e2e/linux-soft.sh
+	tests/e2e/virtio.sh
 
 # One-time host setup (packages), then the default Debian guest.
 deps:
@@ -107,6 +108,7 @@ bench: all guests guest
 	bench/io-exit.sh
 	bench/soft-mips.sh
 	bench/boot.sh
+	bench/virtio.sh
 
 clean:
 	rm -rf $(BUILD)

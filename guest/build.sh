@@ -182,6 +182,7 @@ build_initrd() {
 	mknod -m 600 "$root/dev/console" c 5 1
 	install -m 755 "$HERE/init" "$root/init"
 	install -m 755 "$OUT/outb" "$root/sbin/outb"
+	install -m 755 "$HERE/lspci" "$root/usr/bin/lspci"
 
 	declare -gA MODULE_FILE=()
 	LOAD_ORDER=""
@@ -230,7 +231,7 @@ main() {
 			-no-pie -fno-asynchronous-unwind-tables -Wall -Wextra -Werror \
 			-Wl,--build-id=none -Wl,-n -s -o "$OUT/outb" "$HERE/outb.c"
 	fi
-	if stale "$OUT/initrd.cpio.gz" "$HERE/init" "$HERE/build.sh" "$OUT/outb" "$kdeb" "$bbdeb"; then
+	if stale "$OUT/initrd.cpio.gz" "$HERE/init" "$HERE/lspci" "$HERE/build.sh" "$OUT/outb" "$kdeb" "$bbdeb"; then
 		build_initrd
 	fi
 	log "ready for $RELEASE:"

@@ -9,6 +9,7 @@ packages=(
 	busybox-static cpio zstd xz-utils gzip lz4 binutils
 	qemu-system-x86   # the peer shrike is measured against in bench/, never part of shrike
 	iproute2 python3
+	socat             # the host end of the virtio-net TCP tests and benchmarks
 )
 
 missing=()

@@ -11,8 +11,8 @@
 #include "util/parse.h"
 
 #define CMDLINE_MAX 2048 /* Linux's COMMAND_LINE_SIZE on x86 */
-#define DEFAULT_APPEND "console=ttyS0 panic=-1 quiet loglevel=0"
-#define DEFAULT_APPEND_VERBOSE "console=ttyS0 earlyprintk=serial panic=-1 loglevel=7"
+#define DEFAULT_APPEND "panic=-1 quiet loglevel=0"
+#define DEFAULT_APPEND_VERBOSE "earlyprintk=serial panic=-1 loglevel=7"
 
 void cli_usage(FILE *out)
 {
@@ -28,6 +28,12 @@ void cli_usage(FILE *out)
 	      "  -m, --memory SIZE     guest memory, e.g. 256M, 2G (default 256M; bare number = MiB)\n"
 	      "  -c, --cpus N          number of vCPUs, 1-255 (default 1)\n"
 	      "  -e, --engine NAME     kvm, soft or auto (default auto)\n"
+	      "  -d, --disk FILE[,ro]  a raw disk image as virtio-blk (repeatable; /dev/vda, ...)\n"
+	      "  -n, --net tap=NAME[,mac=MAC][,mtu=N][,offload=on|off]\n"
+	      "                        a virtio-net device on host tap device NAME (repeatable;\n"
+	      "                        MAC default 52:54:00:12:34:56 + index)\n"
+	      "      --console KIND    serial (8250 UART, default) or virtio (hvc0)\n"
+	      "      --no-rng          no virtio-rng device (default: one, fed by getrandom)\n"
 	      "  -s, --stats           print exit statistics when the VM stops\n"
 	      "  -v, --verbose         say what shrike does (twice: debug); with the default\n"
 	      "                        guest, also let the kernel print its boot messages\n"
@@ -40,14 +46,52 @@ void cli_usage(FILE *out)
 	      out);
 }
 
+enum { CLI_OPT_CONSOLE = 256, CLI_OPT_NO_RNG };
+
 static const struct option long_options[] = {
     {"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'i'},
     {"append", required_argument, NULL, 'a'}, {"memory", required_argument, NULL, 'm'},
     {"cpus", required_argument, NULL, 'c'},   {"engine", required_argument, NULL, 'e'},
     {"stats", no_argument, NULL, 's'},        {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+    {"disk", required_argument, NULL, 'd'},   {"net", required_argument, NULL, 'n'},
+    {"console", required_argument, NULL, CLI_OPT_CONSOLE},
+    {"no-rng", no_argument, NULL, CLI_OPT_NO_RNG},
     {NULL, 0, NULL, 0},
 };
+
+/* FILE[,ro]: the file name may itself contain commas; only a final ",ro"
+ * is an option. */
+static int cli_disk(struct cli *cli, const char *arg, struct errmsg *err)
+{
+	if (cli->cfg.ndisks == VM_MAX_DISKS)
+		return errmsg_set(err, EINVAL, "at most %d --disk options", VM_MAX_DISKS);
+	struct vm_disk_config *d = &cli->cfg.disk[cli->cfg.ndisks];
+	size_t len = strlen(arg);
+	if (len == 0 || !strcmp(arg, ",ro"))
+		return errmsg_set(err, EINVAL, "--disk: expected FILE or FILE,ro");
+	d->path = arg;
+	if (len > 3 && !strcmp(arg + len - 3, ",ro")) {
+		char *copy = strndup(arg, len - 3);
+		if (!copy)
+			return errmsg_set(err, ENOMEM, "out of memory");
+		cli->owned[cli->nowned++] = copy;
+		d->path = copy;
+		d->readonly = true;
+	}
+	cli->cfg.ndisks++;
+	return 0;
+}
+
+static int cli_net(struct cli *cli, const char *arg, struct errmsg *err)
+{
+	if (cli->cfg.nnets == VM_MAX_NETS)
+		return errmsg_set(err, EINVAL, "at most %d --net options", VM_MAX_NETS);
+	int r = net_opts_parse(arg, &cli->cfg.net[cli->cfg.nnets], err);
+	if (!r)
+		cli->cfg.nnets++;
+	return r;
+}
 
 static int cli_option(struct cli *cli, int opt, const char *arg, struct errmsg *err)
 {
@@ -88,6 +132,21 @@ static int cli_option(struct cli *cli, int opt, const char *arg, struct errmsg *
 		if (strcmp(arg, "kvm") && strcmp(arg, "soft") && strcmp(arg, "auto"))
 			return errmsg_set(err, EINVAL, "--engine '%s': expected kvm, soft or auto", arg);
 		cli->cfg.engine = arg;
+		return 0;
+	case 'd':
+		return cli_disk(cli, arg, err);
+	case 'n':
+		return cli_net(cli, arg, err);
+	case CLI_OPT_CONSOLE:
+		if (!strcmp(arg, "serial"))
+			cli->cfg.console = VM_CONSOLE_SERIAL;
+		else if (!strcmp(arg, "virtio"))
+			cli->cfg.console = VM_CONSOLE_VIRTIO;
+		else
+			return errmsg_set(err, EINVAL, "--console '%s': expected serial or virtio", arg);
+		return 0;
+	case CLI_OPT_NO_RNG:
+		cli->cfg.no_rng = true;
 		return 0;
 	case 's':
 		cli->cfg.stats = true;
@@ -137,7 +196,7 @@ int cli_parse(struct cli *cli, int argc, char **argv, struct errmsg *err)
 	int sub_argc = argc - 1;
 	char **sub_argv = argv + 1;
 	int opt;
-	while ((opt = getopt_long(sub_argc, sub_argv, "+k:i:a:m:c:e:svhV", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(sub_argc, sub_argv, "+k:i:a:m:c:e:d:n:svhV", long_options, NULL)) != -1) {
 		if (opt == '?' || opt == ':')
 			return errmsg_set(err, EINVAL, "unknown option or missing argument: '%s' (see shrike --help)",
 					  sub_argv[optind - 1]);
@@ -208,8 +267,12 @@ int cli_finish(struct cli *cli, const char *guest_dir, struct errmsg *err)
 		cli->cfg.kernel = kernel_path;
 		if (cli->cfg.ninitrd == 0)
 			cli->cfg.initrd[cli->cfg.ninitrd++] = initrd_path;
-		if (!base)
-			base = cli->verbosity ? DEFAULT_APPEND_VERBOSE : DEFAULT_APPEND;
+		if (!base) {
+			snprintf(cli->default_append, sizeof(cli->default_append), "console=%s %s",
+				 cli->cfg.console == VM_CONSOLE_VIRTIO ? "hvc0" : "ttyS0",
+				 cli->verbosity ? DEFAULT_APPEND_VERBOSE : DEFAULT_APPEND);
+			base = cli->default_append;
+		}
 	}
 	if (!base)
 		base = "";
@@ -231,6 +294,9 @@ int cli_finish(struct cli *cli, const char *guest_dir, struct errmsg *err)
 
 void cli_free(struct cli *cli)
 {
+	for (unsigned i = 0; i < cli->nowned; i++)
+		free(cli->owned[i]);
+	cli->nowned = 0;
 	free(cli->cfg.cmdline);
 	cli->cfg.cmdline = NULL;
 }

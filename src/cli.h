@@ -21,6 +21,9 @@ struct cli {
 	int ncommand;
 	char default_kernel[4096]; /* storage for the default guest's paths */
 	char default_initrd[4096];
+	char default_append[256];
+	char *owned[VM_MAX_DISKS]; /* strings built while parsing, freed by cli_free */
+	unsigned nowned;
 };
 
 int cli_parse(struct cli *cli, int argc, char **argv, struct errmsg *err);

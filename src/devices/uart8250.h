@@ -23,6 +23,13 @@ struct char_sink {
 	void *opaque;
 };
 
+/* Where host console input goes (the UART or virtio-console): accepts up
+ * to len bytes and returns how many it took; thread-safe. */
+struct char_input {
+	size_t (*receive)(void *opaque, const uint8_t *data, size_t len);
+	void *opaque;
+};
+
 struct uart8250 {
 	pthread_mutex_t lock;
 	const struct irq_ctl *irq;

@@ -3,7 +3,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 #include <strings.h>
 
 static int parse_digits(const char *s, uint64_t *value, const char **end)
@@ -80,32 +79,5 @@ int parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	if (v < min || v > max)
 		return -ERANGE;
 	*out = v;
-	return 0;
-}
-
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int parse_mac(const char *s, uint8_t mac[6])
-{
-	uint8_t m[6];
-	for (unsigned i = 0; i < 6; i++) {
-		int hi = hex_digit(s[0]), lo = hi < 0 ? -1 : hex_digit(s[1]);
-		if (lo < 0 || s[2] != (i == 5 ? '\0' : ':'))
-			return -EINVAL;
-		m[i] = (uint8_t)(hi << 4 | lo);
-		s += 3;
-	}
-	if (m[0] & 1)
-		return -EINVAL;
-	memcpy(mac, m, 6);
 	return 0;
 }

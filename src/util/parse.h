@@ -12,9 +12,5 @@ int parse_size(const char *s, uint64_t *out);
 /* A decimal count in [min, max]. */
 int parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
-/* "52:54:00:12:34:56" (hex pairs separated by ':', either case) into mac.
- * -EINVAL for anything else, and for a multicast address (bit 0 of the
- * first byte), which cannot be a NIC's own. */
-int parse_mac(const char *s, uint8_t mac[6]);
 
 #endif

@@ -60,6 +60,8 @@ static void vpci_config_changed(void *opaque)
 	vpci_interrupt(t, t->config_vector, VIRTIO_ISR_CONFIG);
 }
 
+static void vpci_unwatch_all(struct virtio_pci *t);
+
 /* §2.1.2: the device sets DEVICE_NEEDS_RESET and notifies a config change. */
 static void vpci_failed(void *opaque, const char *why)
 {
@@ -69,6 +71,7 @@ static void vpci_failed(void *opaque, const char *why)
 	log_warn("%s: %s; the device needs a reset", t->ops->name, why);
 	t->status |= VIRTIO_STATUS_NEEDS_RESET;
 	t->active = false;
+	vpci_unwatch_all(t); /* a readable fd would otherwise spin the I/O thread */
 	vpci_config_changed(t);
 }
 
@@ -150,11 +153,22 @@ static void vpci_activate(struct virtio_pci *t)
 		.transport = t,
 	};
 	int r = t->ops->activate(t->dev, &t->ctx);
-	t->active = r == 0;
+	/* The device may have called ctx->failed() from activate() and still
+	 * returned 0: it stays stopped then. */
+	t->active = r == 0 && !(t->status & VIRTIO_STATUS_NEEDS_RESET);
 	if (r) {
 		t->ops->reset(t->dev);
 		vpci_failed(t, "activation failed");
 	}
+}
+
+/* §3.1.1: FEATURES_OK sticks for a subset of the offer that includes
+ * VERSION_1 (modern only), once the driver has set DRIVER. */
+static bool vpci_features_acceptable(const struct virtio_pci *t, uint8_t status)
+{
+	return !(t->driver_features & ~t->offered) &&
+	       (t->driver_features & (1ULL << VIRTIO_F_VERSION_1)) &&
+	       (status & VIRTIO_STATUS_DRIVER);
 }
 
 /* §2.1.1/§3.1.1: the status only grows, FEATURES_OK needs an acceptable
@@ -171,13 +185,8 @@ static void vpci_write_status(struct virtio_pci *t, uint8_t v)
 		return;
 	}
 	uint8_t added = v & ~t->status;
-	if (added & VIRTIO_STATUS_FEATURES_OK) {
-		bool ok = !(t->driver_features & ~t->offered) &&
-			  (t->driver_features & (1ULL << VIRTIO_F_VERSION_1)) &&
-			  (v & VIRTIO_STATUS_DRIVER);
-		if (!ok)
-			v &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
-	}
+	if ((added & VIRTIO_STATUS_FEATURES_OK) && !vpci_features_acceptable(t, v))
+		v &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
 	if ((added & VIRTIO_STATUS_DRIVER_OK) && !(v & VIRTIO_STATUS_FEATURES_OK))
 		v &= (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
 	/* The guest cannot raise NEEDS_RESET itself. */
@@ -338,6 +347,12 @@ static bool vpci_in(uint64_t off, unsigned size, uint64_t start, uint64_t len)
 	return off >= start && off - start < len && size <= len - (off - start);
 }
 
+/* The bus passes any size 1..8; devices are promised 1, 2, 4 or 8. */
+static bool vpci_size_ok(unsigned size)
+{
+	return size == 1 || size == 2 || size == 4 || size == 8;
+}
+
 static void vpci_device_read(struct virtio_pci *t, uint64_t off, uint8_t *data, unsigned size)
 {
 	if (vpci_in(off, size, 0, t->ops->config_size) && t->ops->config_read)
@@ -358,8 +373,10 @@ static uint8_t vpci_read_isr(struct virtio_pci *t)
 
 void virtio_pci_bar_read(struct virtio_pci *t, uint64_t off, uint8_t *data, unsigned size)
 {
+	if (size > 8)
+		size = 8;
 	memset(data, 0, size);
-	if (size == 0 || size > 8)
+	if (!vpci_size_ok(size))
 		return;
 	if (msix_mmio_read(&t->msix, VPCI_BAR, off, data, size))
 		return;
@@ -380,6 +397,7 @@ static void vpci_kick(struct virtio_pci *t, unsigned q)
 {
 	if (q < t->ops->num_queues && t->q[q].kickfd >= 0) {
 		uint64_t one = 1;
+		__atomic_fetch_add(&t->stats.mmio_notifies, 1, __ATOMIC_RELAXED);
 		if (write(t->q[q].kickfd, &one, sizeof(one)) < 0)
 			log_debug("%s: kick queue %u: %s", t->ops->name, q, strerror(errno));
 	}
@@ -387,7 +405,7 @@ static void vpci_kick(struct virtio_pci *t, unsigned q)
 
 void virtio_pci_bar_write(struct virtio_pci *t, uint64_t off, const uint8_t *data, unsigned size)
 {
-	if (size == 0 || size > 8)
+	if (!vpci_size_ok(size))
 		return;
 	if (msix_mmio_write(&t->msix, VPCI_BAR, off, data, size))
 		return;
@@ -665,6 +683,10 @@ int virtio_pci_start(struct virtio_pci *t, const struct virtio_notify_hook *hook
 		r = vpci_epoll_add(t->epfd, t->q[i].kickfd, VPCI_EPOLL_KICK | i);
 	if (!r)
 		r = vpci_epoll_add(t->epfd, t->stopfd, VPCI_EPOLL_STOP);
+	/* A device activated by virtio_pci_load() before the thread existed
+	 * may already watch fds. */
+	for (unsigned i = 0; !r && i < t->nwatched; i++)
+		r = vpci_epoll_add(t->epfd, t->watched[i], VPCI_EPOLL_WATCH | (uint32_t)t->watched[i]);
 	if (!r && hook) {
 		t->hook = *hook;
 		t->notify_base = t->fn.bar[VPCI_BAR].mapped;
@@ -718,6 +740,7 @@ int virtio_pci_save(struct virtio_pci *t, struct snapbuf *out)
 	snapbuf_put_u64(out, t->driver_features);
 	snapbuf_put_u16(out, t->config_vector);
 	snapbuf_put_u8(out, t->config_generation);
+	snapbuf_put_u8(out, t->isr);
 	snapbuf_put_u8(out, (uint8_t)t->ops->num_queues);
 	for (unsigned i = 0; i < t->ops->num_queues; i++)
 		vpci_save_queue(out, &t->q[i], &t->vq[i]);
@@ -757,10 +780,28 @@ static int vpci_load_queue(struct virtio_pci *t, struct snapbuf *in, unsigned i)
 	return 0;
 }
 
+/* A status the guest could have reached with the loaded features
+ * (vpci_write_status): FEATURES_OK only for an acceptable set, DRIVER_OK
+ * only after FEATURES_OK. */
+static bool vpci_status_valid(const struct virtio_pci *t, uint8_t status)
+{
+	if ((status & VIRTIO_STATUS_FEATURES_OK) && !vpci_features_acceptable(t, status))
+		return false;
+	return !(status & VIRTIO_STATUS_DRIVER_OK) || (status & VIRTIO_STATUS_FEATURES_OK);
+}
+
+/* Restores the INTx state: a level the guest has not acknowledged yet. */
+static void vpci_restore_isr(struct virtio_pci *t, uint8_t isr)
+{
+	t->isr = isr;
+	if (isr)
+		irq_set_level(t->irq, t->intx_gsi, 1);
+}
+
 int virtio_pci_load(struct virtio_pci *t, struct snapbuf *in)
 {
 	uint16_t id, config_vector;
-	uint8_t status, nq;
+	uint8_t status, nq, isr;
 	uint64_t features;
 	pthread_mutex_lock(&t->lock);
 	vpci_reset(t);
@@ -770,13 +811,18 @@ int virtio_pci_load(struct virtio_pci *t, struct snapbuf *in)
 	snapbuf_get_u64(in, &features);
 	snapbuf_get_u16(in, &config_vector);
 	snapbuf_get_u8(in, &t->config_generation);
+	snapbuf_get_u8(in, &isr);
 	int r = snapbuf_get_u8(in, &nq);
+	/* Unoffered feature bits are refused with FEATURES_OK only (in
+	 * vpci_status_valid): before it they are just what the guest wrote. */
 	if (!r && (id != t->ops->device_id || nq != t->ops->num_queues ||
-		   (features & ~t->offered)))
+		   (isr & ~(VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG))))
 		r = -EINVAL;
 	if (!r) {
 		t->driver_features = features;
 		t->config_vector = vpci_vector(t, config_vector);
+		if (!vpci_status_valid(t, status))
+			r = -EINVAL;
 	}
 	for (unsigned i = 0; !r && i < nq; i++)
 		r = vpci_load_queue(t, in, i);
@@ -786,6 +832,7 @@ int virtio_pci_load(struct virtio_pci *t, struct snapbuf *in)
 		t->status = status & (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
 		if (status & VIRTIO_STATUS_DRIVER_OK)
 			vpci_write_status(t, status);
+		vpci_restore_isr(t, isr);
 	} else {
 		vpci_reset(t);
 	}

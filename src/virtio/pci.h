@@ -119,7 +119,9 @@ struct vpci_queue {
 };
 
 struct virtio_pci_stats {
-	uint64_t notifies, interrupts;
+	uint64_t notifies;      /* queue notifications handled by the I/O thread */
+	uint64_t mmio_notifies; /* of which arrived as MMIO writes (no ioeventfd) */
+	uint64_t interrupts;    /* MSI-X messages or INTx assertions requested */
 };
 
 struct virtio_pci {

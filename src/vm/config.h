@@ -7,9 +7,20 @@
 #include <stdint.h>
 
 #include "boot/boot.h"
+#include "virtio/net.h"
 
 #define VM_MAX_VCPUS 255 /* xAPIC IDs in the MADT */
 #define VM_DEFAULT_MEMORY (256ULL << 20)
+#define VM_MAX_DISKS 8
+#define VM_MAX_NETS 4
+
+struct vm_disk_config {
+	const char *path;
+	bool readonly;
+};
+
+
+enum vm_console_kind { VM_CONSOLE_SERIAL, VM_CONSOLE_VIRTIO };
 
 struct vm_config {
 	const char *kernel;
@@ -20,6 +31,12 @@ struct vm_config {
 	unsigned ncpus;
 	const char *engine;  /* "kvm", "soft" or "auto" */
 	bool stats;
+	struct vm_disk_config disk[VM_MAX_DISKS];
+	unsigned ndisks;
+	struct net_opts net[VM_MAX_NETS]; /* an all-zero MAC: derived from the index */
+	unsigned nnets;
+	enum vm_console_kind console;
+	bool no_rng;
 };
 
 #endif

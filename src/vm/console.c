@@ -58,11 +58,11 @@ size_t console_filter_escape(struct console *c, uint8_t *buf, size_t len, bool *
 	return out;
 }
 
-/* Hands bytes to the UART, waiting while its buffer is full. */
+/* Hands bytes to the console device, waiting while its buffer is full. */
 static bool console_feed(struct console *c, const uint8_t *buf, size_t len)
 {
 	while (len) {
-		size_t n = uart8250_receive(c->uart, buf, len);
+		size_t n = c->input.receive(c->input.opaque, buf, len);
 		buf += n;
 		len -= n;
 		if (len) {
@@ -120,9 +120,10 @@ static void console_enter_raw(struct console *c)
 		c->raw = true;
 }
 
-int console_start(struct console *c, struct uart8250 *uart, void (*quit)(void *), void *opaque)
+int console_start(struct console *c, struct char_input input, void (*quit)(void *),
+		  void *opaque)
 {
-	c->uart = uart;
+	c->input = input;
 	c->quit = quit;
 	c->quit_opaque = opaque;
 	if (fcntl(c->in_fd, F_GETFD) < 0)

@@ -25,14 +25,15 @@ struct console {
 	pthread_t thread;
 	int wake[2]; /* self-pipe that ends the input thread */
 	bool escape_pending;
-	struct uart8250 *uart;
+	struct char_input input;
 	void (*quit)(void *opaque);
 	void *quit_opaque;
 };
 
 void console_init(struct console *c, int in_fd, int out_fd);
 struct char_sink console_sink(struct console *c);
-int console_start(struct console *c, struct uart8250 *uart, void (*quit)(void *), void *opaque);
+int console_start(struct console *c, struct char_input input, void (*quit)(void *),
+		  void *opaque);
 void console_stop(struct console *c);
 
 /* Filters a chunk of terminal input for the escape sequence; returns the

@@ -95,6 +95,9 @@ static int vm_create_devices(struct vm *vm)
 	    (r = fw_cfg_attach(&d->fw_cfg, &vm->pio)) ||
 	    (r = acpi_pm_attach(&d->acpi_pm, &vm->pio)))
 		log_error("cannot register the platform devices: %s", strerror(-r));
+	if (!r)
+		r = vm_pci_create(&vm->pci, vm->cfg, &vm->mem, &vm->irq, &vm->pio, &vm->mmio,
+				  console_sink(&vm->console));
 	return r;
 }
 
@@ -133,7 +136,10 @@ static void vm_free_images(struct boot_input *in)
 static int vm_load_guest(struct vm *vm, struct cpu_state *entry)
 {
 	struct e820_map e820;
-	struct acpi_config acpi = {.ncpus = vm->nvcpus};
+	struct acpi_config acpi = {
+		.ncpus = vm->nvcpus,
+		.ecam = {.enabled = true, .base = LAYOUT_ECAM_ADDR, .bus_start = 0, .bus_end = 0},
+	};
 	struct boot_input in;
 	struct errmsg err = {{0}};
 	int r;
@@ -224,6 +230,19 @@ static int vm_create_engine(struct vm *vm)
 	return r;
 }
 
+static int vm_engine_ioeventfd(void *opaque, uint64_t addr, unsigned len, int fd, bool assign)
+{
+	struct vm *vm = opaque;
+	return vm->eops->ioeventfd(vm->engine, addr, len, fd, assign);
+}
+
+/* Device I/O threads start once the engine can take their interrupts. */
+static int vm_start_io(struct vm *vm)
+{
+	const struct virtio_notify_hook hook = {vm_engine_ioeventfd, vm};
+	return vm_pci_start(&vm->pci, vm->eops->ioeventfd ? &hook : NULL);
+}
+
 static void vm_destroy_engine(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
@@ -254,6 +273,7 @@ static void vm_print_stats(struct vm *vm, double seconds)
 		stats_add(sum, &vm->vcpu[i].stats);
 	}
 	stats_print(stderr, sum, &vm->pio, &vm->mmio, seconds);
+	vm_pci_print_stats(stderr, &vm->pci);
 	free(sum);
 }
 
@@ -296,6 +316,18 @@ static void vm_wait_for_stop(struct vm *vm, int sigfd)
 	pthread_mutex_unlock(&vm->stop_lock);
 }
 
+static size_t vm_uart_receive(void *opaque, const uint8_t *data, size_t len)
+{
+	return uart8250_receive(opaque, data, len);
+}
+
+static struct char_input vm_console_input(struct vm *vm)
+{
+	if (vm->pci.console)
+		return vm_pci_console_input(&vm->pci);
+	return (struct char_input){vm_uart_receive, &vm->dev.com1};
+}
+
 /* Runs the vCPU threads until a stop request, then brings them all down. */
 static int vm_execute(struct vm *vm)
 {
@@ -304,7 +336,7 @@ static int vm_execute(struct vm *vm)
 	int sigfd = vm_block_stop_signals();
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = console_start(&vm->console, &vm->dev.com1, vm_console_quit, vm);
+	r = console_start(&vm->console, vm_console_input(vm), vm_console_quit, vm);
 	if (r)
 		log_warn("console input unavailable: %s", strerror(-r));
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
@@ -348,6 +380,7 @@ static int vm_init(struct vm *vm, const struct vm_config *cfg)
 
 static void vm_fini(struct vm *vm)
 {
+	vm_pci_destroy(&vm->pci); /* its I/O threads use the engine */
 	vm_destroy_engine(vm);
 	vm_destroy_devices(vm);
 	guest_mem_destroy(&vm->mem);
@@ -370,7 +403,7 @@ int vm_run(const struct vm_config *cfg)
 	/* The guest is loaded before the engine exists so that a bad image or
 	 * option is reported the same way with or without /dev/kvm. */
 	if (vm_create_devices(vm) || vm_load_guest(vm, &entry) || vm_create_engine(vm) ||
-	    vm_create_vcpus(vm) || vm_enter_boot_state(vm, &entry))
+	    vm_create_vcpus(vm) || vm_enter_boot_state(vm, &entry) || vm_start_io(vm))
 		goto out;
 	vm_execute(vm);
 	status = vm->exit_status;

@@ -24,6 +24,7 @@
 #include "vm/console.h"
 #include "vm/irq.h"
 #include "vm/memory.h"
+#include "vm/pci_devices.h"
 #include "vm/power.h"
 #include "vm/stats.h"
 
@@ -57,6 +58,7 @@ struct vm {
 	struct irq_ctl irq;
 	struct power_ctl power;
 	struct vm_devices dev;
+	struct vm_pci pci;
 	struct console console;
 
 	const struct engine_ops *eops;

@@ -118,6 +118,68 @@ static void test_rejects(void **state)
 		     "at most");
 }
 
+static void test_device_options(void **state)
+{
+	(void)state;
+	struct cli cli;
+	struct errmsg err = {{0}};
+	assert_int_equal(parse(&cli,
+			       ARGV("run", "-k", "k", "--disk", "a.img", "-d", "b,c.img,ro", "--net",
+				    "tap=tap0,mac=52:54:00:00:00:07", "-n", "tap=tap1",
+				    "--console", "virtio", "--no-rng"),
+			       &err),
+			 0);
+	assert_int_equal(cli.cfg.ndisks, 2);
+	assert_string_equal(cli.cfg.disk[0].path, "a.img");
+	assert_false(cli.cfg.disk[0].readonly);
+	assert_string_equal(cli.cfg.disk[1].path, "b,c.img"); /* only a final ,ro is an option */
+	assert_true(cli.cfg.disk[1].readonly);
+	assert_int_equal(cli.cfg.nnets, 2);
+	assert_string_equal(cli.cfg.net[0].ifname, "tap0");
+	assert_int_equal(cli.cfg.net[0].mac[5], 7);
+	assert_string_equal(cli.cfg.net[1].ifname, "tap1");
+	assert_int_equal(cli.cfg.net[1].mac[0], 0); /* none given: chosen per device later */
+	assert_int_equal(cli.cfg.console, VM_CONSOLE_VIRTIO);
+	assert_true(cli.cfg.no_rng);
+	cli_free(&cli);
+
+	expect_error(ARGV("run", "--disk", ",ro"), "--disk");
+	expect_error(ARGV("run", "--net", "mac=52:54:00:00:00:01"), "tap=NAME");
+	expect_error(ARGV("run", "--net", "tap=t0,mac=01:00:00:00:00:01"), "--net");
+	expect_error(ARGV("run", "--console", "vga"), "--console");
+}
+
+/* With the default guest, the kernel's console follows --console. */
+static void test_default_console(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/shrike-cli-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[64];
+	const char *files[] = {"vmlinuz", "initrd.cpio.gz"};
+	for (unsigned i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		fclose(f);
+	}
+	struct cli cli;
+	struct errmsg err = {{0}};
+	assert_int_equal(parse(&cli, ARGV("run", "--console", "virtio"), &err), 0);
+	assert_int_equal(cli_finish(&cli, dir, &err), 0);
+	assert_non_null(strstr(cli.cfg.cmdline, "console=hvc0 "));
+	cli_free(&cli);
+	assert_int_equal(parse(&cli, ARGV("run"), &err), 0);
+	assert_int_equal(cli_finish(&cli, dir, &err), 0);
+	assert_non_null(strstr(cli.cfg.cmdline, "console=ttyS0 "));
+	cli_free(&cli);
+	for (unsigned i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 static void test_default_guest_missing(void **state)
 {
 	(void)state;
@@ -149,7 +211,8 @@ int main(void)
 	    cmocka_unit_test(test_run_options),   cmocka_unit_test(test_defaults_and_command),
 	    cmocka_unit_test(test_command_quoting), cmocka_unit_test(test_help_version),
 	    cmocka_unit_test(test_rejects),       cmocka_unit_test(test_default_guest_missing),
-	    cmocka_unit_test(test_cmdline_too_long),
+	    cmocka_unit_test(test_cmdline_too_long), cmocka_unit_test(test_device_options),
+	    cmocka_unit_test(test_default_console),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
