@@ -291,17 +291,23 @@ static void blk_queue_notify(void *dev, unsigned q)
 	if (vq_is_broken(vq))
 		return; /* already reported through failed() */
 	bool rechecked = false;
+	unsigned budget = VIRTIO_BLK_QUEUE_SIZE; /* chains per call, then requeue */
 	int r;
 	do {
 		unsigned served = 0;
 		vq_set_notify(vq, false);
-		while ((r = vq_pop(vq, &b->chain)) == 1) {
+		while (served < budget && (r = vq_pop(vq, &b->chain)) == 1) {
 			vq_push(vq, &b->chain, virtio_blk_handle(b, &b->chain));
 			served++;
 		}
 		vq_set_notify(vq, true);
 		if (served)
 			b->ctx.used(b->ctx.transport, q);
+		if (served == budget) {
+			b->ctx.requeue(b->ctx.transport, q);
+			return;
+		}
+		budget -= served;
 		if (rechecked && !served && r == 0) {
 			b->stats.avail_went_back++;
 			if (blk_log_this(b->stats.avail_went_back))

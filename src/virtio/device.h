@@ -63,6 +63,10 @@ struct virtio_queue_ctx {
 	/* Starts/stops calling fd_ready() when `fd` is readable (for example a
 	 * tap device, while there are receive buffers). */
 	int (*watch_fd)(void *transport, int fd, bool on);
+	/* Calls queue_notify(q) again soon, from the I/O thread's loop: lets a
+	 * device that spent its work budget release the mutex and go on later
+	 * (a driver that keeps the ring full must not starve resets). */
+	void (*requeue)(void *transport, unsigned q);
 	void *transport;
 };
 

@@ -139,6 +139,13 @@ static void vpci_reset(struct virtio_pci *t)
 	}
 }
 
+static void vpci_kick(struct virtio_pci *t, unsigned q);
+
+static void vpci_requeue(void *opaque, unsigned q)
+{
+	vpci_kick(opaque, q);
+}
+
 static void vpci_activate(struct virtio_pci *t)
 {
 	t->ctx = (struct virtio_queue_ctx){
@@ -150,6 +157,7 @@ static void vpci_activate(struct virtio_pci *t)
 		.config_changed = vpci_config_changed,
 		.failed = vpci_failed,
 		.watch_fd = vpci_watch_fd,
+		.requeue = vpci_requeue,
 		.transport = t,
 	};
 	int r = t->ops->activate(t->dev, &t->ctx);
@@ -397,7 +405,6 @@ static void vpci_kick(struct virtio_pci *t, unsigned q)
 {
 	if (q < t->ops->num_queues && t->q[q].kickfd >= 0) {
 		uint64_t one = 1;
-		__atomic_fetch_add(&t->stats.mmio_notifies, 1, __ATOMIC_RELAXED);
 		if (write(t->q[q].kickfd, &one, sizeof(one)) < 0)
 			log_debug("%s: kick queue %u: %s", t->ops->name, q, strerror(errno));
 	}
@@ -411,6 +418,7 @@ void virtio_pci_bar_write(struct virtio_pci *t, uint64_t off, const uint8_t *dat
 		return;
 	if (vpci_in(off, size, VPCI_NOTIFY_OFF, VIRTIO_MAX_QUEUES * VPCI_NOTIFY_MULT)) {
 		/* No lock: the eventfd is fixed from init to destroy. */
+		__atomic_fetch_add(&t->stats.mmio_notifies, 1, __ATOMIC_RELAXED);
 		vpci_kick(t, (unsigned)(off - VPCI_NOTIFY_OFF) / VPCI_NOTIFY_MULT);
 		return;
 	}

@@ -243,6 +243,13 @@ static void check_config(void)
 	virtio_blk_ops.config_read(&st->blk, VIRTIO_BLK_CONFIG_SIZE - 1, b, 8);
 }
 
+/* The device ran out of budget; the next round of the loop below goes on. */
+static void fuzz_requeue(void *transport, unsigned q)
+{
+	(void)transport;
+	(void)q;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!st && fuzz_init())
@@ -302,6 +309,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    .nvq = 1,
 		    .used = fuzz_used,
 		    .failed = fuzz_failed,
+		    .requeue = fuzz_requeue,
 		    .transport = st,
 		};
 		if (virtio_blk_ops.activate(&st->blk, &ctx))

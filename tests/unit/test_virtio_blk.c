@@ -262,6 +262,12 @@ static void make_image(char *path, size_t size, uint8_t fill)
 	close(fd);
 }
 
+static void fake_requeue(void *transport, unsigned q)
+{
+	(void)transport;
+	(void)q;
+}
+
 static void enable_queue(struct fx *f, uint64_t features)
 {
 	memset(gp(f, 0, 0x50000), 0, 0x50000);
@@ -275,6 +281,7 @@ static void enable_queue(struct fx *f, uint64_t features)
 	    .nvq = 1,
 	    .used = fake_used,
 	    .failed = fake_failed,
+	    .requeue = fake_requeue,
 	    .transport = f,
 	};
 	assert_int_equal(virtio_blk_ops.activate(&f->blk, &f->ctx), 0);

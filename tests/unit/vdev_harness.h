@@ -38,6 +38,7 @@ struct vh {
 	const char *failed_why;
 	int watched_fd;  /* -1: none */
 	unsigned watch_calls;
+	unsigned requeue_calls;
 	int watch_result; /* what watch_fd() returns */
 };
 
@@ -74,6 +75,13 @@ static inline int vh_watch_fd_cb(void *transport, int fd, bool on)
 	return 0;
 }
 
+static inline void vh_requeue_cb(void *transport, unsigned q)
+{
+	struct vh *h = transport;
+	(void)q;
+	h->requeue_calls++;
+}
+
 static inline int vh_init(struct vh *h, unsigned nvq)
 {
 	memset(h, 0, sizeof(*h));
@@ -90,6 +98,7 @@ static inline int vh_init(struct vh *h, unsigned nvq)
 		.config_changed = vh_config_changed_cb,
 		.failed = vh_failed_cb,
 		.watch_fd = vh_watch_fd_cb,
+		.requeue = vh_requeue_cb,
 		.transport = h,
 	};
 	return 0;
