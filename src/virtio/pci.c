@@ -693,8 +693,10 @@ int virtio_pci_start(struct virtio_pci *t, const struct virtio_notify_hook *hook
 		r = vpci_epoll_add(t->epfd, t->stopfd, VPCI_EPOLL_STOP);
 	/* A device activated by virtio_pci_load() before the thread existed
 	 * may already watch fds. */
-	for (unsigned i = 0; !r && i < t->nwatched; i++)
-		r = vpci_epoll_add(t->epfd, t->watched[i], VPCI_EPOLL_WATCH | (uint32_t)t->watched[i]);
+	for (unsigned i = 0; !r && i < t->nwatched; i++) {
+		int fd = t->watched[i];
+		r = vpci_epoll_add(t->epfd, fd, VPCI_EPOLL_WATCH | (uint32_t)fd);
+	}
 	if (!r && hook) {
 		t->hook = *hook;
 		t->notify_base = t->fn.bar[VPCI_BAR].mapped;
@@ -834,8 +836,11 @@ int virtio_pci_load(struct virtio_pci *t, struct snapbuf *in)
 	}
 	for (unsigned i = 0; !r && i < nq; i++)
 		r = vpci_load_queue(t, in, i);
-	if (!r && t->ops->load)
+	if (!r && t->ops->load) {
 		r = t->ops->load(t->dev, in);
+		if (r)
+			t->ops->reset(t->dev); /* drop whatever part it took */
+	}
 	if (!r) {
 		t->status = status & (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
 		if (status & VIRTIO_STATUS_DRIVER_OK)
