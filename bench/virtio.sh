@@ -7,10 +7,11 @@
 #     namespace made here;
 # for shrike (`--engine auto`: the soft engine on this host) and for QEMU's
 # TCG emulator from Debian with virtio-blk-pci / virtio-net-pci on the same
-# kernel, initramfs, images and commands. Figures come from the guest's own
-# clock (dd's report, /proc/uptime) and the host's dd.
+# kernel, initramfs, images and commands. Guest figures are timed with the
+# guest's own clock (/proc/uptime, 10 ms resolution; both engines' clocks
+# follow the host's), host figures are the host dd's report.
 # Needs root (network namespace, tap devices).
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 MEM=${MEM:-256M}
 MIB=1048576
@@ -19,23 +20,24 @@ NET_MIB=${NET_MIB:-32}
 SHRIKE=$(realpath build/shrike)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+[ "$(id -u)" = 0 ] || { echo "bench/virtio.sh: needs root (network namespace, tap)" >&2; exit 1; }
 
 head -c $((DISK_MIB * MIB)) /dev/urandom >"$TMP/read.img"
 truncate -s $((DISK_MIB * MIB)) "$TMP/write.img"
 head -c $((NET_MIB * MIB)) /dev/zero >"$TMP/net-send"
 
-# dd's "N bytes (...) copied, S seconds, R" line -> "R" in MB/s.
+# The host's dd: "N bytes (...) copied, S s, R" -> MB/s.
 dd_rate() { sed -n 's/.*copied, \([0-9.]*\) s[a-z]*, .*/\1/p' | head -1 |
 	awk -v b=$((DISK_MIB * MIB)) '$1 > 0 { printf "%.1f", b / $1 / 1e6 }'; }
 
 GUEST='
-dd if=/dev/vda of=/dev/null bs=1M iflag=direct 2>&1 | sed -n "s/^/read: /p"
-dd if=/dev/zero of=/dev/vdb bs=1M count='$DISK_MIB' oflag=direct 2>&1 | sed -n "s/^/write: /p"
+t() { cut -d" " -f1 /proc/uptime; }
+took() { echo "$1_seconds=$(awk "BEGIN{print $3 - $2}")"; }
+s=$(t); dd if=/dev/vda of=/dev/null bs=1M iflag=direct 2>/dev/null; took read $s $(t)
+s=$(t); dd if=/dev/zero of=/dev/vdb bs=1M count='$DISK_MIB' oflag=direct 2>/dev/null; took write $s $(t)
 ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
-s=$(cut -d" " -f1 /proc/uptime); head -c '$((NET_MIB * MIB))' /dev/zero | nc 10.0.2.1 5000
-e=$(cut -d" " -f1 /proc/uptime); echo "tx_seconds=$(awk "BEGIN{print $e - $s}")"
-s=$(cut -d" " -f1 /proc/uptime); nc 10.0.2.1 5001 | wc -c | sed "s/^/rx_bytes=/"
-e=$(cut -d" " -f1 /proc/uptime); echo "rx_seconds=$(awk "BEGIN{print $e - $s}")"
+s=$(t); head -c '$((NET_MIB * MIB))' /dev/zero | nc 10.0.2.1 5000; took tx $s $(t)
+s=$(t); nc 10.0.2.1 5001 | wc -c | sed "s/^/rx_bytes=/"; took rx $s $(t)
 '
 
 # In the namespace: a tap for the VM and the host end of both transfers.
@@ -78,26 +80,30 @@ run_vm qemu qemu-system-x86_64 -accel tcg -m "$MEM" -nodefaults -display none -s
 host_read=$(dd if="$TMP/read.img" of=/dev/null bs=1M iflag=direct 2>&1 | dd_rate)
 host_write=$(dd if=/dev/zero of="$TMP/write.img" bs=1M count="$DISK_MIB" oflag=direct 2>&1 | dd_rate)
 
-rate_of() { grep "^$2: .*copied" "$TMP/$1.out" | dd_rate; }
-tcp_of() { # NAME tx|rx -> MB/s
-	awk -F= -v k="$2_seconds" -v b=$((NET_MIB * MIB)) '$1 == k && $2 > 0 { printf "%.1f", b / $2 / 1e6 }' \
+rate_of() { # NAME read|write|tx|rx BYTES -> MB/s from the guest's "<what>_seconds=S"
+	awk -F= -v k="$2_seconds" -v b="$3" '$1 == k && $2 > 0 { printf "%.1f", b / $2 / 1e6 }' \
 		"$TMP/$1.out"
 }
+# The guests' own output, for the record and for diagnosis.
+for n in shrike qemu; do
+	grep -E '_seconds=|rx_bytes=' "$TMP/$n.out" | sed "s/^/  $n: /" >&2 || true
+done
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 echo "virtio throughput, default guest, $MEM, ${DISK_MIB} MiB disk / ${NET_MIB} MiB TCP ($(date -u +%F))"
 printf '  %-28s %10s %10s %10s %14s\n' "" shrike qemu-tcg host "shrike/qemu"
 for k in read write; do
-	s=$(rate_of shrike "$k")
-	q=$(rate_of qemu "$k")
+	s=$(rate_of shrike "$k" $((DISK_MIB * MIB)))
+	q=$(rate_of qemu "$k" $((DISK_MIB * MIB)))
 	h=$host_read
 	[ "$k" = write ] && h=$host_write
 	printf '  %-28s %10s %10s %10s %14s\n' "blk sequential $k MB/s" "${s:-fail}" "${q:-fail}" "$h" \
 		"$(ratio "${s:-0}" "${q:-0}")"
 done
 for k in tx rx; do
-	s=$(tcp_of shrike "$k")
-	q=$(tcp_of qemu "$k")
+	s=$(rate_of shrike "$k" $((NET_MIB * MIB)))
+	q=$(rate_of qemu "$k" $((NET_MIB * MIB)))
 	label="TCP guest->host MB/s"
 	[ "$k" = rx ] && label="TCP host->guest MB/s"
 	printf '  %-28s %10s %10s %10s %14s\n' "$label" "${s:-fail}" "${q:-fail}" "-" \

@@ -43,7 +43,8 @@ static void vpci_interrupt(struct virtio_pci *t, uint16_t vector, uint8_t isr_bi
 		return;
 	}
 	t->isr |= isr_bit;
-	irq_set_level(t->irq, t->intx_gsi, 1);
+	if (!__atomic_load_n(&t->intx_disabled, __ATOMIC_RELAXED))
+		irq_set_level(t->irq, t->intx_gsi, 1);
 }
 
 static void vpci_used(void *opaque, unsigned q)
@@ -453,6 +454,16 @@ static void vpci_fn_config_written(void *owner, unsigned off, unsigned size)
 {
 	struct virtio_pci *t = owner;
 	msix_config_written(&t->msix, off, size);
+	/* Interrupt Disable is bit 10 of Command (PCI 3.0 §6.2.2): the line
+	 * follows the ISR only while it is clear. */
+	if (off <= PCI_COMMAND + 1 && off + size > PCI_COMMAND + 1) {
+		bool disabled = pci_config_get(&t->fn, PCI_COMMAND, 2) & PCI_COMMAND_INTX_DISABLE;
+		__atomic_store_n(&t->intx_disabled, disabled, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&t->lock);
+		if (t->isr)
+			irq_set_level(t->irq, t->intx_gsi, !disabled);
+		pthread_mutex_unlock(&t->lock);
+	}
 }
 
 /* Moves the queues' ioeventfds with BAR 0. */
@@ -473,11 +484,13 @@ static void vpci_fn_bar_remap(void *owner, unsigned bar, uint64_t old_addr, uint
 {
 	struct virtio_pci *t = owner;
 	(void)old_addr;
-	if (bar != VPCI_BAR || !t->hook.ioeventfd)
+	if (bar != VPCI_BAR)
 		return;
+	pthread_mutex_lock(&t->lock);
 	vpci_register_notify(t, t->notify_base, false);
 	t->notify_base = new_addr;
 	vpci_register_notify(t, t->notify_base, true);
+	pthread_mutex_unlock(&t->lock);
 }
 
 static const struct pci_function_ops vpci_fn_ops = {
@@ -567,7 +580,8 @@ int virtio_pci_init(struct virtio_pci *t, const struct virtio_device_ops *ops, v
 	t->irq = irq;
 	t->intx_gsi = intx_gsi;
 	t->notify_base = PCI_BAR_UNMAPPED;
-	t->offered = (ops->features(dev) & ~(0xffULL << 24 | 0xffffULL << 34)) |
+	/* Bits 24..41 are the transport's (§6), whatever the device says. */
+	t->offered = (ops->features(dev) & ~(((1ULL << 42) - 1) & ~((1ULL << 24) - 1))) |
 		     vpci_transport_features();
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vq_init(&t->vq[i], mem);

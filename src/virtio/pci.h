@@ -144,6 +144,7 @@ struct virtio_pci {
 	struct vpci_queue q[VIRTIO_MAX_QUEUES];
 	struct virtqueue vq[VIRTIO_MAX_QUEUES];
 	uint8_t isr;
+	bool intx_disabled; /* Command.Interrupt Disable, cached (atomic) */
 	bool active; /* activate() succeeded and no reset/failure since */
 
 	/* I/O thread. */
@@ -184,7 +185,8 @@ void virtio_pci_bar_write(struct virtio_pci *t, uint64_t off, const uint8_t *dat
 void virtio_pci_poll(struct virtio_pci *t);
 
 /* Transport state (status, features, queues, MSI-X vectors) followed by
- * the device's own section. Load validates everything and re-enables the
+ * the device's own section (the ISR included; the MSI-X table and the PCI
+ * configuration space are not saved yet). Load validates everything and re-enables the
  * queues through vq_enable(). */
 int virtio_pci_save(struct virtio_pci *t, struct snapbuf *out);
 int virtio_pci_load(struct virtio_pci *t, struct snapbuf *in);

@@ -1051,6 +1051,25 @@ static void test_intx_and_isr(void **state)
 	assert_int_equal(f->rec.level, 0);
 }
 
+/* Command.Interrupt Disable masks the line but not the ISR; clearing it
+ * raises the line again for an unacknowledged interrupt. */
+static void test_intx_disable_bit(void **state)
+{
+	struct fx *f = *state;
+	bring_up(f);
+	uint16_t cmd = (uint16_t)pci_config_read(&f->t.fn, PCI_COMMAND, 2);
+	pci_config_write(&f->t.fn, PCI_COMMAND, 2, cmd | PCI_COMMAND_INTX_DISABLE);
+	add_buf(f, 0);
+	notify(f, 0);
+	poll(f);
+	assert_int_equal(used_idx(f, 0), 1);
+	assert_int_equal(f->rec.level_calls, 0);
+	pci_config_write(&f->t.fn, PCI_COMMAND, 2, cmd);
+	assert_int_equal(f->rec.level, 1);
+	assert_int_equal(br(&f->t, VPCI_ISR_OFF, 1), VIRTIO_ISR_QUEUE);
+	assert_int_equal(f->rec.level, 0);
+}
+
 static void test_intx_suppressed(void **state)
 {
 	struct fx *f = *state;
@@ -1683,6 +1702,7 @@ int main(void)
 	    T(test_notify_reaches_device),
 	    T(test_notify_disabled_queue),
 	    T(test_intx_and_isr),
+	    T(test_intx_disable_bit),
 	    T(test_intx_suppressed),
 	    T(test_reset_lowers_intx),
 	    T(test_msix_interrupt),
