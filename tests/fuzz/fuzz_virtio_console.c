@@ -8,23 +8,31 @@
  * Header (HDR_SIZE bytes):
  *   0      device: bit 0 clear = rng, set = console
  *   1      queue size log2 (mod 7: 1..64 entries)
- *   2      features: bit 0 VIRTIO_F_INDIRECT_DESC, bit 1 VIRTIO_F_EVENT_IDX
- *   3..14  per queue (2): desc, avail, used offsets in the window (le16,
- *          reduced to aligned positions that keep each ring inside it)
- *   15..46 script: 16 events of two bytes, kind and argument (run_op)
+ *   2      features: bit 0 VIRTIO_F_INDIRECT_DESC, bit 1 VIRTIO_F_EVENT_IDX,
+ *          bit 2 VIRTIO_CONSOLE_F_MULTIPORT (console only)
+ *   3..26  per queue (up to 4): desc, avail, used offsets in the window
+ *          (le16, reduced to aligned positions that keep each ring inside)
+ *   27..58 script: 16 events of two bytes, kind and argument (run_op)
  * The window follows; a snapshot-load event reads its image from there.
+ * Besides whatever the window's rings hold, script events can play a
+ * well-behaved driver that adds buffers and control messages (the console
+ * handshake of §5.3.6.2) to rings wherever the header placed them.
  *
  * The transport keeps the device contract: callbacks only while active
  * (after activate() succeeded and before failed()/reset), fd_ready() only
  * for the watched fd, config accesses inside config_size.
  *
- * Determinism: the window is rewritten for every input, and both devices
- * only ever write zeros into guest memory here (the rng source gives
- * zeros, console input is zeros), so writes that land outside the window
- * leave memory as the next input expects it: zero. */
+ * Determinism: the window and the driver's buffer area are rewritten for
+ * every input. Apart from control messages, both devices only ever write
+ * zeros into guest memory here (the rng source gives zeros, console input
+ * is zeros), so such writes outside the window leave memory as the next
+ * input expects it: zero. After an input in which the console sent
+ * control messages (wherever the rings pointed), all of guest memory is
+ * dropped back to zero pages. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "util/log.h"
 #include "vdev_harness.h"
@@ -33,8 +41,11 @@
 
 #define WIN_GPA 0x10000ULL
 #define WIN_SIZE 0x10000u
-#define NQ 2u
-#define SCRIPT_OFF 15u
+#define BUF_GPA 0x30000ULL /* the script driver's buffers: 64 slots of 64 bytes */
+#define BUF_SLOT 64u
+#define BUF_SLOTS 64u
+#define NQ 4u
+#define SCRIPT_OFF 27u
 #define SCRIPT_OPS 16u
 #define SCRIPT_LEN (2 * SCRIPT_OPS)
 #define HDR_SIZE (SCRIPT_OFF + SCRIPT_LEN)
@@ -48,6 +59,7 @@ struct fuzz {
 	uint32_t qsize;
 	uint64_t features;
 	uint64_t ring[NQ][3]; /* desc, avail, used */
+	unsigned next_slot;   /* script driver: next buffer slot */
 	const uint8_t *win;   /* the input's window bytes */
 	size_t win_len;
 };
@@ -100,6 +112,7 @@ static void enable_queues(void)
 static void activate(void)
 {
 	fz.h.failed_calls = 0;
+	fz.h.ctx.features = fz.features;
 	fz.active = fz.ops->activate(fz.dev, &fz.h.ctx) == 0;
 }
 
@@ -148,7 +161,56 @@ static void config_access(uint8_t arg)
 		fz.ops->config_read(fz.dev, off, d, len);
 }
 
-/* Events (op & 7): 0/1 notify queue 0/1; 2 host input of a few zeros;
+static void put16(uint64_t gpa, uint16_t v)
+{
+	uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+	guest_mem_write(&fz.h.mem, gpa, b, 2);
+}
+
+/* The script driver adds a one-descriptor chain of len bytes at the next
+ * buffer slot to queue q, as a driver would: descriptor avail->idx % size
+ * (whatever the window held there is overwritten), then the ring entry,
+ * then avail->idx. Returns the slot's address. */
+static uint64_t driver_add(unsigned q, uint32_t len, bool writable)
+{
+	uint64_t buf = BUF_GPA + BUF_SLOT * (fz.next_slot++ % BUF_SLOTS);
+	uint64_t avail = fz.ring[q][1];
+	uint8_t b[2] = {0, 0};
+	guest_mem_read(&fz.h.mem, avail + 2, b, 2);
+	uint16_t idx = (uint16_t)(b[0] | b[1] << 8);
+	uint16_t d = (uint16_t)(idx & (fz.qsize - 1));
+	uint8_t desc[16] = {0};
+	for (unsigned i = 0; i < 8; i++)
+		desc[i] = (uint8_t)(buf >> (8 * i));
+	desc[8] = (uint8_t)len;
+	desc[12] = writable ? VIRTQ_DESC_F_WRITE : 0;
+	guest_mem_write(&fz.h.mem, fz.ring[q][0] + 16ULL * d, desc, sizeof(desc));
+	put16(avail + 4 + 2ULL * d, d);
+	put16(avail + 2, (uint16_t)(idx + 1));
+	return buf;
+}
+
+/* arg: bits 0-3 event, bits 4-5 value (3 = 0x8001), bit 6 id 1 instead of
+ * 0 (DEVICE_READY: 0xffffffff, as Linux sends it), bit 7 a 7-byte
+ * message. On the control transmitq, then notified. */
+static void driver_control(uint8_t arg)
+{
+	if (fz.nq < NQ)
+		return;
+	static const uint16_t values[4] = {0, 1, 2, 0x8001};
+	uint16_t event = arg & 15, value = values[(arg >> 4) & 3];
+	uint32_t id = arg & 64 ? (event == VIRTIO_CONSOLE_DEVICE_READY ? 0xffffffffu : 1) : 0;
+	uint8_t m[8] = {(uint8_t)id, (uint8_t)(id >> 8), (uint8_t)(id >> 16), (uint8_t)(id >> 24),
+			(uint8_t)event, (uint8_t)(event >> 8), (uint8_t)value, (uint8_t)(value >> 8)};
+	uint64_t buf = driver_add(VIRTIO_CONSOLE_CTRL_TX, arg & 128 ? 7 : 8, false);
+	guest_mem_write(&fz.h.mem, buf, m, sizeof(m));
+	if (fz.active && fz.h.failed_calls == 0)
+		fz.ops->queue_notify(fz.dev, VIRTIO_CONSOLE_CTRL_TX);
+}
+
+/* Events (op & 7): 0 notify queue arg % queues, after the script driver
+ * added a (arg >> 3) + 1 byte writable buffer to it when bit 2 is set; 1 a
+ * control message from the script driver (driver_control); 2 host input of a few zeros;
  * 3 the watched fd, if readable; 4 device reset and reactivation (the
  * queues re-enabled on the same rings); 5 save/load round trip; 6 load of
  * a hostile image; 7 a configuration access. */
@@ -156,9 +218,14 @@ static void run_op(uint8_t op, uint8_t arg)
 {
 	switch (op & 7) {
 	case 0:
-	case 1:
+		if (arg & 4)
+			driver_add(arg % fz.nq, (arg >> 3) + 1u, true);
 		if (fz.active && fz.h.failed_calls == 0)
-			fz.ops->queue_notify(fz.dev, (op & 1) % fz.nq);
+			fz.ops->queue_notify(fz.dev, arg % fz.nq);
+		break;
+	case 1:
+		if (fz.dev == &fuzz_con)
+			driver_control(arg);
 		break;
 	case 2:
 		if (fz.dev == &fuzz_con) {
@@ -213,8 +280,11 @@ static void teardown_device(void)
 	reset();
 	if (fz.dev == &fuzz_con) {
 		if (fuzz_con.in_len > VIRTIO_CONSOLE_IN_BUF ||
-		    fuzz_con.in_head >= VIRTIO_CONSOLE_IN_BUF)
-			__builtin_trap();
+		    fuzz_con.in_head >= VIRTIO_CONSOLE_IN_BUF ||
+		    fuzz_con.ctrl_len > VIRTIO_CONSOLE_CTRL_PENDING ||
+		    fuzz_con.ctrl_head >= VIRTIO_CONSOLE_CTRL_PENDING || fuzz_con.multiport ||
+		    fuzz_con.port_open || fuzz_con.ctrl_len)
+			__builtin_trap(); /* reset (above) forgets the port state */
 		virtio_console_destroy(&fuzz_con);
 	} else {
 		virtio_rng_destroy(&fuzz_rng);
@@ -231,6 +301,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < HDR_SIZE)
 		return 0;
 	uint8_t *win = guest_mem_ptr(&fz.h.mem, WIN_GPA, WIN_SIZE);
+	memset(guest_mem_ptr(&fz.h.mem, BUF_GPA, BUF_SLOT * BUF_SLOTS), 0, BUF_SLOT * BUF_SLOTS);
+	fz.next_slot = 0;
 	size_t body = size - HDR_SIZE < WIN_SIZE ? size - HDR_SIZE : WIN_SIZE;
 	memset(win, 0, WIN_SIZE);
 	memcpy(win, data + HDR_SIZE, body);
@@ -245,6 +317,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz.features |= 1ULL << VIRTIO_F_INDIRECT_DESC;
 	if (data[2] & 2)
 		fz.features |= 1ULL << VIRTIO_F_EVENT_IDX;
+	if ((data[2] & 4) && (data[0] & 1))
+		fz.features |= 1ULL << VIRTIO_CONSOLE_F_MULTIPORT;
 	for (unsigned q = 0; q < NQ; q++) {
 		const uint8_t *p = data + 3 + 6 * q;
 		fz.ring[q][0] = place(p, vq_desc_bytes(fz.qsize), 16);
@@ -263,5 +337,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned i = 0; i < SCRIPT_OPS; i++)
 		run_op(data[SCRIPT_OFF + 2 * i], data[SCRIPT_OFF + 2 * i + 1]);
 	teardown_device();
+	if (fz.h.used_calls[VIRTIO_CONSOLE_CTRL_RX] &&
+	    madvise(fz.h.mem.base, VH_RAM, MADV_DONTNEED)) /* zero pages again */
+		__builtin_trap();
 	return 0;
 }

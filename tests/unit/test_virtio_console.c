@@ -4,7 +4,11 @@
  * buffered before activation, while the driver has no receive buffers and
  * across a reset, and delivered in order; the input ring reports overflow;
  * malformed rings fail the device; emerg_wr writes; save/load validates;
- * and a producer thread racing the I/O side loses and reorders nothing. */
+ * and a producer thread racing the I/O side loses and reorders nothing.
+ * With F_MULTIPORT: the control handshake as Linux drives it, input held
+ * until the driver opens the port, replies queued while the driver has no
+ * control buffers, hostile control messages ignored and counted, and the
+ * port state through reset and save/load. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,7 +61,7 @@ static void enable_queues(struct fx *f)
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	if (!f || vh_init(&f->h, 2)) {
+	if (!f || vh_init(&f->h, VIRTIO_CONSOLE_NUM_QUEUES)) {
 		free(f);
 		return -1;
 	}
@@ -125,21 +129,25 @@ static void test_ops_and_config(void **state)
 	struct fx *f = *state;
 	const struct virtio_device_ops *o = &virtio_console_ops;
 	assert_int_equal(o->device_id, VIRTIO_ID_CONSOLE);
-	assert_int_equal(o->num_queues, 2);
+	assert_int_equal(o->num_queues, 4);
 	assert_int_equal(o->config_size, 12);
 	assert_int_equal(o->queue_size & (o->queue_size - 1), 0);
-	assert_int_equal(o->features(&f->con), 1ULL << VIRTIO_CONSOLE_F_EMERG_WRITE);
+	assert_int_equal(o->features(&f->con),
+			 1ULL << VIRTIO_CONSOLE_F_MULTIPORT | 1ULL << VIRTIO_CONSOLE_F_EMERG_WRITE);
 
+	/* cols = rows = 0, max_nr_ports = 1, emerg_wr reads as 0. */
 	uint8_t d[8];
 	for (uint32_t off = 0; off < 12; off++) {
 		memset(d, 0xff, sizeof(d));
 		o->config_read(&f->con, off, d, 1);
-		assert_int_equal(d[0], 0);
+		assert_int_equal(d[0], off == 4 ? 1 : 0);
 	}
 	memset(d, 0xff, sizeof(d));
 	o->config_read(&f->con, 4, d, 8);
-	for (unsigned i = 0; i < 8; i++)
-		assert_int_equal(d[i], 0);
+	assert_memory_equal(d, "\1\0\0\0\0\0\0\0", 8);
+	memset(d, 0xff, sizeof(d));
+	o->config_read(&f->con, 0, d, 8);
+	assert_memory_equal(d, "\0\0\0\0\1\0\0\0", 8);
 
 	/* emerg_wr: works before the driver is ready; only writes covering
 	 * its low byte output anything. */
@@ -355,6 +363,10 @@ static void test_activate_errors(void **state)
 	struct virtio_queue_ctx bad = f->h.ctx;
 	bad.nvq = 1;
 	assert_int_equal(virtio_console_ops.activate(&f->con, &bad), -EINVAL);
+	/* Multiport needs the control queues. */
+	bad.nvq = 2;
+	bad.features = 1ULL << VIRTIO_CONSOLE_F_MULTIPORT;
+	assert_int_equal(virtio_console_ops.activate(&f->con, &bad), -EINVAL);
 	f->h.watch_result = -EBADF;
 	assert_int_equal(virtio_console_ops.activate(&f->con, &f->h.ctx), -EBADF);
 	/* Not active: notifications are ignored. */
@@ -400,7 +412,7 @@ static void test_save_load(void **state)
 	snapbuf_init_reader(&in, out.data, out.len - 1); /* truncated */
 	assert_true(virtio_console_ops.load(c2, &in) < 0);
 	memcpy(bad, out.data, out.len);
-	bad[4] = 2; /* a newer version */
+	bad[4] = 3; /* a newer version */
 	snapbuf_init_reader(&in, bad, out.len);
 	assert_true(virtio_console_ops.load(c2, &in) < 0);
 	memcpy(bad, out.data, out.len);
@@ -429,6 +441,441 @@ static void test_save_load(void **state)
 	activate(f);
 	assert_true(pump(f));
 	assert_rx(f, 0, VH_DATA_GPA, "hello world");
+}
+
+/* ---- multiport (§5.3.6.2) ---- */
+
+#define CRX VIRTIO_CONSOLE_CTRL_RX
+#define CTX VIRTIO_CONSOLE_CTRL_TX
+#define CBUF(d) (VH_DATA_GPA + 0x10000 + 0x100ULL * (d)) /* control rx buffer, descriptor d */
+#define CMSG(d) (VH_DATA_GPA + 0x20000 + 0x100ULL * (d)) /* control tx message, descriptor d */
+
+struct msg {
+	uint32_t id;
+	uint16_t event, value;
+};
+
+static void msg_encode(uint8_t raw[8], uint32_t id, uint16_t event, uint16_t value)
+{
+	for (unsigned i = 0; i < 4; i++)
+		raw[i] = (uint8_t)(id >> (8 * i));
+	raw[4] = (uint8_t)event;
+	raw[5] = (uint8_t)(event >> 8);
+	raw[6] = (uint8_t)value;
+	raw[7] = (uint8_t)(value >> 8);
+}
+
+/* The driver negotiated F_MULTIPORT and set up all four queues (the
+ * control queues here unless it already did). */
+static void activate_mp(struct fx *f)
+{
+	if (!f->h.vq[CRX].enabled)
+		assert_int_equal(vh_enable(&f->h, CRX, QSIZE), 0);
+	if (!f->h.vq[CTX].enabled)
+		assert_int_equal(vh_enable(&f->h, CTX, QSIZE), 0);
+	f->h.ctx.features = 1ULL << VIRTIO_CONSOLE_F_MULTIPORT;
+	activate(f);
+	pump(f);
+}
+
+/* n control receive buffers of `len` bytes, then a notification. */
+static void post_ctrl_bufs(struct fx *f, unsigned n, uint32_t len)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t d = (uint16_t)(f->h.next_desc[CRX] & (QSIZE - 1));
+		assert_int_equal(vh_add_buf(&f->h, CRX, CBUF(d), len, true), d);
+	}
+	notify(f, CRX);
+}
+
+/* A raw message of len bytes (len <= 16) on the control transmitq. */
+static void send_raw(struct fx *f, const uint8_t *raw, uint32_t len)
+{
+	uint16_t d = (uint16_t)(f->h.next_desc[CTX] & (QSIZE - 1));
+	vh_put(&f->h, CMSG(d), raw, len);
+	assert_int_equal(vh_add_buf(&f->h, CTX, CMSG(d), len, false), d);
+	notify(f, CTX);
+}
+
+static void send_ctrl(struct fx *f, uint32_t id, uint16_t event, uint16_t value)
+{
+	uint8_t raw[8];
+	msg_encode(raw, id, event, value);
+	send_raw(f, raw, 8);
+}
+
+/* Used entry i of the control receiveq: an 8-byte message. */
+static struct msg ctrl_msg(struct fx *f, uint16_t i)
+{
+	assert_true(vh_used_idx(&f->h, CRX) > i);
+	assert_int_equal(vh_used_len(&f->h, CRX, i), 8);
+	const uint8_t *p = gp(f, CBUF(vh_used_id(&f->h, CRX, i)), 8);
+	return (struct msg){
+	    .id = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+		  (uint32_t)p[3] << 24,
+	    .event = (uint16_t)(p[4] | p[5] << 8),
+	    .value = (uint16_t)(p[6] | p[7] << 8),
+	};
+}
+
+static void assert_msg(struct fx *f, uint16_t i, uint16_t event, uint16_t value)
+{
+	struct msg m = ctrl_msg(f, i);
+	assert_int_equal(m.id, 0);
+	assert_int_equal(m.event, event);
+	assert_int_equal(m.value, value);
+}
+
+/* Linux's sequence: DEVICE_READY (id 0xffffffff) from probe; PORT_READY
+ * from add_port(); PORT_OPEN from init_port_console(). */
+static void handshake(struct fx *f)
+{
+	uint16_t base = vh_used_idx(&f->h, CRX);
+	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	assert_msg(f, base, VIRTIO_CONSOLE_DEVICE_ADD, 1);
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_READY, 1);
+	assert_msg(f, (uint16_t)(base + 1), VIRTIO_CONSOLE_CONSOLE_PORT, 1);
+	assert_msg(f, (uint16_t)(base + 2), VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_int_equal(vh_used_idx(&f->h, CRX), base + 3);
+}
+
+static void test_mp_handshake(void **state)
+{
+	struct fx *f = *state;
+	activate_mp(f);
+	post_ctrl_bufs(f, 8, 4096);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 0); /* nothing to say yet */
+	handshake(f);
+	/* The replies were used before the driver's message came back: Linux
+	 * spins on that return, then reads them in the same pass. */
+	assert_true(f->h.used_last[CRX] < f->h.used_last[CTX]);
+	/* Each driver message went back with length 0, with an interrupt. */
+	assert_int_equal(vh_used_idx(&f->h, CTX), 2);
+	assert_int_equal(vh_used_len(&f->h, CTX, 0), 0);
+	assert_int_equal(vh_used_len(&f->h, CTX, 1), 0);
+	assert_int_equal(f->h.used_calls[CTX], 2);
+	assert_int_equal(f->h.used_calls[CRX], 2);
+	assert_false(f->con.port_open); /* the device's own PORT_OPEN is not the driver's */
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_true(f->con.port_open);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 3); /* no reply to PORT_OPEN */
+
+	/* The driver may repeat itself (Linux's restore path sends PORT_READY
+	 * again): the device answers again. */
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_READY, 1);
+	assert_msg(f, 3, VIRTIO_CONSOLE_CONSOLE_PORT, 1);
+	assert_msg(f, 4, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	/* Failures reported by the driver (value 0) need no answer. */
+	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 0);
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_READY, 0);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 5);
+	assert_int_equal(f->con.stats.ctrl_ignored, 0);
+	assert_int_equal(f->h.failed_calls, 0);
+}
+
+static void test_mp_input_held_until_port_open(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(input(f, "early"), 5);
+	activate_mp(f);
+	post_ctrl_bufs(f, 8, 4096);
+	/* Receive buffers first, as Linux's add_port() does: no bytes yet. */
+	assert_true(vh_add_buf(&f->h, RX, VH_DATA_GPA, 64, true) >= 0);
+	notify(f, RX);
+	pump(f);
+	assert_int_equal(vh_used_idx(&f->h, RX), 0);
+	handshake(f);
+	pump(f);
+	assert_int_equal(vh_used_idx(&f->h, RX), 0);
+	assert_false(pump(f)); /* no busy loop while the port is closed */
+
+	/* init_port_console() keeps bytes from here on. */
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_rx(f, 0, VH_DATA_GPA, "early");
+	assert_int_equal(f->h.used_calls[RX], 1);
+
+	assert_true(vh_add_buf(&f->h, RX, VH_DATA_GPA + 0x100, 64, true) >= 0);
+	notify(f, RX);
+	assert_int_equal(input(f, "more"), 4);
+	assert_true(pump(f));
+	assert_rx(f, 1, VH_DATA_GPA + 0x100, "more");
+
+	/* Closed again: bytes wait, then flow on the next open. */
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_OPEN, 0);
+	assert_false(f->con.port_open);
+	assert_true(vh_add_buf(&f->h, RX, VH_DATA_GPA + 0x200, 64, true) >= 0);
+	notify(f, RX);
+	assert_int_equal(input(f, "held"), 4);
+	pump(f);
+	assert_int_equal(vh_used_idx(&f->h, RX), 2);
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_rx(f, 2, VH_DATA_GPA + 0x200, "held");
+	assert_int_equal(f->h.failed_calls, 0);
+}
+
+static void test_mp_pending_control_messages(void **state)
+{
+	struct fx *f = *state;
+	activate_mp(f);
+	/* No control receive buffers: the replies wait, in order. */
+	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_READY, 1);
+	assert_int_equal(vh_used_idx(&f->h, CTX), 2);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 0);
+	assert_int_equal(f->con.ctrl_len, 3);
+
+	/* A buffer too small for a message goes back empty; the message
+	 * waits for the next one. */
+	post_ctrl_bufs(f, 1, 7);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 1);
+	assert_int_equal(vh_used_len(&f->h, CRX, 0), 0);
+	assert_int_equal(f->con.stats.ctrl_short, 1);
+	assert_int_equal(f->con.ctrl_len, 3);
+
+	post_ctrl_bufs(f, 1, 8);
+	assert_msg(f, 1, VIRTIO_CONSOLE_DEVICE_ADD, 1);
+	post_ctrl_bufs(f, 4, 64); /* two are left over for later */
+	assert_msg(f, 2, VIRTIO_CONSOLE_CONSOLE_PORT, 1);
+	assert_msg(f, 3, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 4);
+	assert_int_equal(f->con.ctrl_len, 0);
+
+	/* The spare buffers take the next replies at once. */
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_READY, 1);
+	assert_msg(f, 4, VIRTIO_CONSOLE_CONSOLE_PORT, 1);
+	assert_msg(f, 5, VIRTIO_CONSOLE_PORT_OPEN, 1);
+
+	/* A driver that keeps asking without buffers: the queue is bounded,
+	 * the excess is counted. */
+	for (unsigned i = 0; i < VIRTIO_CONSOLE_CTRL_PENDING + 2; i++)
+		send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	assert_int_equal(f->con.ctrl_len, VIRTIO_CONSOLE_CTRL_PENDING);
+	assert_int_equal(f->con.stats.ctrl_dropped, 2);
+	post_ctrl_bufs(f, QSIZE - 6, 64);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 6 + VIRTIO_CONSOLE_CTRL_PENDING);
+	for (uint16_t i = 6; i < 6 + VIRTIO_CONSOLE_CTRL_PENDING; i++)
+		assert_msg(f, i, VIRTIO_CONSOLE_DEVICE_ADD, 1);
+	assert_int_equal(f->h.failed_calls, 0);
+}
+
+static void test_mp_bad_control_messages_ignored(void **state)
+{
+	struct fx *f = *state;
+	activate_mp(f);
+	post_ctrl_bufs(f, 8, 64);
+	uint8_t raw[16];
+
+	msg_encode(raw, 0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	send_raw(f, raw, 7); /* short */
+	/* Events only the device sends, and unknown ones. */
+	const uint16_t events[] = {VIRTIO_CONSOLE_DEVICE_ADD,   VIRTIO_CONSOLE_DEVICE_REMOVE,
+				   VIRTIO_CONSOLE_CONSOLE_PORT, VIRTIO_CONSOLE_RESIZE,
+				   VIRTIO_CONSOLE_PORT_NAME,    8,
+				   0x8000,                      0xffff};
+	unsigned nevents = sizeof(events) / sizeof(events[0]);
+	for (unsigned i = 0; i < nevents; i++)
+		send_ctrl(f, 0, events[i], 1);
+	/* Port events for a port that does not exist. */
+	send_ctrl(f, 1, VIRTIO_CONSOLE_PORT_READY, 1);
+	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	/* Values other than 0 and 1. */
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_OPEN, 2);
+	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 0x100);
+	unsigned bad = 1 + nevents + 2 + 2;
+	assert_int_equal(f->con.stats.ctrl_ignored, bad);
+	assert_int_equal(vh_used_idx(&f->h, CTX), bad);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 0);
+	assert_false(f->con.port_open);
+
+	/* A chain with no readable part at all. */
+	assert_true(vh_add_buf(&f->h, CTX, CMSG(15), 8, true) >= 0);
+	notify(f, CTX);
+	assert_int_equal(f->con.stats.ctrl_ignored, ++bad);
+
+	/* A message split over two buffers, or followed by more bytes, is
+	 * still a message. */
+	msg_encode(raw, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	vh_put(&f->h, CMSG(0), raw, 3);
+	vh_put(&f->h, CMSG(1), raw + 3, 5);
+	struct vh_buf split[] = {{CMSG(0), 3, false}, {CMSG(1), 5, false}};
+	assert_true(vh_add_chain(&f->h, CTX, split, 2) >= 0);
+	notify(f, CTX);
+	assert_msg(f, 0, VIRTIO_CONSOLE_DEVICE_ADD, 1);
+	msg_encode(raw, 0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	memset(raw + 8, 0xee, 8);
+	send_raw(f, raw, 16);
+	assert_true(f->con.port_open);
+	assert_int_equal(f->con.stats.ctrl_ignored, bad);
+	assert_int_equal(f->h.failed_calls, 0);
+}
+
+static void test_mp_malformed_control_rings_fail(void **state)
+{
+	struct fx *f = *state;
+	activate_mp(f);
+	vh_set_desc(&f->h, CTX, 0, CMSG(0), 8, VIRTQ_DESC_F_NEXT, 0); /* a loop */
+	vh_publish(&f->h, CTX, 0);
+	notify(f, CTX);
+	assert_int_equal(f->h.failed_calls, 1);
+	assert_string_equal(f->h.failed_why, "virtio-console: malformed control transmitq");
+	assert_int_equal(f->h.watched_fd, -1);
+	notify(f, CTX);
+	notify(f, CRX);
+	assert_int_equal(f->h.failed_calls, 1);
+
+	/* The control receiveq: a buffer past RAM, read only once there is a
+	 * message to put in it. */
+	virtio_console_ops.reset(&f->con);
+	for (unsigned q = 0; q < VIRTIO_CONSOLE_NUM_QUEUES; q++)
+		vq_reset(&f->h.vq[q]);
+	enable_queues(f);
+	f->h.failed_calls = 0;
+	activate_mp(f);
+	assert_true(vh_add_buf(&f->h, CRX, VH_RAM - 4, 64, true) >= 0);
+	notify(f, CRX);
+	assert_int_equal(f->h.failed_calls, 0);
+	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	assert_int_equal(f->h.failed_calls, 1);
+	assert_string_equal(f->h.failed_why, "virtio-console: malformed control receiveq");
+	assert_int_equal(f->h.watched_fd, -1);
+}
+
+/* Without F_MULTIPORT the control queues are not the device's business,
+ * even if a driver sets them up, and input flows at once. */
+static void test_no_multiport_ignores_control_queues(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(vh_enable(&f->h, CRX, QSIZE), 0);
+	assert_int_equal(vh_enable(&f->h, CTX, QSIZE), 0);
+	activate(f);
+	pump(f);
+	post_ctrl_bufs(f, 4, 64);
+	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	pump(f);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 0);
+	assert_int_equal(vh_used_idx(&f->h, CTX), 0);
+	assert_int_equal(f->con.ctrl_len, 0);
+	assert_true(vh_add_buf(&f->h, RX, VH_DATA_GPA, 64, true) >= 0);
+	notify(f, RX);
+	assert_int_equal(input(f, "now"), 3);
+	assert_true(pump(f));
+	assert_rx(f, 0, VH_DATA_GPA, "now");
+}
+
+/* A reset forgets the open port and pending replies; the input stays. */
+static void test_mp_reset_forgets_port(void **state)
+{
+	struct fx *f = *state;
+	activate_mp(f);
+	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_true(f->con.port_open);
+	assert_int_equal(f->con.ctrl_len, 1);
+	virtio_console_ops.reset(&f->con);
+	assert_false(f->con.port_open);
+	assert_int_equal(f->con.ctrl_len, 0);
+
+	assert_int_equal(input(f, "kept"), 4);
+	for (unsigned q = 0; q < VIRTIO_CONSOLE_NUM_QUEUES; q++)
+		vq_reset(&f->h.vq[q]);
+	enable_queues(f);
+	activate_mp(f);
+	assert_true(vh_add_buf(&f->h, RX, VH_DATA_GPA, 64, true) >= 0);
+	notify(f, RX);
+	pump(f);
+	assert_int_equal(vh_used_idx(&f->h, RX), 0);
+	post_ctrl_bufs(f, 4, 64);
+	assert_int_equal(vh_used_idx(&f->h, CRX), 0);
+	handshake(f);
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_rx(f, 0, VH_DATA_GPA, "kept");
+}
+
+static void test_mp_save_load(void **state)
+{
+	struct fx *f = *state;
+	activate_mp(f);
+	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_READY, 1);
+	send_ctrl(f, 0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_int_equal(input(f, "typed"), 5);
+	pump(f);
+	/* Move the pending queue's head so the saved messages wrap. */
+	post_ctrl_bufs(f, 1, 64);
+	assert_int_equal(f->con.ctrl_head, 1);
+
+	struct snapbuf out, in;
+	snapbuf_init_writer(&out);
+	assert_int_equal(virtio_console_ops.save(&f->con, &out), 0);
+	/* VCON v2: tag, version, n, "typed", port_open, 2 messages. */
+	assert_int_equal(out.len, 4 + 4 + 4 + 5 + 1 + 1 + 2 * 8);
+	assert_int_equal(out.data[4], 2);
+	assert_int_equal(out.data[17], 1);
+	assert_int_equal(out.data[18], 2);
+
+	/* Rejected images leave the state alone. */
+	struct virtio_console *c2 = calloc(1, sizeof(*c2));
+	assert_non_null(c2);
+	struct char_sink none = {0};
+	assert_int_equal(virtio_console_init(c2, none), 0);
+	uint8_t *bad = malloc(out.len);
+	assert_non_null(bad);
+	const struct {
+		size_t off;
+		uint8_t v;
+	} corrupt[] = {
+	    {17, 2},                     /* port_open */
+	    {18, VIRTIO_CONSOLE_CTRL_PENDING + 1}, /* too many messages */
+	    {18, 3},                     /* more messages than the image holds */
+	    {19, 1},                     /* id 1 */
+	    {23, VIRTIO_CONSOLE_RESIZE}, /* an event the device never sends */
+	    {25, 0},                     /* value 0 */
+	    {26, 1},                     /* value 0x101 */
+	};
+	for (unsigned i = 0; i < sizeof(corrupt) / sizeof(corrupt[0]); i++) {
+		memcpy(bad, out.data, out.len);
+		bad[corrupt[i].off] = corrupt[i].v;
+		snapbuf_init_reader(&in, bad, out.len);
+		assert_true(virtio_console_ops.load(c2, &in) < 0);
+		assert_int_equal(c2->in_len, 0);
+		assert_false(c2->port_open);
+		assert_int_equal(c2->ctrl_len, 0);
+	}
+	free(bad);
+
+	/* A v1 image (input only) still loads: closed port, nothing pending. */
+	const uint8_t v1[] = {'V', 'C', 'O', 'N', 1, 0, 0, 0, 2, 0, 0, 0, 'h', 'i'};
+	c2->port_open = true;
+	snapbuf_init_reader(&in, v1, sizeof(v1));
+	assert_int_equal(virtio_console_ops.load(c2, &in), 0);
+	assert_int_equal(in.pos, sizeof(v1));
+	assert_int_equal(c2->in_len, 2);
+	assert_false(c2->port_open);
+	virtio_console_destroy(c2);
+	free(c2);
+
+	/* Restore into this device as the transport does: reset, load, then
+	 * activate. The open port and the pending replies come back. */
+	virtio_console_ops.reset(&f->con);
+	for (unsigned q = 0; q < VIRTIO_CONSOLE_NUM_QUEUES; q++)
+		vq_reset(&f->h.vq[q]);
+	snapbuf_init_reader(&in, out.data, out.len);
+	assert_int_equal(virtio_console_ops.load(&f->con, &in), 0);
+	assert_int_equal(in.pos, out.len);
+	snapbuf_free(&out);
+	assert_true(f->con.port_open);
+	assert_int_equal(f->con.ctrl_len, 2);
+	enable_queues(f);
+	assert_int_equal(vh_enable(&f->h, CRX, QSIZE), 0);
+	assert_int_equal(vh_enable(&f->h, CTX, QSIZE), 0);
+	/* Buffers queued before DRIVER_OK, not notified (inactive: ignored). */
+	assert_true(vh_add_buf(&f->h, RX, VH_DATA_GPA, 64, true) >= 0);
+	post_ctrl_bufs(f, 2, 64);
+	activate_mp(f);
+	assert_rx(f, 0, VH_DATA_GPA, "typed");
+	assert_msg(f, 0, VIRTIO_CONSOLE_CONSOLE_PORT, 1);
+	assert_msg(f, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	assert_int_equal(f->h.failed_calls, 0);
 }
 
 /* Input racing delivery: a producer thread pushes a long patterned stream
@@ -527,6 +974,14 @@ int main(void)
 	    T(test_activate_errors),
 	    T(test_save_load),
 	    T(test_threaded_input),
+	    T(test_mp_handshake),
+	    T(test_mp_input_held_until_port_open),
+	    T(test_mp_pending_control_messages),
+	    T(test_mp_bad_control_messages_ignored),
+	    T(test_mp_malformed_control_rings_fail),
+	    T(test_no_multiport_ignores_control_queues),
+	    T(test_mp_reset_forgets_port),
+	    T(test_mp_save_load),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,6 +34,8 @@ struct vh {
 	uint16_t next_desc[VIRTIO_MAX_QUEUES]; /* descriptors are handed out round-robin */
 	/* What the device did through the ctx. */
 	unsigned used_calls[VIRTIO_MAX_QUEUES];
+	unsigned used_total;                  /* used() calls on all queues */
+	unsigned used_last[VIRTIO_MAX_QUEUES]; /* used_total after q's last call */
 	unsigned failed_calls;
 	const char *failed_why;
 	int watched_fd;  /* -1: none */
@@ -54,6 +56,9 @@ static inline void vh_used_cb(void *transport, unsigned q)
 	struct vh *h = transport;
 	if (q < VIRTIO_MAX_QUEUES)
 		h->used_calls[q]++;
+	h->used_total++;
+	if (q < VIRTIO_MAX_QUEUES)
+		h->used_last[q] = h->used_total;
 }
 
 static inline void vh_config_changed_cb(void *transport) { (void)transport; }
