@@ -342,10 +342,10 @@ static void decode_immediates(struct dctx *d, struct insn *i)
 		i->imm = next_bytes(d, i->addrsize);
 	else if (f & OPF_FARPTR) {
 		i->imm = next_bytes(d, zsize);
-		i->imm2 = next_bytes(d, 2);
+		i->imm2 = (uint16_t)next_bytes(d, 2);
 	} else if (f & OPF_ENTER) {
 		i->imm = next_bytes(d, 2);
-		i->imm2 = next_bytes(d, 1);
+		i->imm2 = (uint16_t)next_bytes(d, 1);
 	}
 }
 
@@ -370,6 +370,7 @@ static int decode(const struct soft_optable *t, struct dctx *d, const struct mod
 	i->def = select_def(t, i, modrm, m->long64);
 	if (!i->def)
 		return -1;
+	i->exec = i->def->exec;
 	decode_sizes(i, m);
 	if (has_modrm)
 		decode_modrm(d, i, modrm, m);
@@ -381,6 +382,11 @@ static int decode(const struct soft_optable *t, struct dctx *d, const struct mod
 	if (i->lock && (!(i->def->flags & OPF_LOCKOK) || !i->has_modrm || i->mod == 3))
 		return -1;
 	i->len = (uint8_t)d->pos;
+	soft_exec_fn fast = soft_alu_fast(i);
+	if (!fast)
+		fast = soft_mov_fast(i);
+	if (fast)
+		i->exec = fast;
 	return 0;
 }
 

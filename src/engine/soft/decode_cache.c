@@ -13,20 +13,54 @@
  * them; the check is one memcmp of the block's bytes per block entered. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "engine/soft/soft.h"
 
+/* Two-way set associative: direct mapping lost about one lookup in 150 to
+ * conflicts during a Linux boot, each costing a block decode. */
 #define BCACHE_BITS 13
-#define BCACHE_SIZE (1u << BCACHE_BITS)
+#define BCACHE_SETS (1u << BCACHE_BITS)
+#define BCACHE_WAYS 2
+#define HUGE_PAGE (2u << 20)
+_Static_assert(BCACHE_WAYS == 2, "the replacement below picks one of two ways");
 
 struct soft_dcache {
-	struct soft_block b[BCACHE_SIZE];
+	struct soft_block *b; /* [BCACHE_SETS][BCACHE_WAYS] */
+	void *map;            /* the mapping b lies in */
+	size_t map_size;
+	uint8_t mru[BCACHE_SETS]; /* the way last hit in each set */
 	uint64_t hits, misses;
 };
 
-struct soft_dcache *soft_dcache_new(void) { return calloc(1, sizeof(struct soft_dcache)); }
+/* The blocks take tens of megabytes, entered in no particular order: on
+ * huge pages (where the host allows) the lookups miss the host TLB far
+ * less. Anonymous memory starts zeroed: every key is 0, empty. */
+struct soft_dcache *soft_dcache_new(void)
+{
+	struct soft_dcache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	size_t size = (size_t)BCACHE_SETS * BCACHE_WAYS * sizeof(struct soft_block);
+	c->map_size = size + HUGE_PAGE;
+	c->map = mmap(NULL, c->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (c->map == MAP_FAILED) {
+		free(c);
+		return NULL;
+	}
+	uintptr_t aligned = ((uintptr_t)c->map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	c->b = (struct soft_block *)aligned;
+	madvise(c->b, size, MADV_HUGEPAGE); /* a hint: failure only costs speed */
+	return c;
+}
 
-void soft_dcache_free(struct soft_dcache *c) { free(c); }
+void soft_dcache_free(struct soft_dcache *c)
+{
+	if (!c)
+		return;
+	munmap(c->map, c->map_size);
+	free(c);
+}
 
 void soft_dcache_counts(const struct soft_dcache *c, uint64_t *hits, uint64_t *misses)
 {
@@ -36,7 +70,7 @@ void soft_dcache_counts(const struct soft_dcache *c, uint64_t *hits, uint64_t *m
 
 static unsigned bcache_index(uint64_t gpa)
 {
-	return (unsigned)((gpa ^ (gpa >> 12) ^ (gpa >> BCACHE_BITS)) & (BCACHE_SIZE - 1));
+	return (unsigned)((gpa ^ (gpa >> 12) ^ (gpa >> BCACHE_BITS)) & (BCACHE_SETS - 1));
 }
 
 /* Where the instruction at RIP is: host pointer and guest-physical
@@ -122,25 +156,80 @@ static void block_build(struct soft_cpu *cpu, struct soft_block *b, const uint8_
 	memcpy(b->bytes, code, pos);
 }
 
-const struct soft_block *soft_block_lookup(struct soft_cpu *cpu)
+#define KEY_GPA_MASK ((1ULL << 61) - 1)
+
+/* The chained successor of prev, if one of its links holds (soft.h). Only
+ * in 64-bit mode, where RIP is the linear address: the same RIP under the
+ * same code_gen is the same guest-physical code. */
+static struct soft_block *chained(struct soft_cpu *cpu, struct soft_block *prev)
+{
+	if (!cpu->long64)
+		return NULL;
+	for (unsigned k = 0; k < 2; k++) {
+		const struct soft_link *l = &prev->link[k];
+		struct soft_block *b = l->to;
+		if (!b || l->rip != cpu->s.rip || l->gen != cpu->code_gen || b->key != l->key)
+			continue;
+		if (memcmp(b->bytes, l->code, b->nbytes) != 0)
+			return NULL;
+		prev->link_victim = (uint8_t)!k;
+		cpu->block_gpa_page = b->key & KEY_GPA_MASK & ~0xfffULL;
+		return b;
+	}
+	return NULL;
+}
+
+static struct soft_block *lookup(struct soft_cpu *cpu, const uint8_t **codep);
+
+struct soft_block *soft_block_lookup(struct soft_cpu *cpu, struct soft_block *prev)
+{
+	struct soft_dcache *c = cpu->dcache;
+	if (c && prev) {
+		struct soft_block *b = chained(cpu, prev);
+		if (b) {
+			c->hits++;
+			return b;
+		}
+	}
+	const uint8_t *code = NULL;
+	struct soft_block *b = lookup(cpu, &code);
+	if (b && prev) {
+		struct soft_link *l = &prev->link[prev->link_victim & 1];
+		*l = (struct soft_link){.to = b, .code = code, .rip = cpu->s.rip, .key = b->key,
+					.gen = cpu->code_gen};
+		prev->link_victim = !(prev->link_victim & 1);
+	}
+	return b;
+}
+
+static struct soft_block *lookup(struct soft_cpu *cpu, const uint8_t **codep)
 {
 	struct soft_dcache *c = cpu->dcache;
 	uint64_t gpa;
 	const uint8_t *code = fetch_pointer(cpu, &gpa);
 
+	*codep = code;
 	if (!c || !code)
 		return NULL;
 	uint64_t mode = (uint64_t)(cpu->long64 ? 2 : 0) | (cpu->def32 ? 1 : 0);
 	uint64_t key = gpa | (mode << 62) | (1ULL << 61);
-	struct soft_block *b = &c->b[bcache_index(gpa)];
+	unsigned set = bcache_index(gpa);
+	struct soft_block *ways = &c->b[set * BCACHE_WAYS];
 
 	cpu->block_gpa_page = gpa & ~0xfffULL;
-	if (block_valid(b, key, code)) {
-		c->hits++;
-		return b;
-	}
+	for (unsigned w = 0; w < BCACHE_WAYS; w++)
+		if (block_valid(&ways[w], key, code)) {
+			c->hits++;
+			c->mru[set] = (uint8_t)w;
+			return &ways[w];
+		}
 	c->misses++;
+	/* Rebuild a stale copy in place, else evict the way not used last. */
+	unsigned victim = ways[0].key == key ? 0 : ways[1].key == key ? 1 : !c->mru[set];
+	struct soft_block *b = &ways[victim];
+	c->mru[set] = (uint8_t)victim;
 	b->key = 0;
+	memset(b->link, 0, sizeof(b->link));
 	block_build(cpu, b, code, 0x1000 - (unsigned)(gpa & 0xfff));
 	if (b->ninsns == 0)
 		return NULL; /* crosses the page or does not decode: the slow path faults properly */

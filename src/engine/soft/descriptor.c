@@ -15,6 +15,7 @@
 void soft_mode_changed(struct soft_cpu *cpu)
 {
 	cpu->code_la = ~0ULL; /* CPL or mode may differ: re-check fetch permissions */
+	cpu->code_gen++;
 	cpu->block_abort = true;
 	const struct segment *cs = &cpu->s.seg[SEG_CS];
 	bool pe = cpu->s.cr0 & CR0_PE;
@@ -491,7 +492,7 @@ void sys_mov_sreg_rm(struct soft_cpu *cpu, struct insn *i) /* 8E */
 		soft_ud(cpu);
 	seg_load(cpu, seg, (uint16_t)op_rm_read(cpu, i, 2));
 	if (seg == SEG_SS)
-		cpu->interrupt_shadow = true;
+		soft_set_interrupt_shadow(cpu);
 }
 
 void sys_mov_rm_sreg(struct soft_cpu *cpu, struct insn *i) /* 8C */

@@ -10,23 +10,9 @@
 
 
 
-/* ---- effective addresses ---- */
-
-uint64_t insn_ea(struct soft_cpu *cpu, const struct insn *i)
-{
-	uint64_t ea = (uint64_t)i->disp;
-	if (i->rip_relative)
-		ea += cpu->s.rip + i->len;
-	if (i->base != REG_NONE)
-		ea += cpu->s.gpr[i->base];
-	if (i->index != REG_NONE)
-		ea += cpu->s.gpr[i->index] * i->scale;
-	return ea & size_mask(i->addrsize);
-}
-
 /* ---- segmentation ---- */
 
-static bool canonical(uint64_t la) { return (uint64_t)((int64_t)(la << 16) >> 16) == la; }
+static bool canonical(uint64_t la) { return soft_canonical(la); }
 
 static _Noreturn void seg_fault(struct soft_cpu *cpu, unsigned seg)
 {
@@ -91,7 +77,7 @@ static uint64_t lin_read_page(struct soft_cpu *cpu, uint64_t la, unsigned size, 
 	const struct tlb_entry *e = mmu_translate(cpu, la, acc, sys);
 	uint64_t v = 0;
 	if (e->host) {
-		memcpy(&v, e->host + (la & 0xfff), size);
+		v = host_load(e->host + (la & 0xfff), size);
 	} else {
 		uint8_t data[8];
 		soft_mmio(cpu, e->gpa | (la & 0xfff), size, false, data);
@@ -104,7 +90,7 @@ static void lin_write_page(struct soft_cpu *cpu, uint64_t la, unsigned size, uin
 {
 	const struct tlb_entry *e = mmu_translate(cpu, la, ACC_WRITE, sys);
 	if (e->host) {
-		memcpy(e->host + (la & 0xfff), &v, size);
+		host_store(e->host + (la & 0xfff), size, v);
 		if (e->gpa == cpu->block_gpa_page)
 			cpu->block_abort = true; /* code may have changed under the current block */
 	} else {
@@ -206,11 +192,19 @@ void lin_write_bytes(struct soft_cpu *cpu, uint64_t la, const void *buf, size_t 
 
 uint64_t seg_read(struct soft_cpu *cpu, unsigned seg, uint64_t off, unsigned size)
 {
+	const uint8_t *p = mem_fast(cpu, seg, off, size, ACC_READ);
+	if (p)
+		return host_load(p, size);
 	return lin_read(cpu, seg_linear(cpu, seg, off, size, ACC_READ), size, ACC_READ);
 }
 
 void seg_write(struct soft_cpu *cpu, unsigned seg, uint64_t off, unsigned size, uint64_t v)
 {
+	uint8_t *p = mem_fast(cpu, seg, off, size, ACC_WRITE);
+	if (p) {
+		host_store(p, size, v);
+		return;
+	}
 	lin_write(cpu, seg_linear(cpu, seg, off, size, ACC_WRITE), size, v);
 }
 
@@ -244,14 +238,27 @@ static uint64_t seg_read_for_write(struct soft_cpu *cpu, unsigned seg, uint64_t 
 
 uint64_t op_rm_read_mem(struct soft_cpu *cpu, const struct insn *i, unsigned size)
 {
-	if (i->def->flags & (OPF_LOCKOK | OPF_RMW))
-		return seg_read_for_write(cpu, i->seg, insn_ea(cpu, i), size);
-	return seg_read(cpu, i->seg, insn_ea(cpu, i), size);
+	uint64_t ea = insn_ea(cpu, i);
+	/* A read-modify-write looks in the write TLB: a hit there also permits
+	 * the read, and reads the same memory. */
+	bool rmw = i->def->flags & (OPF_LOCKOK | OPF_RMW);
+	const uint8_t *p = mem_fast(cpu, i->seg, ea, size, rmw ? ACC_WRITE : ACC_READ);
+	if (p)
+		return host_load(p, size);
+	if (rmw)
+		return seg_read_for_write(cpu, i->seg, ea, size);
+	return lin_read(cpu, seg_linear(cpu, i->seg, ea, size, ACC_READ), size, ACC_READ);
 }
 
 void op_rm_write_mem(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v)
 {
-	seg_write(cpu, i->seg, insn_ea(cpu, i), size, v);
+	uint64_t ea = insn_ea(cpu, i);
+	uint8_t *p = mem_fast(cpu, i->seg, ea, size, ACC_WRITE);
+	if (p) {
+		host_store(p, size, v);
+		return;
+	}
+	lin_write(cpu, seg_linear(cpu, i->seg, ea, size, ACC_WRITE), size, v);
 }
 
 

@@ -29,6 +29,7 @@ void tlb_flush_all(struct soft_cpu *cpu)
 {
 	memset(&cpu->tlb, 0, sizeof(cpu->tlb));
 	cpu->code_la = ~0ULL;
+	cpu->code_gen++;
 	cpu->block_abort = true;
 }
 
@@ -38,6 +39,7 @@ void tlb_flush_page(struct soft_cpu *cpu, uint64_t la)
 	unsigned idx = (unsigned)(page >> 12) % TLB_SIZE;
 	if (cpu->code_la == page)
 		cpu->code_la = ~0ULL;
+	cpu->code_gen++; /* chain links may lead into this page */
 	cpu->block_abort = true;
 	for (int a = 0; a < 3; a++)
 		for (int u = 0; u < 2; u++)

@@ -54,8 +54,10 @@ struct alu_result {
 	bool carry; /* ADC/SBB carry-in */
 };
 
-static struct alu_result alu_compute(struct soft_cpu *cpu, unsigned kind, unsigned size,
-				     uint64_t a, uint64_t b)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE struct alu_result alu_compute(struct soft_cpu *cpu, unsigned kind,
+						   unsigned size, uint64_t a, uint64_t b)
 {
 	struct alu_result r = {.a = a & size_mask(size), .b = b & size_mask(size)};
 	switch (kind) {
@@ -79,15 +81,17 @@ static struct alu_result alu_compute(struct soft_cpu *cpu, unsigned kind, unsign
 	return r;
 }
 
-static void alu_commit_flags(struct soft_cpu *cpu, unsigned size, const struct alu_result *r)
+static ALWAYS_INLINE void alu_commit_flags(struct soft_cpu *cpu, unsigned size,
+					    const struct alu_result *r)
 {
 	flags_set(cpu, (enum lazy_op)r->op, size, r->res, r->a, r->b);
 	cpu->lf.carry_in = r->carry;
 }
 
-static void alu_rm_reg(struct soft_cpu *cpu, struct insn *i) /* 00, 01, 08, 09, ... 38, 39 */
+/* The four operand forms, instantiated below once per operation so that
+ * each handler computes one operation with no dispatch on the kind. */
+static ALWAYS_INLINE void alu_rm_reg(struct soft_cpu *cpu, struct insn *i, unsigned kind)
 {
-	unsigned kind = i->opcode >> 3;
 	uint64_t a = op_rm_read(cpu, i, i->opsize);
 	struct alu_result r = alu_compute(cpu, kind, i->opsize, a, op_reg_read(cpu, i, i->opsize));
 	if (kind != ALU_CMP)
@@ -95,9 +99,8 @@ static void alu_rm_reg(struct soft_cpu *cpu, struct insn *i) /* 00, 01, 08, 09, 
 	alu_commit_flags(cpu, i->opsize, &r);
 }
 
-static void alu_reg_rm(struct soft_cpu *cpu, struct insn *i) /* 02, 03, ... 3A, 3B */
+static ALWAYS_INLINE void alu_reg_rm(struct soft_cpu *cpu, struct insn *i, unsigned kind)
 {
-	unsigned kind = i->opcode >> 3;
 	uint64_t b = op_rm_read(cpu, i, i->opsize);
 	struct alu_result r = alu_compute(cpu, kind, i->opsize, op_reg_read(cpu, i, i->opsize), b);
 	if (kind != ALU_CMP)
@@ -105,9 +108,8 @@ static void alu_reg_rm(struct soft_cpu *cpu, struct insn *i) /* 02, 03, ... 3A, 
 	alu_commit_flags(cpu, i->opsize, &r);
 }
 
-static void alu_acc_imm(struct soft_cpu *cpu, struct insn *i) /* 04, 05, ... 3C, 3D */
+static ALWAYS_INLINE void alu_acc_imm(struct soft_cpu *cpu, struct insn *i, unsigned kind)
 {
-	unsigned kind = i->opcode >> 3;
 	uint64_t a = reg_read(cpu, GPR_RAX, i->opsize, true);
 	struct alu_result r = alu_compute(cpu, kind, i->opsize, a, i->imm);
 	if (kind != ALU_CMP)
@@ -115,9 +117,8 @@ static void alu_acc_imm(struct soft_cpu *cpu, struct insn *i) /* 04, 05, ... 3C,
 	alu_commit_flags(cpu, i->opsize, &r);
 }
 
-static void alu_rm_imm(struct soft_cpu *cpu, struct insn *i) /* 80, 81, 82, 83 /0-/7 */
+static ALWAYS_INLINE void alu_rm_imm(struct soft_cpu *cpu, struct insn *i, unsigned kind)
 {
-	unsigned kind = i->reg & 7;
 	uint64_t imm = i->opcode == 0x83 ? (uint64_t)sign_extend(i->imm, 1) : i->imm;
 	uint64_t a = op_rm_read(cpu, i, i->opsize);
 	struct alu_result r = alu_compute(cpu, kind, i->opsize, a, imm);
@@ -125,6 +126,33 @@ static void alu_rm_imm(struct soft_cpu *cpu, struct insn *i) /* 80, 81, 82, 83 /
 		op_rm_write(cpu, i, i->opsize, r.res);
 	alu_commit_flags(cpu, i->opsize, &r);
 }
+
+#define ALU_HANDLERS(kind, name)                                                                   \
+	static void name##_rm_reg(struct soft_cpu *cpu, struct insn *i) /* 00, 01, 08, ... 39 */   \
+	{                                                                                          \
+		alu_rm_reg(cpu, i, kind);                                                          \
+	}                                                                                          \
+	static void name##_reg_rm(struct soft_cpu *cpu, struct insn *i) /* 02, 03, ... 3B */       \
+	{                                                                                          \
+		alu_reg_rm(cpu, i, kind);                                                          \
+	}                                                                                          \
+	static void name##_acc_imm(struct soft_cpu *cpu, struct insn *i) /* 04, 05, ... 3D */      \
+	{                                                                                          \
+		alu_acc_imm(cpu, i, kind);                                                         \
+	}                                                                                          \
+	static void name##_rm_imm(struct soft_cpu *cpu, struct insn *i) /* 80-83 /kind */          \
+	{                                                                                          \
+		alu_rm_imm(cpu, i, kind);                                                          \
+	}
+
+ALU_HANDLERS(ALU_ADD, add)
+ALU_HANDLERS(ALU_OR, or)
+ALU_HANDLERS(ALU_ADC, adc)
+ALU_HANDLERS(ALU_SBB, sbb)
+ALU_HANDLERS(ALU_AND, and)
+ALU_HANDLERS(ALU_SUB, sub)
+ALU_HANDLERS(ALU_XOR, xor)
+ALU_HANDLERS(ALU_CMP, cmp)
 
 /* ---- TEST, NOT, NEG ---- */
 
@@ -381,9 +409,9 @@ static struct shift_out do_shift(unsigned kind, unsigned size, uint64_t a, unsig
 	return o;
 }
 
-static void shift_rm(struct soft_cpu *cpu, struct insn *i, unsigned raw_count, bool imm_form)
+static ALWAYS_INLINE void shift_rm_sized(struct soft_cpu *cpu, struct insn *i, unsigned kind,
+					  unsigned size, unsigned raw_count, bool imm_form)
 {
-	unsigned size = i->opsize, kind = i->reg & 7;
 	unsigned count = raw_count & (unsigned)count_mask(size);
 	uint64_t a = op_rm_read(cpu, i, size);
 	struct shift_out o;
@@ -412,20 +440,36 @@ static void shift_rm(struct soft_cpu *cpu, struct insn *i, unsigned raw_count, b
 		flags_replace(cpu, changed, o.cfof);
 }
 
-static void shift_imm(struct soft_cpu *cpu, struct insn *i) /* C0, C1 */
+static ALWAYS_INLINE void shift_rm(struct soft_cpu *cpu, struct insn *i, unsigned kind,
+				   unsigned raw_count, bool imm_form)
 {
-	shift_rm(cpu, i, (unsigned)(i->imm & 0xff), true);
+	shift_rm_sized(cpu, i, kind, i->opsize, raw_count, imm_form);
 }
 
-static void shift_one(struct soft_cpu *cpu, struct insn *i) /* D0, D1 */
-{
-	shift_rm(cpu, i, 1, false);
-}
+/* One handler per form and operation (ModRM.reg), chosen by the opcode
+ * table, so that each computes one operation. */
+#define SHIFT_HANDLERS(kind, name)                                                                 \
+	static void name##_imm(struct soft_cpu *cpu, struct insn *i) /* C0, C1 */                  \
+	{                                                                                          \
+		shift_rm(cpu, i, kind, (unsigned)(i->imm & 0xff), true);                           \
+	}                                                                                          \
+	static void name##_one(struct soft_cpu *cpu, struct insn *i) /* D0, D1 */                  \
+	{                                                                                          \
+		shift_rm(cpu, i, kind, 1, false);                                                  \
+	}                                                                                          \
+	static void name##_cl(struct soft_cpu *cpu, struct insn *i) /* D2, D3 */                   \
+	{                                                                                          \
+		shift_rm(cpu, i, kind, (unsigned)(cpu->s.gpr[GPR_RCX] & 0xff), false);             \
+	}
 
-static void shift_cl(struct soft_cpu *cpu, struct insn *i) /* D2, D3 */
-{
-	shift_rm(cpu, i, (unsigned)(cpu->s.gpr[GPR_RCX] & 0xff), false);
-}
+SHIFT_HANDLERS(SH_ROL, rol)
+SHIFT_HANDLERS(SH_ROR, ror)
+SHIFT_HANDLERS(SH_RCL, rcl)
+SHIFT_HANDLERS(SH_RCR, rcr)
+SHIFT_HANDLERS(SH_SHL, shl)
+SHIFT_HANDLERS(SH_SHR, shr)
+SHIFT_HANDLERS(SH_SAL, sal)
+SHIFT_HANDLERS(SH_SAR, sar)
 
 /* ---- SHLD, SHRD ---- */
 
@@ -696,14 +740,14 @@ static void cwd(struct soft_cpu *cpu, struct insn *i) /* 99: CWD, CDQ, CQO */
 
 static void setcc(struct soft_cpu *cpu, struct insn *i) /* 0F 90-9F */
 {
-	op_rm_write(cpu, i, 1, flags_cond(cpu, i->opcode & 15));
+	op_rm_write(cpu, i, 1, flags_cond_inline(cpu, i->opcode & 15));
 }
 
 static void cmovcc(struct soft_cpu *cpu, struct insn *i) /* 0F 40-4F */
 {
 	/* The source is read (and may fault) whatever the condition. */
 	uint64_t src = op_rm_read(cpu, i, i->opsize);
-	if (flags_cond(cpu, i->opcode & 15))
+	if (flags_cond_inline(cpu, i->opcode & 15))
 		op_reg_write(cpu, i, i->opsize, src);
 	else if (i->opsize == 4) /* a 32-bit destination is zero-extended regardless */
 		op_reg_write(cpu, i, 4, op_reg_read(cpu, i, 4));
@@ -811,6 +855,226 @@ static void aad(struct soft_cpu *cpu, struct insn *i) /* D5 ib */
 	alu_commit_flags(cpu, 1, &r);
 }
 
+/* ---- fast forms ----
+ * Decode picks these (soft_alu_fast) for the commonest instructions of
+ * compiled code: 32- and 64-bit ALU operations, TEST and shifts. The
+ * operand size and the register-or-memory choice are constants in each,
+ * so register accesses become plain loads and stores (a 32-bit write
+ * zero-extends, a 64-bit one replaces: no sub-register cases) and the
+ * masks fold away. Semantics are those of the generic handlers above. */
+
+static ALWAYS_INLINE uint64_t fast_rm_read(struct soft_cpu *cpu, struct insn *i, unsigned size,
+					   bool reg)
+{
+	if (reg)
+		return cpu->s.gpr[i->rm] & size_mask(size);
+	return op_rm_read_mem(cpu, i, size);
+}
+
+static ALWAYS_INLINE void fast_rm_write(struct soft_cpu *cpu, struct insn *i, unsigned size,
+					bool reg, uint64_t v)
+{
+	if (reg)
+		cpu->s.gpr[i->rm] = v & size_mask(size);
+	else
+		op_rm_write_mem(cpu, i, size, v);
+}
+
+static ALWAYS_INLINE uint64_t fast_reg_read(struct soft_cpu *cpu, struct insn *i, unsigned size)
+{
+	return cpu->s.gpr[i->reg] & size_mask(size);
+}
+
+static ALWAYS_INLINE void fast_alu_rm_reg(struct soft_cpu *cpu, struct insn *i, unsigned kind,
+					  unsigned size, bool reg)
+{
+	uint64_t a = fast_rm_read(cpu, i, size, reg);
+	struct alu_result r = alu_compute(cpu, kind, size, a, fast_reg_read(cpu, i, size));
+	if (kind != ALU_CMP)
+		fast_rm_write(cpu, i, size, reg, r.res);
+	alu_commit_flags(cpu, size, &r);
+}
+
+static ALWAYS_INLINE void fast_alu_reg_rm(struct soft_cpu *cpu, struct insn *i, unsigned kind,
+					  unsigned size, bool reg)
+{
+	uint64_t b = fast_rm_read(cpu, i, size, reg);
+	struct alu_result r = alu_compute(cpu, kind, size, fast_reg_read(cpu, i, size), b);
+	if (kind != ALU_CMP)
+		cpu->s.gpr[i->reg] = r.res & size_mask(size);
+	alu_commit_flags(cpu, size, &r);
+}
+
+static ALWAYS_INLINE void fast_alu_rm_imm(struct soft_cpu *cpu, struct insn *i, unsigned kind,
+					  unsigned size, bool reg)
+{
+	uint64_t imm = i->opcode == 0x83 ? (uint64_t)sign_extend(i->imm, 1) : i->imm;
+	uint64_t a = fast_rm_read(cpu, i, size, reg);
+	struct alu_result r = alu_compute(cpu, kind, size, a, imm);
+	if (kind != ALU_CMP)
+		fast_rm_write(cpu, i, size, reg, r.res);
+	alu_commit_flags(cpu, size, &r);
+}
+
+static ALWAYS_INLINE void fast_test(struct soft_cpu *cpu, struct insn *i, unsigned size, bool reg)
+{
+	uint64_t a = fast_rm_read(cpu, i, size, reg);
+	logic_flags(cpu, size, a & fast_reg_read(cpu, i, size));
+}
+
+/* name_<size><r|m>: r for ModRM.mod == 3, m for a memory operand. */
+#define FAST_VARIANTS(name, body)                                                                  \
+	static void name##_4r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, true); }     \
+	static void name##_4m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, false); }    \
+	static void name##_8r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, true); }     \
+	static void name##_8m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, false); }
+#define FAST_TABLE(name) {{name##_4m, name##_4r}, {name##_8m, name##_8r}}
+
+#define FAST_ALU(kind, name)                                                                       \
+	static ALWAYS_INLINE void name##_fast_rm_reg(struct soft_cpu *cpu, struct insn *i,          \
+						     unsigned size, bool reg)                      \
+	{                                                                                          \
+		fast_alu_rm_reg(cpu, i, kind, size, reg);                                          \
+	}                                                                                          \
+	static ALWAYS_INLINE void name##_fast_reg_rm(struct soft_cpu *cpu, struct insn *i,          \
+						     unsigned size, bool reg)                      \
+	{                                                                                          \
+		fast_alu_reg_rm(cpu, i, kind, size, reg);                                          \
+	}                                                                                          \
+	static ALWAYS_INLINE void name##_fast_rm_imm(struct soft_cpu *cpu, struct insn *i,          \
+						     unsigned size, bool reg)                      \
+	{                                                                                          \
+		fast_alu_rm_imm(cpu, i, kind, size, reg);                                          \
+	}                                                                                          \
+	FAST_VARIANTS(name##_frm_reg, name##_fast_rm_reg)                                          \
+	FAST_VARIANTS(name##_freg_rm, name##_fast_reg_rm)                                          \
+	FAST_VARIANTS(name##_frm_imm, name##_fast_rm_imm)
+
+FAST_ALU(ALU_ADD, add)
+FAST_ALU(ALU_OR, or)
+FAST_ALU(ALU_ADC, adc)
+FAST_ALU(ALU_SBB, sbb)
+FAST_ALU(ALU_AND, and)
+FAST_ALU(ALU_SUB, sub)
+FAST_ALU(ALU_XOR, xor)
+FAST_ALU(ALU_CMP, cmp)
+FAST_VARIANTS(test_f, fast_test)
+
+/* [kind][size 8][register form] */
+#define FAST_ALU_TABLE(form)                                                                       \
+	{FAST_TABLE(add_##form), FAST_TABLE(or_##form), FAST_TABLE(adc_##form),                     \
+	 FAST_TABLE(sbb_##form), FAST_TABLE(and_##form), FAST_TABLE(sub_##form),                    \
+	 FAST_TABLE(xor_##form), FAST_TABLE(cmp_##form)}
+static const soft_exec_fn fast_rm_reg[8][2][2] = FAST_ALU_TABLE(frm_reg);
+static const soft_exec_fn fast_reg_rm[8][2][2] = FAST_ALU_TABLE(freg_rm);
+static const soft_exec_fn fast_rm_imm[8][2][2] = FAST_ALU_TABLE(frm_imm);
+static const soft_exec_fn fast_test_rm_reg[2][2] = FAST_TABLE(test_f);
+
+/* IMUL r, r/m (0F AF) and IMUL r, r/m, imm (69, 6B): the signed product
+ * in 64-bit arithmetic, CF = OF = it does not fit the destination. */
+static ALWAYS_INLINE void fast_imul(struct soft_cpu *cpu, struct insn *i, unsigned size, bool reg,
+				    unsigned form)
+{
+	uint64_t src = fast_rm_read(cpu, i, size, reg);
+	int64_t a, b, p;
+	bool overflow;
+	if (form == 0) {
+		a = sign_extend(fast_reg_read(cpu, i, size), size);
+		b = sign_extend(src, size);
+	} else {
+		a = sign_extend(src, size);
+		b = form == 2 ? sign_extend(i->imm, 1) : sign_extend(i->imm, size);
+	}
+	if (size == 8) {
+		overflow = __builtin_mul_overflow(a, b, &p);
+	} else {
+		p = a * b; /* 32 x 32 bits: exact in 64 */
+		overflow = p != (int64_t)(int32_t)p;
+	}
+	uint64_t lo = (uint64_t)p & size_mask(size);
+	cpu->s.gpr[i->reg] = lo;
+	mul_flags(cpu, LF_IMUL, size, lo, overflow);
+}
+
+static ALWAYS_INLINE void imul_f0(struct soft_cpu *cpu, struct insn *i, unsigned size, bool reg)
+{
+	fast_imul(cpu, i, size, reg, 0);
+}
+static ALWAYS_INLINE void imul_f1(struct soft_cpu *cpu, struct insn *i, unsigned size, bool reg)
+{
+	fast_imul(cpu, i, size, reg, 1);
+}
+static ALWAYS_INLINE void imul_f2(struct soft_cpu *cpu, struct insn *i, unsigned size, bool reg)
+{
+	fast_imul(cpu, i, size, reg, 2);
+}
+FAST_VARIANTS(imul_fast_0faf, imul_f0)
+FAST_VARIANTS(imul_fast_69, imul_f1)
+FAST_VARIANTS(imul_fast_6b, imul_f2)
+static const soft_exec_fn fast_imul_tab[3][2][2] = {
+    FAST_TABLE(imul_fast_0faf), FAST_TABLE(imul_fast_69), FAST_TABLE(imul_fast_6b)};
+
+/* Shifts by an immediate, by 1 and by CL: SHL, SHR, SAR (the commonest). */
+#define FAST_SHIFT(kind, name)                                                                     \
+	static ALWAYS_INLINE void name##_fimm(struct soft_cpu *cpu, struct insn *i, unsigned size,  \
+					      bool reg)                                            \
+	{                                                                                          \
+		(void)reg;                                                                         \
+		shift_rm_sized(cpu, i, kind, size, (unsigned)(i->imm & 0xff), true);               \
+	}                                                                                          \
+	static ALWAYS_INLINE void name##_fone(struct soft_cpu *cpu, struct insn *i, unsigned size,  \
+					      bool reg)                                            \
+	{                                                                                          \
+		(void)reg;                                                                         \
+		shift_rm_sized(cpu, i, kind, size, 1, false);                                      \
+	}                                                                                          \
+	static ALWAYS_INLINE void name##_fcl(struct soft_cpu *cpu, struct insn *i, unsigned size,   \
+					     bool reg)                                             \
+	{                                                                                          \
+		(void)reg;                                                                         \
+		shift_rm_sized(cpu, i, kind, size, (unsigned)(cpu->s.gpr[GPR_RCX] & 0xff), false); \
+	}                                                                                          \
+	FAST_VARIANTS(name##_fast_imm, name##_fimm)                                                \
+	FAST_VARIANTS(name##_fast_one, name##_fone)                                                \
+	FAST_VARIANTS(name##_fast_cl, name##_fcl)
+
+FAST_SHIFT(SH_SHL, shl)
+FAST_SHIFT(SH_SHR, shr)
+FAST_SHIFT(SH_SAR, sar)
+
+/* [form: C1, D1, D3][SHL, SHR, SAR][size 8][register form] */
+static const soft_exec_fn fast_shift[3][3][2][2] = {
+    {FAST_TABLE(shl_fast_imm), FAST_TABLE(shr_fast_imm), FAST_TABLE(sar_fast_imm)},
+    {FAST_TABLE(shl_fast_one), FAST_TABLE(shr_fast_one), FAST_TABLE(sar_fast_one)},
+    {FAST_TABLE(shl_fast_cl), FAST_TABLE(shr_fast_cl), FAST_TABLE(sar_fast_cl)},
+};
+
+soft_exec_fn soft_alu_fast(const struct insn *i)
+{
+	if (!i->has_modrm || (i->opsize != 4 && i->opsize != 8))
+		return NULL;
+	unsigned op = i->opcode, s = i->opsize == 8, r = i->mod == 3;
+	if (i->map == OPMAP_0F && op == 0xaf)
+		return fast_imul_tab[0][s][r];
+	if (i->map != OPMAP_1B)
+		return NULL;
+	if (op == 0x69 || op == 0x6b)
+		return fast_imul_tab[op == 0x69 ? 1 : 2][s][r];
+	if (op < 0x40 && (op & 7) == 1)
+		return fast_rm_reg[op >> 3][s][r];
+	if (op < 0x40 && (op & 7) == 3)
+		return fast_reg_rm[op >> 3][s][r];
+	if (op == 0x81 || op == 0x83)
+		return fast_rm_imm[i->reg & 7][s][r];
+	if (op == 0x85)
+		return fast_test_rm_reg[s][r];
+	unsigned kind = i->reg & 7;
+	int sh = kind == SH_SHL ? 0 : kind == SH_SHR ? 1 : kind == SH_SAR ? 2 : -1;
+	if (sh >= 0 && (op == 0xc1 || op == 0xd1 || op == 0xd3))
+		return fast_shift[op == 0xc1 ? 0 : op == 0xd1 ? 1 : 2][sh][s][r];
+	return NULL;
+}
+
 /* ---- opcode table ---- */
 
 #define M OPF_MODRM
@@ -819,20 +1083,20 @@ static void aad(struct soft_cpu *cpu, struct insn *i) /* D5 ib */
 #define I8 OPF_IMM8
 #define IZ OPF_IMMZ
 
-#define ALU_BLOCK(base, name, lock)                                                   \
-	{OPMAP_1B, (base) + 0, -1, -1, PFX_ANY, M | B | (lock), name, alu_rm_reg},     \
-	{OPMAP_1B, (base) + 1, -1, -1, PFX_ANY, M | (lock), name, alu_rm_reg},         \
-	{OPMAP_1B, (base) + 2, -1, -1, PFX_ANY, M | B, name, alu_reg_rm},              \
-	{OPMAP_1B, (base) + 3, -1, -1, PFX_ANY, M, name, alu_reg_rm},                  \
-	{OPMAP_1B, (base) + 4, -1, -1, PFX_ANY, B | I8, name, alu_acc_imm},            \
-	{OPMAP_1B, (base) + 5, -1, -1, PFX_ANY, IZ, name, alu_acc_imm}
+#define ALU_BLOCK(base, name, lock, fn)                                               \
+	{OPMAP_1B, (base) + 0, -1, -1, PFX_ANY, M | B | (lock), name, fn##_rm_reg},    \
+	{OPMAP_1B, (base) + 1, -1, -1, PFX_ANY, M | (lock), name, fn##_rm_reg},        \
+	{OPMAP_1B, (base) + 2, -1, -1, PFX_ANY, M | B, name, fn##_reg_rm},             \
+	{OPMAP_1B, (base) + 3, -1, -1, PFX_ANY, M, name, fn##_reg_rm},                 \
+	{OPMAP_1B, (base) + 4, -1, -1, PFX_ANY, B | I8, name, fn##_acc_imm},           \
+	{OPMAP_1B, (base) + 5, -1, -1, PFX_ANY, IZ, name, fn##_acc_imm}
 
-#define GRP1_ENTRY(op, r, name, f) {OPMAP_1B, op, r, -1, PFX_ANY, M | (f), name, alu_rm_imm}
+#define GRP1_ENTRY(op, r, name, f, fn) {OPMAP_1B, op, r, -1, PFX_ANY, M | (f), name, fn##_rm_imm}
 #define GRP1(op, f)                                                                   \
-	GRP1_ENTRY(op, 0, "add", (f) | L), GRP1_ENTRY(op, 1, "or", (f) | L),           \
-	GRP1_ENTRY(op, 2, "adc", (f) | L), GRP1_ENTRY(op, 3, "sbb", (f) | L),          \
-	GRP1_ENTRY(op, 4, "and", (f) | L), GRP1_ENTRY(op, 5, "sub", (f) | L),          \
-	GRP1_ENTRY(op, 6, "xor", (f) | L), GRP1_ENTRY(op, 7, "cmp", (f))
+	GRP1_ENTRY(op, 0, "add", (f) | L, add), GRP1_ENTRY(op, 1, "or", (f) | L, or),  \
+	GRP1_ENTRY(op, 2, "adc", (f) | L, adc), GRP1_ENTRY(op, 3, "sbb", (f) | L, sbb), \
+	GRP1_ENTRY(op, 4, "and", (f) | L, and), GRP1_ENTRY(op, 5, "sub", (f) | L, sub), \
+	GRP1_ENTRY(op, 6, "xor", (f) | L, xor), GRP1_ENTRY(op, 7, "cmp", (f), cmp)
 
 #define GRP3(op, f, immf)                                                             \
 	{OPMAP_1B, op, 0, -1, PFX_ANY, M | (f) | (immf), "test", test_rm_imm},         \
@@ -843,6 +1107,13 @@ static void aad(struct soft_cpu *cpu, struct insn *i) /* D5 ib */
 	{OPMAP_1B, op, 5, -1, PFX_ANY, M | (f), "imul", imul_rm},                      \
 	{OPMAP_1B, op, 6, -1, PFX_ANY, M | (f), "div", div_rm},                        \
 	{OPMAP_1B, op, 7, -1, PFX_ANY, M | (f), "idiv", idiv_rm}
+
+#define SHIFT_ENTRY(op, r, f, name, fn) {OPMAP_1B, op, r, -1, PFX_ANY, f, name, fn}
+#define SHIFT_GRP(op, f, form)                                                        \
+	SHIFT_ENTRY(op, 0, f, "rol", rol_##form), SHIFT_ENTRY(op, 1, f, "ror", ror_##form), \
+	SHIFT_ENTRY(op, 2, f, "rcl", rcl_##form), SHIFT_ENTRY(op, 3, f, "rcr", rcr_##form), \
+	SHIFT_ENTRY(op, 4, f, "shl", shl_##form), SHIFT_ENTRY(op, 5, f, "shr", shr_##form), \
+	SHIFT_ENTRY(op, 6, f, "sal", sal_##form), SHIFT_ENTRY(op, 7, f, "sar", sar_##form)
 
 #define INCDEC_REG(op, name) {OPMAP_1B, op, -1, -1, PFX_ANY, OPF_NO64, name, incdec_reg}
 #define OP0F(op, f, name, fn) {OPMAP_0F, op, -1, -1, PFX_ANY, f, name, fn}
@@ -865,14 +1136,14 @@ static void aad(struct soft_cpu *cpu, struct insn *i) /* D5 ib */
 	{map, (base) + 15, -1, -1, PFX_ANY, f, name, fn}
 
 const struct opdef soft_ops_alu[] = {
-    ALU_BLOCK(0x00, "add", L),
-    ALU_BLOCK(0x08, "or", L),
-    ALU_BLOCK(0x10, "adc", L),
-    ALU_BLOCK(0x18, "sbb", L),
-    ALU_BLOCK(0x20, "and", L),
-    ALU_BLOCK(0x28, "sub", L),
-    ALU_BLOCK(0x30, "xor", L),
-    ALU_BLOCK(0x38, "cmp", 0),
+    ALU_BLOCK(0x00, "add", L, add),
+    ALU_BLOCK(0x08, "or", L, or),
+    ALU_BLOCK(0x10, "adc", L, adc),
+    ALU_BLOCK(0x18, "sbb", L, sbb),
+    ALU_BLOCK(0x20, "and", L, and),
+    ALU_BLOCK(0x28, "sub", L, sub),
+    ALU_BLOCK(0x30, "xor", L, xor),
+    ALU_BLOCK(0x38, "cmp", 0, cmp),
     GRP1(0x80, B | I8),
     GRP1(0x81, IZ),
     GRP1(0x82, B | I8 | OPF_NO64),
@@ -896,12 +1167,12 @@ const struct opdef soft_ops_alu[] = {
     {OPMAP_1B, 0x69, -1, -1, PFX_ANY, M | IZ, "imul", imul_reg_rm_imm},
     {OPMAP_1B, 0x6b, -1, -1, PFX_ANY, M | I8, "imul", imul_reg_rm_imm},
     OP0F(0xaf, M, "imul", imul_reg_rm),
-    {OPMAP_1B, 0xc0, -1, -1, PFX_ANY, M | B | I8 | OPF_RMW, "shift", shift_imm},
-    {OPMAP_1B, 0xc1, -1, -1, PFX_ANY, M | I8 | OPF_RMW, "shift", shift_imm},
-    {OPMAP_1B, 0xd0, -1, -1, PFX_ANY, M | B | OPF_RMW, "shift", shift_one},
-    {OPMAP_1B, 0xd1, -1, -1, PFX_ANY, M | OPF_RMW, "shift", shift_one},
-    {OPMAP_1B, 0xd2, -1, -1, PFX_ANY, M | B | OPF_RMW, "shift", shift_cl},
-    {OPMAP_1B, 0xd3, -1, -1, PFX_ANY, M | OPF_RMW, "shift", shift_cl},
+    SHIFT_GRP(0xc0, M | B | I8 | OPF_RMW, imm),
+    SHIFT_GRP(0xc1, M | I8 | OPF_RMW, imm),
+    SHIFT_GRP(0xd0, M | B | OPF_RMW, one),
+    SHIFT_GRP(0xd1, M | OPF_RMW, one),
+    SHIFT_GRP(0xd2, M | B | OPF_RMW, cl),
+    SHIFT_GRP(0xd3, M | OPF_RMW, cl),
     OP0F(0xa4, M | I8 | OPF_RMW, "shld", shxd_imm),
     OP0F(0xa5, M | OPF_RMW, "shld", shxd_cl),
     OP0F(0xac, M | I8 | OPF_RMW, "shrd", shxd_imm),

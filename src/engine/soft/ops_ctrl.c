@@ -76,11 +76,30 @@ static void jmp_rel(struct soft_cpu *cpu, struct insn *i) /* EB, E9 */
 	soft_branch(cpu, i, near_target(cpu, i, cpu->next_rip + i->imm));
 }
 
-static void jcc_rel(struct soft_cpu *cpu, struct insn *i) /* 70-7F, 0F 80-8F */
+/* One Jcc handler per condition (the opcode table picks it), with the
+ * condition inline; in 64-bit mode the operand size is always 64, so the
+ * target only needs the canonical check (as near_target/soft_branch). */
+static inline __attribute__((always_inline)) void jcc_cc(struct soft_cpu *cpu, struct insn *i,
+							  unsigned cc)
 {
-	if (flags_cond(cpu, i->opcode & 15))
+	if (!flags_cond_inline(cpu, cc))
+		return;
+	if (!cpu->long64) {
 		jmp_rel(cpu, i);
+		return;
+	}
+	uint64_t target = cpu->next_rip + i->imm;
+	if (!soft_canonical(target))
+		soft_gp(cpu, 0);
+	cpu->next_rip = target;
 }
+
+#define JCC_HANDLER(cc) \
+	static void jcc_##cc(struct soft_cpu *cpu, struct insn *i) { jcc_cc(cpu, i, cc); }
+JCC_HANDLER(0) JCC_HANDLER(1) JCC_HANDLER(2) JCC_HANDLER(3)
+JCC_HANDLER(4) JCC_HANDLER(5) JCC_HANDLER(6) JCC_HANDLER(7)
+JCC_HANDLER(8) JCC_HANDLER(9) JCC_HANDLER(10) JCC_HANDLER(11)
+JCC_HANDLER(12) JCC_HANDLER(13) JCC_HANDLER(14) JCC_HANDLER(15)
 
 static uint64_t count_reg(const struct soft_cpu *cpu, const struct insn *i)
 {
@@ -329,7 +348,7 @@ static void pop_sreg(struct soft_cpu *cpu, struct insn *i)
 	seg_load(cpu, seg, sel);
 	cpu->s.gpr[GPR_RSP] = new_rsp;
 	if (seg == SEG_SS)
-		cpu->interrupt_shadow = true;
+		soft_set_interrupt_shadow(cpu);
 }
 
 /* ---- software interrupts ---- */
@@ -367,20 +386,20 @@ static void into(struct soft_cpu *cpu, struct insn *i) /* CE */
 #define M OPF_MODRM
 #define REL8 (OPF_IMM8 | OPF_REL | OPF_F64)
 #define RELZ (OPF_IMMZ | OPF_REL | OPF_F64)
-#define JCC8(op) {OPMAP_1B, op, -1, -1, PFX_ANY, REL8, "jcc", jcc_rel}
-#define JCCZ(op) {OPMAP_0F, op, -1, -1, PFX_ANY, RELZ, "jcc", jcc_rel}
+#define JCC8(op, cc) {OPMAP_1B, op, -1, -1, PFX_ANY, REL8, "jcc", jcc_##cc}
+#define JCCZ(op, cc) {OPMAP_0F, op, -1, -1, PFX_ANY, RELZ, "jcc", jcc_##cc}
 #define PUSHR(op) {OPMAP_1B, op, -1, -1, PFX_ANY, OPF_DEF64, "push", push_reg}
 #define POPR(op) {OPMAP_1B, op, -1, -1, PFX_ANY, OPF_DEF64, "pop", pop_reg}
 
 const struct opdef soft_ops_ctrl[] = {
     {OPMAP_1B, 0xeb, -1, -1, PFX_ANY, REL8, "jmp", jmp_rel},
     {OPMAP_1B, 0xe9, -1, -1, PFX_ANY, RELZ, "jmp", jmp_rel},
-    JCC8(0x70), JCC8(0x71), JCC8(0x72), JCC8(0x73), JCC8(0x74), JCC8(0x75), JCC8(0x76),
-    JCC8(0x77), JCC8(0x78), JCC8(0x79), JCC8(0x7a), JCC8(0x7b), JCC8(0x7c), JCC8(0x7d),
-    JCC8(0x7e), JCC8(0x7f),
-    JCCZ(0x80), JCCZ(0x81), JCCZ(0x82), JCCZ(0x83), JCCZ(0x84), JCCZ(0x85), JCCZ(0x86),
-    JCCZ(0x87), JCCZ(0x88), JCCZ(0x89), JCCZ(0x8a), JCCZ(0x8b), JCCZ(0x8c), JCCZ(0x8d),
-    JCCZ(0x8e), JCCZ(0x8f),
+    JCC8(0x70, 0), JCC8(0x71, 1), JCC8(0x72, 2), JCC8(0x73, 3), JCC8(0x74, 4), JCC8(0x75, 5),
+    JCC8(0x76, 6), JCC8(0x77, 7), JCC8(0x78, 8), JCC8(0x79, 9), JCC8(0x7a, 10), JCC8(0x7b, 11),
+    JCC8(0x7c, 12), JCC8(0x7d, 13), JCC8(0x7e, 14), JCC8(0x7f, 15),
+    JCCZ(0x80, 0), JCCZ(0x81, 1), JCCZ(0x82, 2), JCCZ(0x83, 3), JCCZ(0x84, 4), JCCZ(0x85, 5),
+    JCCZ(0x86, 6), JCCZ(0x87, 7), JCCZ(0x88, 8), JCCZ(0x89, 9), JCCZ(0x8a, 10), JCCZ(0x8b, 11),
+    JCCZ(0x8c, 12), JCCZ(0x8d, 13), JCCZ(0x8e, 14), JCCZ(0x8f, 15),
     {OPMAP_1B, 0xe3, -1, -1, PFX_ANY, REL8, "jrcxz", jrcxz},
     {OPMAP_1B, 0xe0, -1, -1, PFX_ANY, REL8, "loopne", loop},
     {OPMAP_1B, 0xe1, -1, -1, PFX_ANY, REL8, "loope", loop},

@@ -83,6 +83,46 @@ static void nop(struct soft_cpu *cpu, struct insn *i) /* 90, F3 90 (PAUSE), 0F 1
 		xchg_acc_reg(cpu, i); /* REX.B 90 is XCHG r8, rAX */
 }
 
+/* Fast forms of MOV 89/8B (see ops_alu.c, "fast forms"): 32- and 64-bit,
+ * register or memory, with the size a constant. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE void fast_mov_rm_reg(struct soft_cpu *cpu, struct insn *i, unsigned size,
+					  bool reg)
+{
+	uint64_t v = cpu->s.gpr[i->reg] & size_mask(size);
+	if (reg)
+		cpu->s.gpr[i->rm] = v;
+	else
+		op_rm_write_mem(cpu, i, size, v);
+}
+
+static ALWAYS_INLINE void fast_mov_reg_rm(struct soft_cpu *cpu, struct insn *i, unsigned size,
+					  bool reg)
+{
+	uint64_t v = reg ? cpu->s.gpr[i->rm] & size_mask(size) : op_rm_read_mem(cpu, i, size);
+	cpu->s.gpr[i->reg] = v;
+}
+
+#define FAST_VARIANTS(name, body)                                                                  \
+	static void name##_4r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, true); }     \
+	static void name##_4m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, false); }    \
+	static void name##_8r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, true); }     \
+	static void name##_8m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, false); }
+#define FAST_TABLE(name) {{name##_4m, name##_4r}, {name##_8m, name##_8r}}
+
+FAST_VARIANTS(mov_f_rm_reg, fast_mov_rm_reg)
+FAST_VARIANTS(mov_f_reg_rm, fast_mov_reg_rm)
+static const soft_exec_fn fast_mov[2][2][2] = {FAST_TABLE(mov_f_rm_reg), FAST_TABLE(mov_f_reg_rm)};
+
+soft_exec_fn soft_mov_fast(const struct insn *i)
+{
+	if (i->map != OPMAP_1B || (i->opcode != 0x89 && i->opcode != 0x8b) ||
+	    (i->opsize != 4 && i->opsize != 8))
+		return NULL;
+	return fast_mov[i->opcode == 0x8b][i->opsize == 8][i->mod == 3];
+}
+
 #define B OPF_BYTE
 #define M OPF_MODRM
 const struct opdef soft_ops_mov[] = {

@@ -673,7 +673,7 @@ static void sti(struct soft_cpu *cpu, struct insn *i) /* FB */
 	(void)i;
 	check_if_change(cpu);
 	if (!(cpu->s.rflags & FLAG_IF))
-		cpu->interrupt_shadow = true; /* no interrupt before the next instruction */
+		soft_set_interrupt_shadow(cpu); /* no interrupt before the next instruction */
 	cpu->s.rflags |= FLAG_IF;
 }
 

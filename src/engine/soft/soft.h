@@ -28,6 +28,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "arch/x86/cpu_state.h"
 #include "arch/x86/cpuid.h"
@@ -159,10 +160,22 @@ extern const struct opdef soft_ops_system[];
 extern const struct opdef soft_ops_sse[];
 extern const struct opdef soft_ops_x87[];
 
+/* Fast forms: a group may offer, for an instruction already decoded, a
+ * handler specialized for its operands (size, register or memory) with
+ * the same semantics as def->exec; NULL when it has none. */
+soft_exec_fn soft_alu_fast(const struct insn *i);
+soft_exec_fn soft_mov_fast(const struct insn *i);
+
 #define REG_NONE 0xff
 
 struct insn {
+	/* The handler the run loop calls: def->exec, or a faster form of it
+	 * that decode picked for these operands (same semantics). */
+	soft_exec_fn exec;
 	const struct opdef *def;
+	uint64_t imm;
+	int32_t disp;     /* displacements are at most 32 bits, sign-extended */
+	uint16_t imm2;    /* far pointer selector, ENTER nesting level */
 	uint8_t len;
 	uint8_t opsize;   /* effective operand size: 1, 2, 4, 8 */
 	uint8_t addrsize; /* 2, 4, 8 */
@@ -176,8 +189,6 @@ struct insn {
 	uint8_t mod, reg, rm; /* reg and rm include REX.R / REX.B */
 	uint8_t base, index, scale; /* memory operand; REG_NONE when absent */
 	bool rip_relative;
-	int64_t disp;
-	uint64_t imm, imm2;
 };
 
 #define INSN_MAX_LEN 15
@@ -189,6 +200,18 @@ struct soft_block {
 	uint64_t key; /* guest-physical address | mode, 0 = empty */
 	uint8_t ninsns;
 	uint16_t nbytes;
+	/* Chaining: the blocks that ran after this one lately (two, for the
+	 * two ways out of a conditional branch), and the RIP each started at.
+	 * Only hints, checked on use: a link holds if it was made while
+	 * cpu->code_gen was `gen` (same mode, CPL and translations), `to`
+	 * still has `key`, and guest memory at `code` still holds its bytes.
+	 * Blocks live as long as the cache, so `to` never dangles. */
+	struct soft_link {
+		struct soft_block *to;
+		const uint8_t *code;
+		uint64_t rip, key, gen;
+	} link[2];
+	uint8_t link_victim; /* the link to replace next */
 	uint8_t bytes[BLOCK_MAX_BYTES]; /* what the block was decoded from */
 	struct insn insn[BLOCK_MAX_INSNS];
 };
@@ -199,8 +222,10 @@ void soft_dcache_counts(const struct soft_dcache *c, uint64_t *hits, uint64_t *m
 /* The block starting at RIP (valid until the next lookup), or NULL when the
  * instruction must be decoded on its own with soft_decode(): it crosses a
  * page, runs from MMIO, or does not decode (soft_decode raises the fault).
- * May raise #PF/#GP for the fetch itself. */
-const struct soft_block *soft_block_lookup(struct soft_cpu *cpu);
+ * `prev` is the block that ran just before (NULL if unknown): its chain
+ * link is tried first and then updated. May raise #PF/#GP for the fetch
+ * itself. */
+struct soft_block *soft_block_lookup(struct soft_cpu *cpu, struct soft_block *prev);
 
 /* Opcode lookup built once from the group tables, read-only afterwards:
  * for each (map, opcode), the range [first, first + count) of `defs`. */
@@ -268,7 +293,6 @@ void seg_write_bytes(struct soft_cpu *cpu, unsigned seg, uint64_t off, const voi
 bool phys_read(struct soft_cpu *cpu, uint64_t gpa, void *buf, unsigned len);
 
 /* ---- operands (mem.c) ---- */
-uint64_t insn_ea(struct soft_cpu *cpu, const struct insn *i); /* effective offset (no segment) */
 /* The memory halves of op_rm_read/op_rm_write (below, inline). */
 uint64_t op_rm_read_mem(struct soft_cpu *cpu, const struct insn *i, unsigned size);
 void op_rm_write_mem(struct soft_cpu *cpu, const struct insn *i, unsigned size, uint64_t v);
@@ -362,6 +386,9 @@ struct soft_cpu {
 	uint64_t code_la;   /* linear page, or ~0 */
 	uint8_t *code_host; /* its host address */
 	uint64_t code_gpa;  /* its guest-physical address */
+	/* Bumped whenever code_la is dropped and on every TLB flush: block
+	 * chain links made under another generation are ignored. */
+	uint64_t code_gen;
 	struct insn scratch; /* decoded form of an uncacheable instruction */
 	uint64_t block_gpa_page; /* page of the block being executed */
 	bool block_abort;        /* leave the block after this instruction */
@@ -405,6 +432,19 @@ static inline void reg_write(struct soft_cpu *cpu, unsigned reg, unsigned size, 
 	}
 }
 
+/* The effective offset of the memory operand (no segment). */
+static inline uint64_t insn_ea(struct soft_cpu *cpu, const struct insn *i)
+{
+	uint64_t ea = (uint64_t)(int64_t)i->disp;
+	if (i->rip_relative)
+		ea += cpu->s.rip + i->len;
+	if (i->base != REG_NONE)
+		ea += cpu->s.gpr[i->base];
+	if (i->index != REG_NONE)
+		ea += cpu->s.gpr[i->index] * i->scale;
+	return ea & size_mask(i->addrsize);
+}
+
 /* ModRM operands: the register forms inline, memory out of line. */
 static inline uint64_t op_rm_read(struct soft_cpu *cpu, const struct insn *i, unsigned size)
 {
@@ -446,6 +486,62 @@ static inline const struct tlb_entry *mmu_translate(struct soft_cpu *cpu, uint64
 	return mmu_fill(cpu, la, acc, supervisor);
 }
 
+static inline bool soft_canonical(uint64_t la)
+{
+	return (uint64_t)((int64_t)(la << 16) >> 16) == la;
+}
+
+/* The common case of a data access, inline: 64-bit mode, within one page,
+ * a TLB hit on RAM. Returns the host address, or NULL when the caller must
+ * take the general path (which raises whatever fault applies). Exactly the
+ * checks seg_linear() and mmu_translate() make for such an access: no
+ * limits in 64-bit mode, a canonical address, and a hit in the TLB of this
+ * access kind, which implies the permissions and A/D bits. A write hit on
+ * the page of the running block ends the block (see lin_write_page). */
+static inline uint8_t *mem_fast(struct soft_cpu *cpu, unsigned seg, uint64_t off, unsigned size,
+				enum access acc)
+{
+	if (__builtin_expect(!cpu->long64, 0))
+		return NULL;
+	uint64_t la = off;
+	if (seg == SEG_FS || seg == SEG_GS)
+		la += cpu->s.seg[seg].base;
+	if ((la & 0xfff) > 0x1000 - size || !soft_canonical(la))
+		return NULL;
+	uint64_t page = la & ~0xfffULL;
+	const struct tlb_entry *e = &cpu->tlb.e[acc][cpu->cpl == 3][(page >> 12) % TLB_SIZE];
+	if (__builtin_expect(e->tag != (page | TLB_VALID) || !e->host, 0))
+		return NULL;
+	if (acc == ACC_WRITE && e->gpa == cpu->block_gpa_page)
+		cpu->block_abort = true; /* code may change under the current block */
+	return e->host + (la & 0xfff);
+}
+
+/* Little-endian loads and stores of 1 to 8 bytes at a host address (any
+ * alignment); the power-of-two sizes become single moves. */
+static inline uint64_t host_load(const uint8_t *p, unsigned size)
+{
+	uint64_t v = 0;
+	switch (size) {
+	case 1: return *p;
+	case 2: { uint16_t w; memcpy(&w, p, 2); return w; }
+	case 4: { uint32_t w; memcpy(&w, p, 4); return w; }
+	case 8: memcpy(&v, p, 8); return v;
+	default: memcpy(&v, p, size); return v; /* the pieces of a page-crossing access */
+	}
+}
+
+static inline void host_store(uint8_t *p, unsigned size, uint64_t v)
+{
+	switch (size) {
+	case 1: *p = (uint8_t)v; break;
+	case 2: { uint16_t w = (uint16_t)v; memcpy(p, &w, 2); break; }
+	case 4: { uint32_t w = (uint32_t)v; memcpy(p, &w, 4); break; }
+	case 8: memcpy(p, &v, 8); break;
+	default: memcpy(p, &v, size); break;
+	}
+}
+
 /* Port and MMIO accesses leave the CPU through these (soft_engine.c). */
 void soft_pio(struct soft_cpu *cpu, uint16_t port, unsigned size, bool write, uint8_t *data);
 void soft_mmio(struct soft_cpu *cpu, uint64_t gpa, unsigned size, bool write, uint8_t *data);
@@ -460,6 +556,15 @@ uint64_t soft_now_ns(void);
 int soft_irqchip_msr_read(struct soft_cpu *cpu, uint32_t msr, uint64_t *value);
 int soft_irqchip_msr_write(struct soft_cpu *cpu, uint32_t msr, uint64_t value);
 
+/* STI and loads of SS hold off interrupts until after the next
+ * instruction. The block ends here, so that the run loop inside a block
+ * never has a shadow to honour (soft_engine.c). */
+static inline void soft_set_interrupt_shadow(struct soft_cpu *cpu)
+{
+	cpu->interrupt_shadow = true;
+	cpu->block_abort = true;
+}
+
 /* Instruction helpers shared by groups. */
 static inline void set_next_rip(struct soft_cpu *cpu, uint64_t rip) { cpu->next_rip = rip; }
 /* Branch target masked to the operand size outside 64-bit mode. */
@@ -473,6 +578,41 @@ static inline void flags_set(struct soft_cpu *cpu, enum lazy_op op, unsigned siz
 	cpu->lf.res = res & size_mask(size);
 	cpu->lf.src1 = src1 & size_mask(size);
 	cpu->lf.src2 = src2 & size_mask(size);
+}
+
+/* flags_cond() with the commonest cases inline, for handlers that test a
+ * constant condition: after CMP/SUB the conditions are comparisons of the
+ * operands (B: unsigned a < b, L: signed a < b, Z: a == b); after a logic
+ * operation CF = OF = 0; ZF and SF come from the result for every
+ * recorded operation but multiplies (flags.c). */
+static inline bool flags_cond_inline(struct soft_cpu *cpu, unsigned cc)
+{
+	const struct lazy_flags *f = &cpu->lf;
+	bool r;
+	if (f->op == LF_SUB) {
+		switch (cc >> 1) {
+		case 1: r = f->src1 < f->src2; break;
+		case 2: r = f->src1 == f->src2; break;
+		case 3: r = f->src1 <= f->src2; break;
+		case 6: r = sign_extend(f->src1, f->size) < sign_extend(f->src2, f->size); break;
+		case 7: r = sign_extend(f->src1, f->size) <= sign_extend(f->src2, f->size); break;
+		default: return flags_cond(cpu, cc);
+		}
+	} else if (f->op == LF_LOGIC) {
+		bool sf = (f->res >> (f->size * 8 - 1)) & 1;
+		switch (cc >> 1) {
+		case 0: case 1: r = false; break;
+		case 2: case 3: r = f->res == 0; break;
+		case 4: case 6: r = sf; break;
+		case 7: r = f->res == 0 || sf; break;
+		default: return flags_cond(cpu, cc);
+		}
+	} else if ((cc >> 1) == 2 && f->op != LF_NONE && f->op != LF_MUL && f->op != LF_IMUL) {
+		r = f->res == 0;
+	} else {
+		return flags_cond(cpu, cc);
+	}
+	return (cc & 1) ? !r : r;
 }
 
 #endif

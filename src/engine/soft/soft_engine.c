@@ -253,7 +253,11 @@ void soft_mmio(struct soft_cpu *cpu, uint64_t gpa, unsigned size, bool write, ui
 	soft_exit(cpu, &x);
 }
 
-void soft_halt(struct soft_cpu *cpu) { cpu->halted = true; }
+void soft_halt(struct soft_cpu *cpu)
+{
+	cpu->halted = true;
+	cpu->block_abort = true;
+}
 
 int soft_irqchip_msr_read(struct soft_cpu *cpu, uint32_t msr, uint64_t *value)
 {
@@ -288,18 +292,24 @@ _Noreturn void soft_raise_noerr(struct soft_cpu *cpu, uint8_t vector)
 
 /* ---- the interpreter loop ---- */
 
-/* Executes one decoded instruction and commits its RIP. */
-static inline __attribute__((always_inline)) void soft_exec_one(struct soft_cpu *cpu, struct insn *i)
+/* The mask that wraps RIP at the current code size. */
+static inline uint64_t rip_mask(const struct soft_cpu *cpu)
 {
-	cpu->next_rip = cpu->s.rip + i->len;
-	if (!cpu->long64)
-		cpu->next_rip &= cpu->def32 ? 0xffffffffULL : 0xffffULL;
-	i->def->exec(cpu, i);
-	cpu->s.rip = cpu->next_rip;
-	cpu->icount++;
-	cpu->exc.depth = 0; /* an instruction completed: no delivery in progress */
+	if (cpu->long64)
+		return ~0ULL;
+	return cpu->def32 ? 0xffffffffULL : 0xffffULL;
 }
 
+/* Executes one decoded instruction and commits its RIP. cpu->exc.depth
+ * is 0 here: every path that raises it lowers it again before the next
+ * instruction (soft_handle_fault, soft_take_interrupt). */
+static inline __attribute__((always_inline)) void soft_exec_one(struct soft_cpu *cpu, struct insn *i)
+{
+	cpu->next_rip = (cpu->s.rip + i->len) & rip_mask(cpu);
+	i->exec(cpu, i);
+	cpu->s.rip = cpu->next_rip;
+	cpu->icount++;
+}
 
 /* Takes a pending external interrupt if the CPU accepts one now. The hint
  * stays set while an interrupt may be pending, so it is re-examined when
@@ -342,31 +352,43 @@ static bool soft_boundary(struct engine_vcpu *v)
 }
 
 /* Runs the decoded block at RIP for as long as execution falls through it,
- * and at most *budget instructions. */
+ * and at most *budget instructions. The mode cannot change inside the
+ * block: whatever changes it (or paging, or the block's own bytes, or
+ * halts the CPU) sets cpu->block_abort, which ends the block. */
 static void soft_run_block(struct engine_vcpu *v, const struct soft_block *b, unsigned *budget)
 {
 	struct soft_cpu *cpu = &v->cpu;
-	unsigned k = 0;
+	/* Handlers never modify a decoded instruction (the cache owns it). */
+	struct insn *i = (struct insn *)&b->insn[0];
+	struct insn *end = i + b->ninsns;
+	uint64_t mask = rip_mask(cpu);
+	unsigned n = *budget;
 
-	while (k < b->ninsns && *budget) {
-		/* Handlers never modify a decoded instruction (the cache owns it). */
-		struct insn *i = (struct insn *)&b->insn[k];
+	cpu->block_abort = false;
+	while (n) {
 		uint64_t rip = cpu->s.rip;
-		uint64_t fall = rip + i->len;
-		if (!cpu->long64)
-			fall &= cpu->def32 ? 0xffffffffULL : 0xffffULL;
-		cpu->block_abort = false;
-		soft_exec_one(cpu, i);
-		(*budget)--;
-		if (cpu->block_abort || cpu->halted || cpu->shutdown)
-			return;
-		if (cpu->s.rip == fall)
-			k++;
-		else if (cpu->s.rip != rip)
-			return; /* a taken branch; REP repeats the same instruction (rip unchanged) */
-		if (soft_boundary(v))
-			return;
+		uint64_t fall = (rip + i->len) & mask;
+		cpu->next_rip = fall;
+		i->exec(cpu, i);
+		uint64_t next = cpu->next_rip;
+		cpu->s.rip = next;
+		cpu->icount++;
+		n--;
+		if (__builtin_expect(cpu->block_abort, 0))
+			break;
+		if (next == fall) {
+			if (++i == end)
+				break;
+		} else if (next != rip) {
+			break; /* a taken branch; REP repeats the same instruction (rip unchanged) */
+		}
+		/* No interrupt shadow can be active here (setting one ends the
+		 * block), so only a hinted interrupt needs a closer look. */
+		if (__builtin_expect(atomic_load_explicit(&v->irq_hint, memory_order_relaxed), 0) &&
+		    soft_boundary(v))
+			break;
 	}
+	*budget = n;
 }
 
 /* Runs at most `budget` instructions; stops early on a halt, shutdown or
@@ -374,16 +396,21 @@ static void soft_run_block(struct engine_vcpu *v, const struct soft_block *b, un
 static void soft_execute(struct engine_vcpu *v, unsigned budget)
 {
 	struct soft_cpu *cpu = &v->cpu;
+	struct soft_block *prev = NULL; /* the block that ran last, for chaining */
 	while (budget) {
 		if (cpu->halted || cpu->shutdown)
 			return;
-		if (soft_boundary(v))
-			continue;
-		const struct soft_block *b = soft_block_lookup(cpu);
-		if (b) {
-			soft_run_block(v, b, &budget);
+		if (soft_boundary(v)) {
+			prev = NULL; /* an interrupt is no path to remember */
 			continue;
 		}
+		struct soft_block *b = soft_block_lookup(cpu, prev);
+		if (b) {
+			soft_run_block(v, b, &budget);
+			prev = b;
+			continue;
+		}
+		prev = NULL;
 		soft_decode(cpu, &cpu->scratch);
 		soft_exec_one(cpu, &cpu->scratch);
 		budget--;
@@ -409,6 +436,7 @@ static void soft_handle_fault(struct soft_cpu *cpu)
 	uint8_t vector = cpu->exc.vector;
 	if (cpu->exc.depth >= 2) {
 		cpu->shutdown = true;
+		cpu->exc.depth = 0;
 		return;
 	}
 	/* Faults push RFLAGS with RF set, so that IRET back to the faulting
