@@ -318,7 +318,7 @@ static void blk_queue_notify(void *dev, unsigned q)
 		rechecked = true;
 	} while (r == 0 && vq_has_avail(vq));
 	if (r < 0)
-		b->ctx.failed(b->ctx.transport, "virtio-blk: malformed request queue");
+		b->ctx.failed(b->ctx.transport, "malformed request queue");
 }
 
 static uint64_t blk_features(void *dev)

@@ -287,10 +287,10 @@ static void cons_fail(struct virtio_console *c, const char *why)
 }
 
 static const char *const cons_malformed[VIRTIO_CONSOLE_NUM_QUEUES] = {
-    "virtio-console: malformed receiveq",
-    "virtio-console: malformed transmitq",
-    "virtio-console: malformed control receiveq",
-    "virtio-console: malformed control transmitq",
+    "malformed receiveq",
+    "malformed transmitq",
+    "malformed control receiveq",
+    "malformed control transmitq",
 };
 
 /* Serves queue q with the lost-wake-up-free loop of virtqueue.h, bounded

@@ -385,7 +385,7 @@ static void tx_process(struct virtio_net *n)
 	if (done)
 		n->ctx.used(n->ctx.transport, NET_TXQ);
 	if (r < 0)
-		net_fail(n, "virtio-net: malformed transmit ring");
+		net_fail(n, "malformed transmit ring");
 	else if (done >= budget)
 		tx_kick(n);
 }
@@ -557,7 +557,7 @@ static void rx_process(struct virtio_net *n)
 	if (pushed)
 		n->ctx.used(n->ctx.transport, NET_RXQ);
 	if (broken)
-		net_fail(n, "virtio-net: malformed receive ring");
+		net_fail(n, "malformed receive ring");
 }
 
 /* ---- virtio_device_ops ---- */

@@ -419,8 +419,10 @@ void virtio_pci_bar_write(struct virtio_pci *t, uint64_t off, const uint8_t *dat
 		return;
 	if (vpci_in(off, size, VPCI_NOTIFY_OFF, VIRTIO_MAX_QUEUES * VPCI_NOTIFY_MULT)) {
 		/* No lock: the eventfd is fixed from init to destroy. */
-		__atomic_fetch_add(&t->stats.mmio_notifies, 1, __ATOMIC_RELAXED);
-		vpci_kick(t, (unsigned)(off - VPCI_NOTIFY_OFF) / VPCI_NOTIFY_MULT);
+		unsigned q = (unsigned)(off - VPCI_NOTIFY_OFF) / VPCI_NOTIFY_MULT;
+		if (q < t->ops->num_queues)
+			__atomic_fetch_add(&t->stats.mmio_notifies, 1, __ATOMIC_RELAXED);
+		vpci_kick(t, q);
 		return;
 	}
 	pthread_mutex_lock(&t->lock);

@@ -119,8 +119,9 @@ struct vpci_queue {
 };
 
 struct virtio_pci_stats {
-	uint64_t notifies;      /* queue notifications handled by the I/O thread */
-	uint64_t mmio_notifies; /* of which arrived as MMIO writes (no ioeventfd) */
+	uint64_t notifies;      /* wake-ups of the I/O thread by a queue's eventfd */
+	uint64_t mmio_notifies; /* notify writes that exited as MMIO (no ioeventfd);
+				 * several may merge into one wake-up */
 	uint64_t interrupts;    /* MSI-X messages or INTx assertions requested */
 };
 

@@ -123,7 +123,7 @@ static void rng_process(struct virtio_rng *r)
 	if (pushed)
 		r->ctx.used(r->ctx.transport, 0);
 	if (ret < 0)
-		rng_fail(r, "virtio-rng: malformed requestq");
+		rng_fail(r, "malformed requestq");
 }
 
 static uint64_t rng_features(void *dev)

@@ -284,11 +284,15 @@ static int vm_block_stop_signals(void)
 {
 	sigset_t set;
 	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
+	/* A shell starts background jobs with SIGINT ignored, and an ignored
+	 * signal never reaches a signalfd: take the default disposition back. */
+	const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+	for (unsigned i = 0; i < 3; i++)
+		sigaddset(&set, stop_signals[i]);
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
 		return -1;
+	for (unsigned i = 0; i < 3; i++)
+		signal(stop_signals[i], SIG_DFL);
 	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 

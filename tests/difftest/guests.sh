@@ -73,6 +73,10 @@ compare "bzimage triple fault" --kernel "$G/bzimage" --append "triple"
 compare "bzimage io loop" --kernel "$G/bzimage" --append "ioloop=1000 exit=1"
 compare "pvh cpu loop" --kernel "$G/pvh.elf" --append "spin=20000 exit=2"
 compare "multiboot cpu loop" --kernel "$G/multiboot.elf" --append "spin=20000 exit=2"
+# virtio-rng (tests/guests/virtio.c): the output names no random values.
+compare "pvh virtio-rng" --kernel "$G/pvh.elf" --append "rng=64 exit=1"
+compare "multiboot virtio-rng" --kernel "$G/multiboot.elf" --append "rng=4096"
+compare "bzimage without virtio-rng" --kernel "$G/bzimage" --no-rng --append "rng=64"
 
 echo "guests.sh: $passed same, $failed different"
 [ "$failed" -eq 0 ]

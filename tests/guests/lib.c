@@ -2,6 +2,7 @@
 #include <stdarg.h>
 
 #include "lib.h"
+#include "virtio.h"
 
 #define UART_THR        0   /* transmit holding register (DLAB=0) */
 #define UART_LSR        5   /* line status register */
@@ -527,6 +528,10 @@ void guest_finish(const char *cmdline, uint64_t rsdp_hint)
 	cmdline_get_uint(cmdline, "ioloop", &ioloop);
 	for (uint32_t i = 0; i < ioloop; i++)
 		outb(0x80, 0);
+	/* rng=N: fetch N random bytes from the virtio-rng device (virtio.h). */
+	uint32_t rng = 0;
+	if (cmdline_get_uint(cmdline, "rng", &rng) == 0)
+		virtio_rng_test(rng);
 	/* spin=N: N rounds of xorshift32, a CPU-bound loop for bench/soft-mips.sh
 	 * whose result both engines must agree on. */
 	uint32_t spin = 0;

@@ -717,7 +717,7 @@ static void test_mp_malformed_control_rings_fail(void **state)
 	vh_publish(&f->h, CTX, 0);
 	notify(f, CTX);
 	assert_int_equal(f->h.failed_calls, 1);
-	assert_string_equal(f->h.failed_why, "virtio-console: malformed control transmitq");
+	assert_string_equal(f->h.failed_why, "malformed control transmitq");
 	assert_int_equal(f->h.watched_fd, -1);
 	notify(f, CTX);
 	notify(f, CRX);
@@ -736,7 +736,7 @@ static void test_mp_malformed_control_rings_fail(void **state)
 	assert_int_equal(f->h.failed_calls, 0);
 	send_ctrl(f, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
 	assert_int_equal(f->h.failed_calls, 1);
-	assert_string_equal(f->h.failed_why, "virtio-console: malformed control receiveq");
+	assert_string_equal(f->h.failed_why, "malformed control receiveq");
 	assert_int_equal(f->h.watched_fd, -1);
 }
 

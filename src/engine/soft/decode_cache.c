@@ -10,7 +10,9 @@
  * Self-modifying code (Linux patches its own text: alternatives, static
  * keys, ftrace) and DMA into code pages: a block is only used while guest
  * memory still holds exactly the bytes it was decoded from, whoever wrote
- * them; the check is one memcmp of the block's bytes per block entered. */
+ * them; the check is one memcmp of the block's bytes per block entered,
+ * whether it was found by the hash lookup or through a chain link (a
+ * block's memory of its recent successors, which only skips the hash). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
