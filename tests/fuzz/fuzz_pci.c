@@ -48,7 +48,7 @@ static void fuzz_written(void *opaque, unsigned off, unsigned size)
 		msix_config_written(o->msix, off, size);
 }
 
-static const struct pci_function_ops fuzz_ops = {fuzz_remap, fuzz_written};
+static const struct pci_function_ops fuzz_ops = {.bar_remap = fuzz_remap, .config_written = fuzz_written};
 
 static int fuzz_msi(void *opaque, uint64_t addr, uint32_t data)
 {
@@ -108,7 +108,7 @@ static void run_record(struct fuzz_pci *p, const uint8_t *r)
 	bus_data_put(buf, size, value);
 	struct pci_host *h = &p->host;
 
-	switch (r[0] % 10) {
+	switch (r[0] % 12) {
 	case 0: /* mostly well-formed CONFIG_ADDRESS for our devices */
 		if (r[2] & 1) {
 			uint32_t a = PCI_CF8_ENABLE | (uint32_t)(r[3] & 3) << 11 | (off & 0x7fc);
@@ -145,6 +145,20 @@ static void run_record(struct fuzz_pci *p, const uint8_t *r)
 	case 9: /* MSI-X Message Control through the locked accessor */
 		pci_host_config_write(h, 0, 1, 0, p->msix.cap + MSIX_CAP_CONTROL, 2,
 				      (uint32_t)value);
+		break;
+	case 10: /* the BAR windows, wherever the guest has moved the BARs */
+		if (r[2] & 1)
+			pci_host_mmio_window_ops.write(h, off % (LAYOUT_PCI_MMIO_END - LAYOUT_PCI_MMIO_START),
+						       buf, size);
+		else
+			pci_host_mmio_window_ops.read(h, off % (LAYOUT_PCI_MMIO_END - LAYOUT_PCI_MMIO_START),
+						      buf, size);
+		break;
+	case 11:
+		if (r[2] & 1)
+			pci_host_io_window_ops.write(h, off % (PCI_HOST_IO_END - PCI_HOST_IO_START), buf, size);
+		else
+			pci_host_io_window_ops.read(h, off % (PCI_HOST_IO_END - PCI_HOST_IO_START), buf, size);
 		break;
 	}
 }
