@@ -173,7 +173,25 @@ static void cli_defaults(struct cli *cli)
 	cli->cfg.engine = "auto";
 }
 
+static void cli_free_owned(struct cli *cli)
+{
+	for (unsigned i = 0; i < cli->nowned; i++)
+		free(cli->owned[i]);
+	cli->nowned = 0;
+}
+
+static int cli_parse_args(struct cli *cli, int argc, char **argv, struct errmsg *err);
+
+/* On failure nothing stays allocated (cli_free is for a successful parse). */
 int cli_parse(struct cli *cli, int argc, char **argv, struct errmsg *err)
+{
+	int r = cli_parse_args(cli, argc, argv, err);
+	if (r)
+		cli_free_owned(cli);
+	return r;
+}
+
+static int cli_parse_args(struct cli *cli, int argc, char **argv, struct errmsg *err)
 {
 	cli_defaults(cli);
 	if (argc < 2)
@@ -294,9 +312,7 @@ int cli_finish(struct cli *cli, const char *guest_dir, struct errmsg *err)
 
 void cli_free(struct cli *cli)
 {
-	for (unsigned i = 0; i < cli->nowned; i++)
-		free(cli->owned[i]);
-	cli->nowned = 0;
+	cli_free_owned(cli);
 	free(cli->cfg.cmdline);
 	cli->cfg.cmdline = NULL;
 }

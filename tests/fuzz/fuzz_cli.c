@@ -31,10 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	struct cli cli;
 	struct errmsg err;
-	if (cli_parse(&cli, argc, argv, &err) == 0 && cli.action == CLI_RUN) {
-		if (!cli.cfg.kernel)
-			cli.cfg.kernel = "k"; /* keep cli_finish away from the file system */
-		cli_finish(&cli, "/nonexistent", &err);
+	if (cli_parse(&cli, argc, argv, &err) == 0) {
+		if (cli.action == CLI_RUN) {
+			if (!cli.cfg.kernel)
+				cli.cfg.kernel = "k"; /* keep cli_finish away from the file system */
+			cli_finish(&cli, "/nonexistent", &err);
+		}
 		cli_free(&cli);
 	}
 	free(buf);
