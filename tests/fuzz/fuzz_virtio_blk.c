@@ -34,6 +34,7 @@
 #include "virtio/disk_file.h"
 #include "virtio/virtqueue.h"
 #include "vm/memory.h"
+#include "vq_driver.h"
 
 #define DISK_BYTES (1u << 20)
 #define WIN_SIZE 0x10000u
@@ -99,12 +100,6 @@ static int fuzz_init(void)
 	return 0;
 }
 
-struct fuzz_desc {
-	uint64_t addr;
-	uint32_t len;
-	bool w;
-};
-
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 static void gput(uint64_t gpa, const void *src, size_t len)
@@ -113,18 +108,8 @@ static void gput(uint64_t gpa, const void *src, size_t len)
 		__builtin_trap();
 }
 
-static void put_desc(uint32_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-	uint8_t d[16];
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-	gput(DESC_GPA + 16ULL * i, d, 16);
-}
-
-/* Builds descriptors for one request record; returns the head index or -1
- * when the table is full. Record:
+/* Builds descriptors for one request record and publishes it; returns the
+ * head index or -1 when the table is full. Record:
  *   [0] type: low 3 bits pick IN, OUT, FLUSH, GET_ID, DISCARD,
  *       WRITE_ZEROES, SCSI_CMD(2), or rec[7] as a raw type
  *   [1..2] sector: bit 15 set → UINT64_MAX - low byte (overflow), else
@@ -136,7 +121,7 @@ static void put_desc(uint32_t i, uint64_t addr, uint32_t len, uint16_t flags, ui
  *   [5] discard/write-zeroes: bits 0-4 segment count, bits 5-6 flags
  *   [6] discard/write-zeroes sectors per segment
  *   [7] raw type / seed */
-static int build_request(const uint8_t *rec, unsigned idx, uint32_t qsize, uint32_t *next_desc)
+static int build_request(struct vqd *drv, const uint8_t *rec, unsigned idx)
 {
 	static const uint32_t types[8] = {VIRTIO_BLK_T_IN,      VIRTIO_BLK_T_OUT,
 					  VIRTIO_BLK_T_FLUSH,   VIRTIO_BLK_T_GET_ID,
@@ -177,62 +162,50 @@ static int build_request(const uint8_t *rec, unsigned idx, uint32_t qsize, uint3
 	}
 	/* Descriptor list: header (maybe split or merged with data), data
 	 * segments, status (maybe merged into the last data segment). */
-	struct fuzz_desc d[8];
+	struct vqd_buf d[8];
 	unsigned n = 0;
 	bool merge_hdr = (fl & 0x80) && !device_writes && data_len;
 	if (merge_hdr) {
-		d[n++] = (struct fuzz_desc){buf, hdr_len + data_len, false};
+		d[n++] = (struct vqd_buf){buf, hdr_len + data_len, false};
 	} else {
 		if (fl & 4) {
-			d[n++] = (struct fuzz_desc){buf, 5, false};
-			d[n++] = (struct fuzz_desc){buf + 5, hdr_len - 5, false};
+			d[n++] = (struct vqd_buf){buf, 5, false};
+			d[n++] = (struct vqd_buf){buf + 5, hdr_len - 5, false};
 		} else {
-			d[n++] = (struct fuzz_desc){buf, hdr_len, false};
+			d[n++] = (struct vqd_buf){buf, hdr_len, false};
 		}
 		uint32_t left = data_len;
 		for (unsigned i = 0; i < nseg && left; i++) {
 			uint32_t len = i + 1 == nseg ? left : left / (nseg - i) + (rec[7] & 7);
 			if (len > left)
 				len = left;
-			d[n++] = (struct fuzz_desc){data + (data_len - left), len, device_writes};
+			d[n++] = (struct vqd_buf){data + (data_len - left), len, device_writes};
 			left -= len;
 		}
 	}
 	if (!(fl & 0x10)) {
-		if ((fl & 8) && n > 1 && d[n - 1].w)
+		if ((fl & 8) && n > 1 && d[n - 1].writable)
 			d[n - 1].len++; /* status shares the last data segment */
 		else
-			d[n++] = (struct fuzz_desc){buf + BUF_STRIDE - 1, 1, true};
+			d[n++] = (struct vqd_buf){buf + BUF_STRIDE - 1, 1, true};
 	}
-	if (*next_desc + n > qsize)
-		return -1;
-	uint32_t head = *next_desc;
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t flags = (d[i].w ? VIRTQ_DESC_F_WRITE : 0) |
-				 (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
-		put_desc(head + i, d[i].addr, d[i].len, flags, (uint16_t)(head + i + 1));
-	}
-	*next_desc += n;
-	return (int)head;
+	if (drv->next_desc + n > drv->size)
+		return -1; /* no wrapping round: the table is full */
+	int head = vqd_add_chain(drv, d, n);
+	if (head < 0)
+		__builtin_trap(); /* the layout is inside RAM */
+	return head;
 }
 
 /* Structured mode: writes the descriptor table and the available ring
  * (the queue is enabled afterwards; vq_enable leaves guest memory alone). */
-static void build_structured(const uint8_t *body, size_t len, uint32_t qsize)
+static void build_structured(struct vqd *drv, const uint8_t *body, size_t len)
 {
-	uint32_t next_desc = 0;
-	uint16_t avail = 0;
 	for (size_t r = 0; r + REC_SIZE <= len && r / REC_SIZE < MAX_RECS; r += REC_SIZE) {
-		int head = build_request(body + r, (unsigned)(r / REC_SIZE), qsize, &next_desc);
-		if (head < 0)
-			break;
-		uint16_t h = (uint16_t)head;
-		gput(AVAIL_GPA + 4 + 2ULL * (avail % qsize), &h, 2);
-		avail++;
-		if (avail == qsize)
+		if (build_request(drv, body + r, (unsigned)(r / REC_SIZE)) < 0 ||
+		    drv->avail_idx == drv->size)
 			break;
 	}
-	gput(AVAIL_GPA + 2, &avail, 2);
 }
 
 static void check_config(void)
@@ -298,8 +271,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint64_t used = le16(data + 6) % (WIN_SIZE - vq_used_bytes(qsize) + 1);
 		ok = vq_enable(&st->vq, qsize, desc, avail, used, features) == 0;
 	} else {
-		build_structured(body, blen, qsize);
-		ok = vq_enable(&st->vq, qsize, DESC_GPA, AVAIL_GPA, USED_GPA, features) == 0;
+		struct vqd drv;
+		vqd_init(&drv, &st->mem, DESC_GPA, AVAIL_GPA, USED_GPA, qsize);
+		build_structured(&drv, body, blen);
+		ok = vqd_enable(&drv, &st->vq, features) == 0;
 	}
 	if (ok) {
 		struct virtio_queue_ctx ctx = {

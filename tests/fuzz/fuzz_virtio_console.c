@@ -58,7 +58,6 @@ struct fuzz {
 	bool active;
 	uint32_t qsize;
 	uint64_t features;
-	uint64_t ring[NQ][3]; /* desc, avail, used */
 	unsigned next_slot;   /* script driver: next buffer slot */
 	const uint8_t *win;   /* the input's window bytes */
 	size_t win_len;
@@ -103,8 +102,7 @@ static void enable_queues(void)
 	for (unsigned q = 0; q < fz.nq; q++) {
 		vq_reset(&fz.h.vq[q]);
 		/* Placement keeps the rings aligned and inside RAM: must work. */
-		if (vq_enable(&fz.h.vq[q], fz.qsize, fz.ring[q][0], fz.ring[q][1], fz.ring[q][2],
-			      fz.features))
+		if (vqd_enable(&fz.h.drv[q], &fz.h.vq[q], fz.features))
 			__builtin_trap();
 	}
 }
@@ -161,12 +159,6 @@ static void config_access(uint8_t arg)
 		fz.ops->config_read(fz.dev, off, d, len);
 }
 
-static void put16(uint64_t gpa, uint16_t v)
-{
-	uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-	guest_mem_write(&fz.h.mem, gpa, b, 2);
-}
-
 /* The script driver adds a one-descriptor chain of len bytes at the next
  * buffer slot to queue q, as a driver would: descriptor avail->idx % size
  * (whatever the window held there is overwritten), then the ring entry,
@@ -174,19 +166,13 @@ static void put16(uint64_t gpa, uint16_t v)
 static uint64_t driver_add(unsigned q, uint32_t len, bool writable)
 {
 	uint64_t buf = BUF_GPA + BUF_SLOT * (fz.next_slot++ % BUF_SLOTS);
-	uint64_t avail = fz.ring[q][1];
-	uint8_t b[2] = {0, 0};
-	guest_mem_read(&fz.h.mem, avail + 2, b, 2);
-	uint16_t idx = (uint16_t)(b[0] | b[1] << 8);
-	uint16_t d = (uint16_t)(idx & (fz.qsize - 1));
-	uint8_t desc[16] = {0};
-	for (unsigned i = 0; i < 8; i++)
-		desc[i] = (uint8_t)(buf >> (8 * i));
-	desc[8] = (uint8_t)len;
-	desc[12] = writable ? VIRTQ_DESC_F_WRITE : 0;
-	guest_mem_write(&fz.h.mem, fz.ring[q][0] + 16ULL * d, desc, sizeof(desc));
-	put16(avail + 4 + 2ULL * d, d);
-	put16(avail + 2, (uint16_t)(idx + 1));
+	struct vqd *d = &fz.h.drv[q];
+	/* The window's bytes, not ours, say where the driver is. */
+	d->avail_idx = vqd_get16(&fz.h.mem, d->avail + 2);
+	uint16_t slot = (uint16_t)(d->avail_idx & (d->size - 1));
+	if (vqd_set_desc(d, slot, buf, len, writable ? VIRTQ_DESC_F_WRITE : 0, 0) ||
+	    vqd_publish(d, slot))
+		__builtin_trap(); /* the placement keeps the rings inside RAM */
 	return buf;
 }
 
@@ -321,9 +307,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz.features |= 1ULL << VIRTIO_CONSOLE_F_MULTIPORT;
 	for (unsigned q = 0; q < NQ; q++) {
 		const uint8_t *p = data + 3 + 6 * q;
-		fz.ring[q][0] = place(p, vq_desc_bytes(fz.qsize), 16);
-		fz.ring[q][1] = place(p + 2, vq_avail_bytes(fz.qsize), 2);
-		fz.ring[q][2] = place(p + 4, vq_used_bytes(fz.qsize), 4);
+		vqd_init(&fz.h.drv[q], &fz.h.mem, place(p, vq_desc_bytes(fz.qsize), 16),
+			 place(p + 2, vq_avail_bytes(fz.qsize), 2),
+			 place(p + 4, vq_used_bytes(fz.qsize), 4), fz.qsize);
 	}
 	memset(fz.h.used_calls, 0, sizeof(fz.h.used_calls));
 	fz.h.failed_calls = 0;

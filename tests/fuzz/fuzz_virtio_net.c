@@ -40,6 +40,7 @@
 #include "virtio/net.h"
 #include "virtio/virtqueue.h"
 #include "vm/memory.h"
+#include "vq_driver.h"
 
 #define HDR_SIZE 8u
 #define WIN_GPA 0x10000u
@@ -72,6 +73,7 @@ struct host_frame {
 struct fuzz_state {
 	struct guest_mem mem;
 	struct virtqueue vq[2];
+	struct vqd drv[2]; /* the driver's side, for structured mode */
 	struct virtio_queue_ctx ctx;
 	struct virtio_net net;
 	struct net_backend be;
@@ -269,8 +271,9 @@ static int activate(const uint8_t *hdr)
 	uint64_t features = features_of(hdr[2]);
 	for (unsigned q = 0; q < 2; q++) {
 		vq_init(&st->vq[q], &st->mem);
-		if (vq_enable(&st->vq[q], 1u << (hdr[q] % 9), WIN_GPA + desc[q], WIN_GPA + avail[q],
-			      WIN_GPA + used[q], features))
+		vqd_init(&st->drv[q], &st->mem, WIN_GPA + desc[q], WIN_GPA + avail[q],
+			 WIN_GPA + used[q], 1u << (hdr[q] % 9));
+		if (vqd_enable(&st->drv[q], &st->vq[q], features))
 			__builtin_trap(); /* the fixed layout is valid */
 	}
 	st->ctx = (struct virtio_queue_ctx){
@@ -289,14 +292,12 @@ static int activate(const uint8_t *hdr)
 	return r;
 }
 
-static void put_desc(uint64_t at, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+/* Entry i of a descriptor table; every table here is inside RAM. */
+static void put_desc(uint64_t table, uint32_t i, uint64_t addr, uint32_t len, uint16_t flags,
+		     uint16_t next)
 {
-	uint8_t d[16];
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-	guest_mem_write(&st->mem, at, d, 16);
+	if (vqd_write_desc(&st->mem, table, i, addr, len, flags, next))
+		__builtin_trap();
 }
 
 /* A 1024-entry indirect table for one chain: a first piece, then 1-byte
@@ -311,7 +312,7 @@ static void lay_out_long(uint64_t table, uint64_t buf, uint32_t total, uint16_t 
 		if (i == VQ_MAX_SEGS - 1 || off + len > total)
 			len = total - off;
 		bool last = i == VQ_MAX_SEGS - 1 || off + len == total;
-		put_desc(table + 16ULL * i, buf + off, len,
+		put_desc(table, i, buf + off, len,
 			 (uint16_t)(dir | (last ? 0 : VIRTQ_DESC_F_NEXT)), (uint16_t)(i + 1));
 		off += len;
 	}
@@ -325,11 +326,10 @@ static void lay_out_long(uint64_t table, uint64_t buf, uint32_t total, uint16_t 
  *       1024-piece chains is slow under instrumentation, not interesting)
  *   [1..2] total length (le16), [3] bit 0 adds 64 KiB, bits 1-7 split seed
  *   [4] header flags, [5] gso_type (tx), [6..7] fill seed */
-static void lay_out(const uint8_t *r, unsigned idx, uint16_t *avail_idx, unsigned *nlong)
+static void lay_out(const uint8_t *r, unsigned idx, unsigned *nlong)
 {
-	static const uint32_t desc_off[2] = {RX_DESC, TX_DESC};
-	static const uint32_t avail_off[2] = {RX_AVAIL, TX_AVAIL};
 	unsigned q = r[0] & 1, nseg = 1 + ((r[0] >> 1) & 7);
+	struct vqd *drv = &st->drv[q];
 	struct virtqueue *vq = &st->vq[q];
 	uint32_t total = le16(r + 1) + ((r[3] & 1) << 16);
 	uint64_t buf = BUF_GPA + (uint64_t)BUF_STRIDE * idx;
@@ -350,8 +350,7 @@ static void lay_out(const uint8_t *r, unsigned idx, uint16_t *avail_idx, unsigne
 		(*nlong)++;
 		uint64_t table = LONG_TABLE + (uint64_t)q * VQ_MAX_SEGS * 16;
 		lay_out_long(table, buf, total, dir);
-		put_desc(WIN_GPA + desc_off[q] + 16ULL * head, table, VQ_MAX_SEGS * 16,
-			 VIRTQ_DESC_F_INDIRECT, 0);
+		put_desc(drv->desc, head, table, VQ_MAX_SEGS * 16, VIRTQ_DESC_F_INDIRECT, 0);
 	} else {
 		uint64_t table = WIN_GPA + INDIRECT + 16ULL * MAX_SEGS * (idx % 48);
 		if (!indirect && nseg > vq->size)
@@ -368,24 +367,18 @@ static void lay_out(const uint8_t *r, unsigned idx, uint16_t *avail_idx, unsigne
 			if (i + 1 < nseg)
 				flags |= VIRTQ_DESC_F_NEXT;
 			uint16_t next = (uint16_t)(indirect ? i + 1 : (head + i + 1) % vq->size);
-			put_desc(indirect ? table + 16ULL * i
-					  : WIN_GPA + desc_off[q] + 16ULL * ((head + i) % vq->size),
+			put_desc(indirect ? table : drv->desc, indirect ? i : (head + i) % vq->size,
 				 buf + off, len, flags, next);
 			off += len;
 		}
 		if (indirect)
-			put_desc(WIN_GPA + desc_off[q] + 16ULL * head, table, 16 * nseg,
-				 VIRTQ_DESC_F_INDIRECT, 0);
+			put_desc(drv->desc, head, table, 16 * nseg, VIRTQ_DESC_F_INDIRECT, 0);
 	}
 	/* Nothing was consumed yet, so avail_idx is also what is outstanding. */
-	uint16_t h16 = (uint16_t)head;
-	uint16_t *ai = &avail_idx[q];
 	do {
-		guest_mem_write(&st->mem, WIN_GPA + avail_off[q] + 4 + 2ULL * (*ai % vq->size),
-				&h16, 2);
-		(*ai)++;
-	} while ((r[0] & 128) && !long_chain && *ai < vq->size);
-	guest_mem_write(&st->mem, WIN_GPA + avail_off[q] + 2, ai, 2);
+		if (vqd_publish(drv, (uint16_t)head))
+			__builtin_trap();
+	} while ((r[0] & 128) && !long_chain && drv->avail_idx < vq->size);
 }
 
 /* ---- script ---- */
@@ -543,10 +536,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(win, body, blen < WIN_SIZE ? blen : WIN_SIZE);
 		activate(hdr);
 	} else if (activate(hdr) == 0) {
-		uint16_t avail_idx[2] = {0, 0};
 		unsigned nlong = 0;
 		for (unsigned i = 0; i < MAX_RECS && (i + 1) * REC_SIZE <= blen; i++)
-			lay_out(body + i * REC_SIZE, i, avail_idx, &nlong);
+			lay_out(body + i * REC_SIZE, i, &nlong);
 		virtio_net_ops.queue_notify(&st->net, NET_TXQ);
 		virtio_net_ops.queue_notify(&st->net, NET_RXQ);
 	}

@@ -23,6 +23,7 @@
 #include "virtio/disk_file.h"
 #include "virtio/virtqueue.h"
 #include "vm/memory.h"
+#include "vq_driver.h"
 
 #define QSIZE 16u
 #define DESC_GPA 0x10000ULL
@@ -57,7 +58,7 @@ struct fx {
 	struct disk_file disk;
 	struct fake_disk fake;
 	char path[64];
-	uint16_t avail_idx;
+	struct vqd d; /* the driver's side */
 	uint16_t used_seen;
 	unsigned used_calls, failed_calls;
 };
@@ -151,36 +152,17 @@ static uint8_t *gp(struct fx *f, uint64_t gpa, uint64_t len)
 	return p;
 }
 
-static void put16(struct fx *f, uint64_t gpa, uint16_t v) { memcpy(gp(f, gpa, 2), &v, 2); }
+static void put16(struct fx *f, uint64_t gpa, uint16_t v)
+{
+	assert_int_equal(vqd_put16(&f->mem, gpa, v), 0);
+}
 static void put32(struct fx *f, uint64_t gpa, uint32_t v) { memcpy(gp(f, gpa, 4), &v, 4); }
 static void put64(struct fx *f, uint64_t gpa, uint64_t v) { memcpy(gp(f, gpa, 8), &v, 8); }
-static uint16_t get16(struct fx *f, uint64_t gpa)
-{
-	uint16_t v;
-	memcpy(&v, gp(f, gpa, 2), 2);
-	return v;
-}
-static uint32_t get32(struct fx *f, uint64_t gpa)
-{
-	uint32_t v;
-	memcpy(&v, gp(f, gpa, 4), 4);
-	return v;
-}
-
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool writable;
-};
 
 static void set_desc(struct fx *f, uint32_t i, uint64_t addr, uint32_t len, uint16_t flags,
 		     uint16_t next)
 {
-	uint8_t *p = gp(f, DESC_GPA + 16ULL * i, 16);
-	memcpy(p, &addr, 8);
-	memcpy(p + 8, &len, 4);
-	memcpy(p + 12, &flags, 2);
-	memcpy(p + 14, &next, 2);
+	assert_int_equal(vqd_set_desc(&f->d, i, addr, len, flags, next), 0);
 }
 
 static void put_header(struct fx *f, uint64_t gpa, uint32_t type, uint64_t sector)
@@ -192,22 +174,15 @@ static void put_header(struct fx *f, uint64_t gpa, uint32_t type, uint64_t secto
 
 /* Publishes a chain of segments at descriptors 0..n-1 (one chain in
  * flight at a time), notifies, and returns the used length reported. */
-static uint32_t submit(struct fx *f, const struct seg *s, unsigned n)
+static uint32_t submit(struct fx *f, const struct vqd_buf *s, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t flags = (s[i].writable ? VIRTQ_DESC_F_WRITE : 0) |
-				 (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
-		set_desc(f, i, s[i].gpa, s[i].len, flags, (uint16_t)(i + 1));
-	}
-	put16(f, AVAIL_GPA + 4 + 2u * (f->avail_idx & (QSIZE - 1)), 0);
-	f->avail_idx++;
-	put16(f, AVAIL_GPA + 2, f->avail_idx);
+	f->d.next_desc = 0;
+	assert_int_equal(vqd_add_chain(&f->d, s, n), 0);
 	virtio_blk_ops.queue_notify(&f->blk, 0);
-	assert_int_equal(get16(f, USED_GPA + 2), (uint16_t)(f->used_seen + 1));
-	uint64_t elem = USED_GPA + 4 + 8u * (f->used_seen & (QSIZE - 1));
-	f->used_seen++;
-	assert_int_equal(get32(f, elem), 0);
-	return get32(f, elem + 4);
+	assert_int_equal(vqd_used_idx(&f->d), (uint16_t)(f->used_seen + 1));
+	uint16_t i = f->used_seen++;
+	assert_int_equal(vqd_used_id(&f->d, i), 0);
+	return vqd_used_len(&f->d, i);
 }
 
 static uint8_t status(struct fx *f) { return *gp(f, STATUS_GPA, 1); }
@@ -219,11 +194,11 @@ static uint32_t simple(struct fx *f, uint32_t type, uint64_t sector, uint32_t da
 {
 	put_header(f, HDR_GPA, type, sector);
 	*gp(f, STATUS_GPA, 1) = 0xee;
-	struct seg s[3] = {{HDR_GPA, 16, false}};
+	struct vqd_buf s[3] = {{HDR_GPA, 16, false}};
 	unsigned n = 1;
 	if (data_len)
-		s[n++] = (struct seg){DATA_GPA, data_len, data_writable};
-	s[n++] = (struct seg){STATUS_GPA, 1, true};
+		s[n++] = (struct vqd_buf){DATA_GPA, data_len, data_writable};
+	s[n++] = (struct vqd_buf){STATUS_GPA, 1, true};
 	return submit(f, s, n);
 }
 
@@ -271,9 +246,10 @@ static void fake_requeue(void *transport, unsigned q)
 static void enable_queue(struct fx *f, uint64_t features)
 {
 	memset(gp(f, 0, 0x50000), 0, 0x50000);
-	f->avail_idx = f->used_seen = 0;
+	f->used_seen = 0;
+	vqd_init(&f->d, &f->mem, DESC_GPA, AVAIL_GPA, USED_GPA, QSIZE);
 	vq_init(&f->vq, &f->mem);
-	assert_int_equal(vq_enable(&f->vq, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA, features), 0);
+	assert_int_equal(vqd_enable(&f->d, &f->vq, features), 0);
 	f->ctx = (struct virtio_queue_ctx){
 	    .mem = &f->mem,
 	    .features = features,
@@ -409,8 +385,8 @@ static void test_write_read_round_trip(void **state)
 			gp(f, DATA2_GPA, 324)[i - 700] = v;
 	}
 	*gp(f, STATUS_GPA, 1) = 0xee;
-	struct seg w[] = {{HDR_GPA, 116, false}, {DATA_GPA, 600, false}, {DATA2_GPA, 324, false},
-			  {STATUS_GPA, 1, true}};
+	struct vqd_buf w[] = {{HDR_GPA, 116, false}, {DATA_GPA, 600, false},
+			      {DATA2_GPA, 324, false}, {STATUS_GPA, 1, true}};
 	assert_int_equal(submit(f, w, 4), 1);
 	assert_int_equal(status(f), VIRTIO_BLK_S_OK);
 	assert_int_equal(f->used_calls, 1);
@@ -426,7 +402,8 @@ static void test_write_read_round_trip(void **state)
 	 * also holds the status byte. */
 	memset(gp(f, DATA_GPA, 2048), 0, 2048);
 	put_header(f, HDR_GPA, VIRTIO_BLK_T_IN, 3);
-	struct seg r[] = {{HDR_GPA, 16, false}, {DATA_GPA, 1000, true}, {DATA_GPA + 1000, 25, true}};
+	struct vqd_buf r[] = {{HDR_GPA, 16, false}, {DATA_GPA, 1000, true},
+			      {DATA_GPA + 1000, 25, true}};
 	assert_int_equal(submit(f, r, 3), 1025);
 	uint8_t *d = gp(f, DATA_GPA, 1025);
 	assert_int_equal(d[1024], VIRTIO_BLK_S_OK);
@@ -532,11 +509,13 @@ static void test_bad_ranges_and_lengths(void **state)
 	/* Data on the wrong side: an IN carrying readable data, an OUT
 	 * with writable bytes besides the status. */
 	put_header(f, HDR_GPA, VIRTIO_BLK_T_IN, 0);
-	struct seg in_bad[] = {{HDR_GPA, 16, false}, {DATA_GPA, 512, false}, {DATA2_GPA, 513, true}};
+	struct vqd_buf in_bad[] = {{HDR_GPA, 16, false}, {DATA_GPA, 512, false},
+				   {DATA2_GPA, 513, true}};
 	assert_int_equal(submit(f, in_bad, 3), 1);
 	assert_int_equal(gp(f, DATA2_GPA + 512, 1)[0], VIRTIO_BLK_S_IOERR);
 	put_header(f, HDR_GPA, VIRTIO_BLK_T_OUT, 0);
-	struct seg out_bad[] = {{HDR_GPA, 16, false}, {DATA_GPA, 512, false}, {DATA2_GPA, 513, true}};
+	struct vqd_buf out_bad[] = {{HDR_GPA, 16, false}, {DATA_GPA, 512, false},
+				    {DATA2_GPA, 513, true}};
 	assert_int_equal(submit(f, out_bad, 3), 1);
 	assert_int_equal(gp(f, DATA2_GPA + 512, 1)[0], VIRTIO_BLK_S_IOERR);
 	assert_file_bytes(f, 0, FILL, 4096);
@@ -555,16 +534,17 @@ static void test_unknown_type_and_short_header(void **state)
 	/* Header of 15 bytes (in two pieces), then data and status. */
 	put_header(f, HDR_GPA, VIRTIO_BLK_T_OUT, 0);
 	*gp(f, STATUS_GPA, 1) = 0xee;
-	struct seg s[] = {{HDR_GPA, 8, false}, {HDR_GPA + 8, 7, false}, {STATUS_GPA, 1, true}};
+	struct vqd_buf s[] = {{HDR_GPA, 8, false}, {HDR_GPA + 8, 7, false}, {STATUS_GPA, 1, true}};
 	assert_int_equal(submit(f, s, 3), 1);
 	assert_int_equal(status(f), VIRTIO_BLK_S_IOERR);
 	/* No readable part at all. */
-	struct seg s2[] = {{DATA_GPA, 512, true}, {STATUS_GPA, 1, true}};
+	struct vqd_buf s2[] = {{DATA_GPA, 512, true}, {STATUS_GPA, 1, true}};
 	assert_int_equal(submit(f, s2, 2), 1);
 	assert_int_equal(status(f), VIRTIO_BLK_S_IOERR);
 	/* A header split across descriptors is fine. */
 	put_header(f, HDR_GPA, VIRTIO_BLK_T_FLUSH, 0);
-	struct seg s3[] = {{HDR_GPA, 3, false}, {HDR_GPA + 3, 13, false}, {STATUS_GPA, 1, true}};
+	struct vqd_buf s3[] = {{HDR_GPA, 3, false}, {HDR_GPA + 3, 13, false},
+			       {STATUS_GPA, 1, true}};
 	assert_int_equal(submit(f, s3, 3), 1);
 	assert_int_equal(status(f), VIRTIO_BLK_S_OK);
 }
@@ -576,7 +556,7 @@ static void test_missing_status_byte(void **state)
 	 * returned with used.len 0, not executed, and the queue goes on. */
 	put_header(f, HDR_GPA, VIRTIO_BLK_T_OUT, 0);
 	memset(gp(f, DATA_GPA, 512), 0x33, 512);
-	struct seg s[] = {{HDR_GPA, 16, false}, {DATA_GPA, 512, false}};
+	struct vqd_buf s[] = {{HDR_GPA, 16, false}, {DATA_GPA, 512, false}};
 	assert_int_equal(submit(f, s, 2), 0);
 	assert_int_equal(f->blk.stats.no_status, 1);
 	assert_int_equal(f->blk.stats.writes, 0);
@@ -711,17 +691,17 @@ static void test_batch_and_notify_suppression(void **state)
 		put16(f, AVAIL_GPA + 4 + 2u * i, (uint16_t)(2 * i));
 	}
 	put16(f, AVAIL_GPA + 2, 5);
-	f->avail_idx = 5;
+	f->d.avail_idx = 5;
 	virtio_blk_ops.queue_notify(&f->blk, 0);
-	assert_int_equal(get16(f, USED_GPA + 2), 5);
+	assert_int_equal(vqd_used_idx(&f->d), 5);
 	assert_int_equal(f->used_calls, 1);
 	assert_int_equal(f->blk.stats.flushes, 5);
 	for (unsigned i = 0; i < 5; i++) {
-		assert_int_equal(get32(f, USED_GPA + 4 + 8 * i), 2 * i);
+		assert_int_equal(vqd_used_id(&f->d, (uint16_t)i), 2 * i);
 		assert_int_equal(*gp(f, STATUS_GPA + i, 1), VIRTIO_BLK_S_OK);
 	}
 	/* Notifications are re-enabled after the drain. */
-	assert_int_equal(get16(f, USED_GPA) & VIRTQ_USED_F_NO_NOTIFY, 0);
+	assert_int_equal(vqd_used_flags(&f->d) & VIRTQ_USED_F_NO_NOTIFY, 0);
 	/* An empty queue and a bad queue index do nothing. */
 	virtio_blk_ops.queue_notify(&f->blk, 0);
 	virtio_blk_ops.queue_notify(&f->blk, 1);

@@ -169,8 +169,8 @@ static void test_tx_reaches_sink_in_order(void **state)
 	vh_put(&f->h, VH_DATA_GPA + 0x100, "lo, ", 4);
 	vh_put(&f->h, VH_DATA_GPA + 0x200, "virtio", 6);
 	vh_put(&f->h, VH_DATA_GPA + 0x300, "-console\n", 9);
-	struct vh_buf c1[] = {{VH_DATA_GPA, 3, false}, {VH_DATA_GPA + 0x100, 4, false}};
-	struct vh_buf c3[] = {{VH_DATA_GPA + 0x300, 9, false}, {VH_DATA_GPA + 0x400, 64, true}};
+	struct vqd_buf c1[] = {{VH_DATA_GPA, 3, false}, {VH_DATA_GPA + 0x100, 4, false}};
+	struct vqd_buf c3[] = {{VH_DATA_GPA + 0x300, 9, false}, {VH_DATA_GPA + 0x400, 64, true}};
 	assert_true(vh_add_chain(&f->h, TX, c1, 2) >= 0);
 	assert_true(vh_add_buf(&f->h, TX, VH_DATA_GPA + 0x200, 6, false) >= 0);
 	assert_true(vh_add_chain(&f->h, TX, c3, 2) >= 0); /* writable part ignored */
@@ -482,7 +482,7 @@ static void activate_mp(struct fx *f)
 static void post_ctrl_bufs(struct fx *f, unsigned n, uint32_t len)
 {
 	for (unsigned i = 0; i < n; i++) {
-		uint16_t d = (uint16_t)(f->h.next_desc[CRX] & (QSIZE - 1));
+		uint16_t d = (uint16_t)(f->h.drv[CRX].next_desc & (QSIZE - 1));
 		assert_int_equal(vh_add_buf(&f->h, CRX, CBUF(d), len, true), d);
 	}
 	notify(f, CRX);
@@ -491,7 +491,7 @@ static void post_ctrl_bufs(struct fx *f, unsigned n, uint32_t len)
 /* A raw message of len bytes (len <= 16) on the control transmitq. */
 static void send_raw(struct fx *f, const uint8_t *raw, uint32_t len)
 {
-	uint16_t d = (uint16_t)(f->h.next_desc[CTX] & (QSIZE - 1));
+	uint16_t d = (uint16_t)(f->h.drv[CTX].next_desc & (QSIZE - 1));
 	vh_put(&f->h, CMSG(d), raw, len);
 	assert_int_equal(vh_add_buf(&f->h, CTX, CMSG(d), len, false), d);
 	notify(f, CTX);
@@ -697,7 +697,7 @@ static void test_mp_bad_control_messages_ignored(void **state)
 	msg_encode(raw, 0xffffffffu, VIRTIO_CONSOLE_DEVICE_READY, 1);
 	vh_put(&f->h, CMSG(0), raw, 3);
 	vh_put(&f->h, CMSG(1), raw + 3, 5);
-	struct vh_buf split[] = {{CMSG(0), 3, false}, {CMSG(1), 5, false}};
+	struct vqd_buf split[] = {{CMSG(0), 3, false}, {CMSG(1), 5, false}};
 	assert_true(vh_add_chain(&f->h, CTX, split, 2) >= 0);
 	notify(f, CTX);
 	assert_msg(f, 0, VIRTIO_CONSOLE_DEVICE_ADD, 1);

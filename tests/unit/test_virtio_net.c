@@ -34,6 +34,7 @@
 #include "virtio/net.h"
 #include "virtio/tap.h"
 #include "vm/memory.h"
+#include "vq_driver.h"
 
 #define QSIZE 256u
 #define RAM (16ULL << 20)
@@ -74,12 +75,6 @@ struct fake_tr {
 	unsigned nwatched;
 };
 
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
 struct fx {
 	struct guest_mem mem;
 	struct virtqueue vq[2];
@@ -88,8 +83,7 @@ struct fx {
 	struct net_backend be;
 	struct fake_be fb;
 	struct fake_tr tr;
-	uint16_t avail_idx[2];
-	uint16_t next_desc[2];
+	struct vqd d[2]; /* the driver's side of each queue */
 };
 
 /* ---- guest memory and rings (no cmocka: usable in a forked child) ---- */
@@ -102,61 +96,32 @@ static uint8_t *gp(struct fx *f, uint64_t gpa, uint64_t len)
 	return p;
 }
 
-static void put16(struct fx *f, uint64_t gpa, uint16_t v) { memcpy(gp(f, gpa, 2), &v, 2); }
-static uint16_t get16(struct fx *f, uint64_t gpa)
+static void put16(struct fx *f, uint64_t gpa, uint16_t v)
 {
-	uint16_t v;
-	memcpy(&v, gp(f, gpa, 2), 2);
-	return v;
-}
-static uint32_t get32(struct fx *f, uint64_t gpa)
-{
-	uint32_t v;
-	memcpy(&v, gp(f, gpa, 4), 4);
-	return v;
+	if (vqd_put16(&f->mem, gpa, v))
+		abort();
 }
 
 static void set_desc_at(struct fx *f, uint64_t table, uint32_t i, uint64_t addr, uint32_t len,
 			uint16_t flags, uint16_t next)
 {
-	uint8_t *p = gp(f, table + 16ULL * i, 16);
-	memcpy(p, &addr, 8);
-	memcpy(p + 8, &len, 4);
-	memcpy(p + 12, &flags, 2);
-	memcpy(p + 14, &next, 2);
+	if (vqd_write_desc(&f->mem, table, i, addr, len, flags, next))
+		abort();
 }
 
 static void avail_add(struct fx *f, unsigned q, uint16_t head)
 {
-	put16(f, avail_gpa[q] + 4 + 2u * (f->avail_idx[q] % QSIZE), head);
-	f->avail_idx[q]++;
-	put16(f, avail_gpa[q] + 2, f->avail_idx[q]);
+	if (vqd_publish(&f->d[q], head))
+		abort();
 }
 
 /* Driver side: writes a direct chain into free descriptors and publishes it. */
-static uint16_t add_chain(struct fx *f, unsigned q, const struct seg *s, unsigned n)
+static uint16_t add_chain(struct fx *f, unsigned q, const struct vqd_buf *s, unsigned n)
 {
-	uint16_t head = f->next_desc[q];
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t idx = (uint16_t)((head + i) % QSIZE);
-		uint16_t flags = (uint16_t)((s[i].write ? F_WRITE : 0) | (i + 1 < n ? F_NEXT : 0));
-		set_desc_at(f, desc_gpa[q], idx, s[i].gpa, s[i].len, flags,
-			    (uint16_t)((idx + 1) % QSIZE));
-	}
-	f->next_desc[q] = (uint16_t)((head + n) % QSIZE);
-	avail_add(f, q, head);
-	return head;
-}
-
-static uint16_t used_idx(struct fx *f, unsigned q) { return get16(f, used_gpa[q] + 2); }
-static uint16_t used_flags(struct fx *f, unsigned q) { return get16(f, used_gpa[q]); }
-static uint32_t used_id(struct fx *f, unsigned q, uint16_t i)
-{
-	return get32(f, used_gpa[q] + 4 + 8u * (i % QSIZE));
-}
-static uint32_t used_len(struct fx *f, unsigned q, uint16_t i)
-{
-	return get32(f, used_gpa[q] + 8 + 8u * (i % QSIZE));
+	int head = vqd_add_chain(&f->d[q], s, n);
+	if (head < 0)
+		abort();
+	return (uint16_t)head;
 }
 
 static void make_hdr(uint8_t *h, uint8_t flags, uint8_t gso, uint16_t num_buffers)
@@ -307,6 +272,15 @@ static const struct net_opts test_opts = {
     .offload = true,
 };
 
+/* Both queues, device and driver side, over f->mem. */
+static void queues_init(struct fx *f)
+{
+	for (unsigned q = 0; q < 2; q++) {
+		vq_init(&f->vq[q], &f->mem);
+		vqd_init(&f->d[q], &f->mem, desc_gpa[q], avail_gpa[q], used_gpa[q], QSIZE);
+	}
+}
+
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -320,8 +294,7 @@ static int setup(void **state)
 	f->be = (struct net_backend){.ops = &fake_ops, .opaque = &f->fb};
 	if (virtio_net_init(f->net, &f->be, &test_opts))
 		return -1;
-	for (unsigned q = 0; q < 2; q++)
-		vq_init(&f->vq[q], &f->mem);
+	queues_init(f);
 	*state = f;
 	return 0;
 }
@@ -342,12 +315,9 @@ static int teardown(void **state)
 /* DRIVER_OK with `features` (VERSION_1, MAC and STATUS always). */
 static int activate(struct fx *f, uint64_t features)
 {
-	memset(gp(f, desc_gpa[0], 0x20000), 0, 0x20000); /* both queues' rings */
 	for (unsigned q = 0; q < 2; q++) {
-		if (vq_enable(&f->vq[q], QSIZE, desc_gpa[q], avail_gpa[q], used_gpa[q],
-			      features))
+		if (vqd_clear(&f->d[q]) || vqd_enable(&f->d[q], &f->vq[q], features))
 			abort();
-		f->avail_idx[q] = f->next_desc[q] = 0;
 	}
 	f->ctx = (struct virtio_queue_ctx){
 	    .mem = &f->mem,
@@ -543,7 +513,7 @@ static void test_tx_frame_reaches_backend(void **state)
 	fill_frame(want + VIRTIO_NET_HDR_LEN, 60, 3);
 	memcpy(gp(f, DATA_GPA, 32), want, 32);
 	memcpy(gp(f, DATA_GPA + 0x1000, 40), want + 32, 40);
-	struct seg s[] = {{DATA_GPA, 32, false}, {DATA_GPA + 0x1000, 40, false}};
+	struct vqd_buf s[] = {{DATA_GPA, 32, false}, {DATA_GPA + 0x1000, 40, false}};
 	uint16_t head = add_chain(f, NET_TXQ, s, 2);
 	notify(f, NET_TXQ);
 
@@ -551,11 +521,11 @@ static void test_tx_frame_reaches_backend(void **state)
 	assert_int_equal(f->fb.tx_len, sizeof(want));
 	want[10] = want[11] = 0;
 	assert_memory_equal(f->fb.tx, want, sizeof(want));
-	assert_int_equal(used_idx(f, NET_TXQ), 1);
-	assert_int_equal(used_id(f, NET_TXQ, 0), head);
-	assert_int_equal(used_len(f, NET_TXQ, 0), 0);
+	assert_int_equal(vqd_used_idx(&f->d[NET_TXQ]), 1);
+	assert_int_equal(vqd_used_id(&f->d[NET_TXQ], 0), head);
+	assert_int_equal(vqd_used_len(&f->d[NET_TXQ], 0), 0);
 	assert_int_equal(f->tr.used[NET_TXQ], 1);
-	assert_int_equal(used_flags(f, NET_TXQ), 0); /* notifications back on */
+	assert_int_equal(vqd_used_flags(&f->d[NET_TXQ]), 0); /* notifications back on */
 	assert_int_equal(f->net->stats.tx_packets, 1);
 	assert_int_equal(f->net->stats.tx_bytes, 60);
 
@@ -570,12 +540,12 @@ static void test_tx_short_and_long_chains(void **state)
 	struct fx *f = *state;
 	assert_int_equal(activate(f, 0), 0);
 	memset(gp(f, DATA_GPA, 0x20000), 0, 0x20000);
-	struct seg hdr_only[] = {{DATA_GPA, 5, false}};
-	struct seg runt[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + 13, false}};
-	struct seg writable[] = {{DATA_GPA, 100, true}};
-	struct seg huge[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + NET_MAX_FRAME + 1, false}};
-	struct seg max[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + NET_MAX_FRAME, false}};
-	struct seg min[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + NET_ETH_HLEN, false}};
+	struct vqd_buf hdr_only[] = {{DATA_GPA, 5, false}};
+	struct vqd_buf runt[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + 13, false}};
+	struct vqd_buf writable[] = {{DATA_GPA, 100, true}};
+	struct vqd_buf huge[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + NET_MAX_FRAME + 1, false}};
+	struct vqd_buf max[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + NET_MAX_FRAME, false}};
+	struct vqd_buf min[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + NET_ETH_HLEN, false}};
 	add_chain(f, NET_TXQ, hdr_only, 1);
 	add_chain(f, NET_TXQ, runt, 1);
 	add_chain(f, NET_TXQ, writable, 1);
@@ -587,10 +557,10 @@ static void test_tx_short_and_long_chains(void **state)
 	assert_int_equal(f->net->stats.tx_errors, 4);
 	assert_int_equal(f->fb.tx_count, 2);
 	assert_int_equal(f->fb.tx_len, VIRTIO_NET_HDR_LEN + NET_ETH_HLEN);
-	assert_int_equal(used_idx(f, NET_TXQ), 6);
+	assert_int_equal(vqd_used_idx(&f->d[NET_TXQ]), 6);
 	for (uint16_t i = 0; i < 6; i++) {
-		assert_int_equal(used_id(f, NET_TXQ, i), i);
-		assert_int_equal(used_len(f, NET_TXQ, i), 0);
+		assert_int_equal(vqd_used_id(&f->d[NET_TXQ], i), i);
+		assert_int_equal(vqd_used_len(&f->d[NET_TXQ], i), 0);
 	}
 	assert_int_equal(f->tr.used[NET_TXQ], 1);
 	assert_int_equal(f->tr.failed, 0);
@@ -601,7 +571,7 @@ static uint16_t add_tx_hdr(struct fx *f, uint64_t gpa, uint8_t flags, uint8_t gs
 	uint8_t *p = gp(f, gpa, VIRTIO_NET_HDR_LEN + 60);
 	make_hdr(p, flags, gso, 0);
 	fill_frame(p + VIRTIO_NET_HDR_LEN, 60, 1);
-	struct seg s[] = {{gpa, VIRTIO_NET_HDR_LEN + 60, false}};
+	struct vqd_buf s[] = {{gpa, VIRTIO_NET_HDR_LEN + 60, false}};
 	return add_chain(f, NET_TXQ, s, 1);
 }
 
@@ -651,12 +621,12 @@ static void test_tx_backend_full_drops(void **state)
 	add_tx_hdr(f, DATA_GPA, 0, 0);
 	notify(f, NET_TXQ);
 	assert_int_equal(f->net->stats.tx_dropped, 2);
-	assert_int_equal(used_idx(f, NET_TXQ), 2);
+	assert_int_equal(vqd_used_idx(&f->d[NET_TXQ]), 2);
 	f->fb.tx_ret = -EIO;
 	add_tx_hdr(f, DATA_GPA, 0, 0);
 	notify(f, NET_TXQ);
 	assert_int_equal(f->net->stats.tx_errors, 1);
-	assert_int_equal(used_idx(f, NET_TXQ), 3);
+	assert_int_equal(vqd_used_idx(&f->d[NET_TXQ]), 3);
 	assert_int_equal(f->tr.failed, 0);
 }
 
@@ -665,7 +635,7 @@ static void test_tx_malformed_ring_fails(void **state)
 	struct fx *f = *state;
 	assert_int_equal(activate(f, 0), 0);
 	assert_true(tr_watching(&f->tr, FAKE_FD));
-	struct seg s[] = {{RAM - 8, 64, false}}; /* runs off the end of RAM */
+	struct vqd_buf s[] = {{RAM - 8, 64, false}}; /* runs off the end of RAM */
 	add_chain(f, NET_TXQ, s, 1);
 	notify(f, NET_TXQ);
 	assert_int_equal(f->tr.failed, 1);
@@ -679,7 +649,7 @@ static void test_tx_malformed_ring_fails(void **state)
 	virtio_net_ops.reset(f->net);
 
 	/* A broken ring found while activating fails the activation. */
-	assert_int_equal(vq_enable(&f->vq[1], QSIZE, desc_gpa[1], avail_gpa[1], used_gpa[1], 0), 0);
+	assert_int_equal(vqd_enable(&f->d[1], &f->vq[1], 0), 0);
 	set_desc_at(f, desc_gpa[1], 0, RAM - 8, 64, 0, 0);
 	put16(f, avail_gpa[1] + 4, 0);
 	put16(f, avail_gpa[1] + 2, 1);
@@ -704,15 +674,15 @@ static void test_tx_budget_continues_from_kick(void **state)
 	notify(f, NET_TXQ);
 	assert_int_equal(f->fb.tx_count, NET_TX_BUDGET);
 	assert_int_equal(f->tr.used[NET_TXQ], 1);
-	assert_true(used_flags(f, NET_TXQ) & VIRTQ_USED_F_NO_NOTIFY); /* kick pending */
+	assert_true(vqd_used_flags(&f->d[NET_TXQ]) & VIRTQ_USED_F_NO_NOTIFY); /* kick pending */
 	struct pollfd p = {.fd = f->net->kick_fd, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, 0), 1);
 
 	virtio_net_ops.fd_ready(f->net, f->net->kick_fd);
 	assert_int_equal(f->fb.tx_count, 300);
-	assert_int_equal(used_idx(f, NET_TXQ), 300);
+	assert_int_equal(vqd_used_idx(&f->d[NET_TXQ]), 300);
 	assert_int_equal(f->tr.used[NET_TXQ], 2);
-	assert_int_equal(used_flags(f, NET_TXQ), 0);
+	assert_int_equal(vqd_used_flags(&f->d[NET_TXQ]), 0);
 	assert_int_equal(poll(&p, 1, 0), 0); /* drained */
 }
 
@@ -748,15 +718,15 @@ static void test_rx_frame_lands_in_guest(void **state)
 
 	/* The header itself is split over two segments. */
 	memset(gp(f, DATA_GPA, 0x4000), 0xee, 0x4000);
-	struct seg s[] = {{DATA_GPA, 8, true}, {DATA_GPA + 0x1000, 100, true},
+	struct vqd_buf s[] = {{DATA_GPA, 8, true}, {DATA_GPA + 0x1000, 100, true},
 			  {DATA_GPA + 0x2000, 2000, true}};
 	uint16_t head = add_chain(f, NET_RXQ, s, 3);
 	fb_queue_frame(&f->fb, VIRTIO_NET_HDR_F_DATA_VALID, 0, 150, 5);
 	rx_ready(f);
 
-	assert_int_equal(used_idx(f, NET_RXQ), 1);
-	assert_int_equal(used_id(f, NET_RXQ, 0), head);
-	assert_int_equal(used_len(f, NET_RXQ, 0), VIRTIO_NET_HDR_LEN + 150);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 1);
+	assert_int_equal(vqd_used_id(&f->d[NET_RXQ], 0), head);
+	assert_int_equal(vqd_used_len(&f->d[NET_RXQ], 0), VIRTIO_NET_HDR_LEN + 150);
 	assert_int_equal(f->tr.used[NET_RXQ], 1);
 
 	uint8_t got[VIRTIO_NET_HDR_LEN + 150], want[150];
@@ -772,7 +742,7 @@ static void test_rx_frame_lands_in_guest(void **state)
 	assert_int_equal(f->net->stats.rx_bytes, 150);
 	/* The ring is empty now: no longer watching, notifications on. */
 	assert_false(tr_watching(&f->tr, FAKE_FD));
-	assert_int_equal(used_flags(f, NET_RXQ), 0);
+	assert_int_equal(vqd_used_flags(&f->d[NET_RXQ]), 0);
 }
 
 static void test_rx_oversize_frame_dropped(void **state)
@@ -780,7 +750,7 @@ static void test_rx_oversize_frame_dropped(void **state)
 	struct fx *f = *state;
 	assert_int_equal(activate(f, 0), 0);
 	memset(gp(f, DATA_GPA, 0x1000), 0xaa, 0x1000);
-	struct seg s[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + 100, true}};
+	struct vqd_buf s[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + 100, true}};
 	uint16_t head = add_chain(f, NET_RXQ, s, 1);
 	fb_queue_frame(&f->fb, 0, 0, 101, 1); /* one byte too many */
 	fb_queue_frame(&f->fb, 0, 0, 3000, 2);
@@ -788,9 +758,9 @@ static void test_rx_oversize_frame_dropped(void **state)
 	rx_ready(f);
 
 	assert_int_equal(f->net->stats.rx_dropped, 2);
-	assert_int_equal(used_idx(f, NET_RXQ), 1);
-	assert_int_equal(used_id(f, NET_RXQ, 0), head); /* the same buffer, reused */
-	assert_int_equal(used_len(f, NET_RXQ, 0), VIRTIO_NET_HDR_LEN + 100);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 1);
+	assert_int_equal(vqd_used_id(&f->d[NET_RXQ], 0), head); /* the same buffer, reused */
+	assert_int_equal(vqd_used_len(&f->d[NET_RXQ], 0), VIRTIO_NET_HDR_LEN + 100);
 	uint8_t want[100];
 	fill_frame(want, 100, 3);
 	assert_memory_equal(gp(f, DATA_GPA + VIRTIO_NET_HDR_LEN, 100), want, 100);
@@ -806,20 +776,20 @@ static void test_rx_empty_ring_stops_watching(void **state)
 	fb_queue_frame(&f->fb, 0, 0, 64, 1);
 	rx_ready(f); /* no buffers */
 	assert_false(tr_watching(&f->tr, FAKE_FD));
-	assert_int_equal(used_flags(f, NET_RXQ), 0);         /* guest must kick us */
+	assert_int_equal(vqd_used_flags(&f->d[NET_RXQ]), 0);         /* guest must kick us */
 	assert_int_equal(f->fb.rx_head, 0);                  /* frame left in the host */
 	assert_int_equal(f->tr.used[NET_RXQ], 0);
 	rx_ready(f); /* a stale event while not watching: ignored */
 	assert_int_equal(f->fb.rx_head, 0);
 
-	struct seg s[] = {{DATA_GPA, 2048, true}};
+	struct vqd_buf s[] = {{DATA_GPA, 2048, true}};
 	add_chain(f, NET_RXQ, s, 1);
 	notify(f, NET_RXQ);
 	assert_true(tr_watching(&f->tr, FAKE_FD));
-	assert_true(used_flags(f, NET_RXQ) & VIRTQ_USED_F_NO_NOTIFY);
+	assert_true(vqd_used_flags(&f->d[NET_RXQ]) & VIRTQ_USED_F_NO_NOTIFY);
 	rx_ready(f);
-	assert_int_equal(used_idx(f, NET_RXQ), 1);
-	assert_int_equal(used_len(f, NET_RXQ, 0), VIRTIO_NET_HDR_LEN + 64);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 1);
+	assert_int_equal(vqd_used_len(&f->d[NET_RXQ], 0), VIRTIO_NET_HDR_LEN + 64);
 
 	/* A buffer but no frame: the chain is kept, still watching. */
 	add_chain(f, NET_RXQ, s, 1);
@@ -829,8 +799,8 @@ static void test_rx_empty_ring_stops_watching(void **state)
 	assert_true(f->net->rx_held);
 	fb_queue_frame(&f->fb, 0, 0, 70, 1);
 	rx_ready(f);
-	assert_int_equal(used_idx(f, NET_RXQ), 2);
-	assert_int_equal(used_id(f, NET_RXQ, 1), 1);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 2);
+	assert_int_equal(vqd_used_id(&f->d[NET_RXQ], 1), 1);
 }
 
 static void test_rx_budget(void **state)
@@ -838,17 +808,17 @@ static void test_rx_budget(void **state)
 	struct fx *f = *state;
 	assert_int_equal(activate(f, 0), 0);
 	for (unsigned i = 0; i < 100; i++) {
-		struct seg s[] = {{DATA_GPA + 2048ULL * i, 2048, true}};
+		struct vqd_buf s[] = {{DATA_GPA + 2048ULL * i, 2048, true}};
 		add_chain(f, NET_RXQ, s, 1);
 		fb_queue_frame(&f->fb, 0, 0, 60 + i, (uint8_t)i);
 	}
 	rx_ready(f);
-	assert_int_equal(used_idx(f, NET_RXQ), NET_RX_BUDGET);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), NET_RX_BUDGET);
 	assert_int_equal(f->tr.used[NET_RXQ], 1);
 	assert_true(tr_watching(&f->tr, FAKE_FD));
 	rx_ready(f);
-	assert_int_equal(used_idx(f, NET_RXQ), 100);
-	assert_int_equal(used_len(f, NET_RXQ, 99), VIRTIO_NET_HDR_LEN + 60 + 99);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 100);
+	assert_int_equal(vqd_used_len(&f->d[NET_RXQ], 99), VIRTIO_NET_HDR_LEN + 60 + 99);
 	assert_int_equal(f->tr.used[NET_RXQ], 2);
 	rx_ready(f); /* ring empty: stops watching */
 	assert_false(tr_watching(&f->tr, FAKE_FD));
@@ -859,19 +829,19 @@ static void test_rx_bad_chains_and_backend_errors(void **state)
 	struct fx *f = *state;
 	assert_int_equal(activate(f, 0), 0);
 	/* Too small for any frame: returned empty. */
-	struct seg tiny[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + 13, true}};
-	struct seg ok[] = {{DATA_GPA + 0x1000, 2048, true}};
-	struct seg rdonly[] = {{DATA_GPA + 0x2000, 2048, false}};
+	struct vqd_buf tiny[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + 13, true}};
+	struct vqd_buf ok[] = {{DATA_GPA + 0x1000, 2048, true}};
+	struct vqd_buf rdonly[] = {{DATA_GPA + 0x2000, 2048, false}};
 	add_chain(f, NET_RXQ, tiny, 1);
 	add_chain(f, NET_RXQ, rdonly, 1);
 	add_chain(f, NET_RXQ, ok, 1);
 	fb_queue_frame(&f->fb, 0, 0, 10, 1); /* runt: dropped */
 	fb_queue_frame(&f->fb, 0, 0, 64, 1);
 	rx_ready(f);
-	assert_int_equal(used_idx(f, NET_RXQ), 3);
-	assert_int_equal(used_len(f, NET_RXQ, 0), 0);
-	assert_int_equal(used_len(f, NET_RXQ, 1), 0);
-	assert_int_equal(used_len(f, NET_RXQ, 2), VIRTIO_NET_HDR_LEN + 64);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 3);
+	assert_int_equal(vqd_used_len(&f->d[NET_RXQ], 0), 0);
+	assert_int_equal(vqd_used_len(&f->d[NET_RXQ], 1), 0);
+	assert_int_equal(vqd_used_len(&f->d[NET_RXQ], 2), VIRTIO_NET_HDR_LEN + 64);
 	assert_int_equal(f->net->stats.rx_errors, 3);
 
 	/* The host dropped a frame (EINVAL): carry on. A dead backend: stop. */
@@ -891,7 +861,7 @@ static void test_rx_malformed_ring_fails(void **state)
 {
 	struct fx *f = *state;
 	assert_int_equal(activate(f, 0), 0);
-	struct seg s[] = {{RAM - 8, 64, true}};
+	struct vqd_buf s[] = {{RAM - 8, 64, true}};
 	add_chain(f, NET_RXQ, s, 1);
 	fb_queue_frame(&f->fb, 0, 0, 64, 1);
 	rx_ready(f);
@@ -902,7 +872,7 @@ static void test_rx_malformed_ring_fails(void **state)
 static void test_rx_header_offloads(void **state)
 {
 	struct fx *f = *state;
-	struct seg s[] = {{DATA_GPA, 4096, true}};
+	struct vqd_buf s[] = {{DATA_GPA, 4096, true}};
 	/* Without GUEST_CSUM a partial checksum cannot be delivered. */
 	assert_int_equal(activate(f, 0), 0);
 	assert_int_equal(f->fb.offload, 0);
@@ -912,7 +882,7 @@ static void test_rx_header_offloads(void **state)
 	fb_queue_frame(&f->fb, VIRTIO_NET_HDR_F_RSC_INFO, 0, 64, 1);
 	rx_ready(f);
 	assert_int_equal(f->net->stats.rx_errors, 2);
-	assert_int_equal(used_idx(f, NET_RXQ), 1);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 1);
 	assert_int_equal(*gp(f, DATA_GPA, 1), 0);
 
 	/* GUEST_CSUM + GUEST_TSO4 + GUEST_ECN: the backend is told, and such
@@ -926,7 +896,7 @@ static void test_rx_header_offloads(void **state)
 	fb_queue_frame(&f->fb, VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_RSC_INFO,
 		       VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN, 64, 1);
 	rx_ready(f);
-	assert_int_equal(used_idx(f, NET_RXQ), 1);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 1);
 	uint8_t *h = gp(f, DATA_GPA, VIRTIO_NET_HDR_LEN);
 	assert_int_equal(h[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
 	assert_int_equal(h[1], VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN);
@@ -954,8 +924,8 @@ static void test_rx_many_segments(void **state)
 	fb_queue_frame(&f->fb, 0, 0, 1031, 4); /* exactly fits */
 	rx_ready(f);
 	assert_int_equal(f->net->stats.rx_dropped, 1);
-	assert_int_equal(used_idx(f, NET_RXQ), 1);
-	assert_int_equal(used_len(f, NET_RXQ, 0), VIRTIO_NET_HDR_LEN + 1031);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 1);
+	assert_int_equal(vqd_used_len(&f->d[NET_RXQ], 0), VIRTIO_NET_HDR_LEN + 1031);
 	uint8_t want[1031];
 	fill_frame(want, sizeof(want), 4);
 	assert_memory_equal(gp(f, DATA_GPA + VIRTIO_NET_HDR_LEN, 1031), want, 1031);
@@ -969,7 +939,7 @@ static void test_reset_stops_everything(void **state)
 	struct fx *f = *state;
 	assert_int_equal(activate(f, 0), 0);
 	assert_int_equal(f->tr.nwatched, 2); /* the backend fd and the kick eventfd */
-	struct seg s[] = {{DATA_GPA, 2048, true}};
+	struct vqd_buf s[] = {{DATA_GPA, 2048, true}};
 	add_chain(f, NET_RXQ, s, 1);
 	rx_ready(f); /* holds the chain, no frame */
 	virtio_net_ops.reset(f->net);
@@ -993,7 +963,7 @@ static void test_save_load(void **state)
 	struct fx *f = *state;
 	struct snapbuf out, in;
 	assert_int_equal(activate(f, 0), 0);
-	struct seg s[] = {{DATA_GPA, 2048, true}};
+	struct vqd_buf s[] = {{DATA_GPA, 2048, true}};
 	add_chain(f, NET_RXQ, s, 1);
 	rx_ready(f);
 	assert_true(f->net->rx_held);
@@ -1003,8 +973,8 @@ static void test_save_load(void **state)
 	assert_int_equal(virtio_net_ops.save(f->net, &out), 0);
 	/* The held buffer went back to the driver, empty. */
 	assert_false(f->net->rx_held);
-	assert_int_equal(used_idx(f, NET_RXQ), 1);
-	assert_int_equal(used_len(f, NET_RXQ, 0), 0);
+	assert_int_equal(vqd_used_idx(&f->d[NET_RXQ]), 1);
+	assert_int_equal(vqd_used_len(&f->d[NET_RXQ], 0), 0);
 
 	struct virtio_net *n2 = calloc(1, sizeof(*n2));
 	assert_non_null(n2);
@@ -1117,8 +1087,7 @@ static int tap_child(void)
 	CHECK(f && guest_mem_init(&f->mem, RAM) == 0);
 	f->net = calloc(1, sizeof(*f->net));
 	CHECK(f->net);
-	for (unsigned q = 0; q < 2; q++)
-		vq_init(&f->vq[q], &f->mem);
+	queues_init(f);
 	struct net_backend be = tap_backend(&t);
 	CHECK(virtio_net_init(f->net, &be, &test_opts) == 0);
 	CHECK(activate(f, FEAT(VIRTIO_NET_F_CSUM) | FEAT(VIRTIO_NET_F_GUEST_CSUM) |
@@ -1130,7 +1099,7 @@ static int tap_child(void)
 	uint8_t *g = gp(f, DATA_GPA, 2048);
 	make_hdr(g, 0, 0, 0);
 	test_frame(g + VIRTIO_NET_HDR_LEN, 300, test_opts.mac, 1);
-	struct seg txs[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + 300, false}};
+	struct vqd_buf txs[] = {{DATA_GPA, VIRTIO_NET_HDR_LEN + 300, false}};
 	add_chain(f, NET_TXQ, txs, 1);
 	notify(f, NET_TXQ);
 	CHECK(f->net->stats.tx_packets == 1);
@@ -1153,17 +1122,17 @@ static int tap_child(void)
 	seen = false;
 	for (int tries = 0; tries < 50 && !seen; tries++) {
 		uint64_t gpa = DATA_GPA + 0x10000 + 0x1000ULL * (uint64_t)tries;
-		struct seg rxs[] = {{gpa, 2048, true}};
-		uint16_t before = used_idx(f, NET_RXQ);
+		struct vqd_buf rxs[] = {{gpa, 2048, true}};
+		uint16_t before = vqd_used_idx(&f->d[NET_RXQ]);
 		add_chain(f, NET_RXQ, rxs, 1);
 		notify(f, NET_RXQ);
-		while (used_idx(f, NET_RXQ) == before) {
+		while (vqd_used_idx(&f->d[NET_RXQ]) == before) {
 			struct pollfd p = {.fd = t.fd, .events = POLLIN};
 			CHECK(poll(&p, 1, 2000) == 1);
 			virtio_net_ops.fd_ready(f->net, t.fd);
 		}
 		uint8_t *h = gp(f, gpa, 2048);
-		seen = used_len(f, NET_RXQ, before) == VIRTIO_NET_HDR_LEN + 200 &&
+		seen = vqd_used_len(&f->d[NET_RXQ], before) == VIRTIO_NET_HDR_LEN + 200 &&
 		       memcmp(h + VIRTIO_NET_HDR_LEN, buf, 200) == 0;
 		if (seen)
 			CHECK(h[10] == 1 && h[11] == 0); /* num_buffers */

@@ -114,7 +114,7 @@ static void test_fills_writable_part(void **state)
 	memset(rd, 0xee, 16);
 	memset(gp(f, VH_DATA_GPA + 0x1000, 0x2000), 0xaa, 0x2000);
 	/* A readable header, then two writable pieces of 100 and 50 bytes. */
-	struct vh_buf b[] = {{VH_DATA_GPA, 16, false},
+	struct vqd_buf b[] = {{VH_DATA_GPA, 16, false},
 			     {VH_DATA_GPA + 0x1000, 100, true},
 			     {VH_DATA_GPA + 0x2000, 50, true}};
 	int head = vh_add_chain(&f->h, Q, b, 3);
@@ -157,7 +157,7 @@ static void test_huge_chain_is_capped(void **state)
 	f->src.chunk = 4096;
 	const uint32_t seg = 48 * 1024;
 	memset(gp(f, VH_DATA_GPA, 3 * seg), 0xaa, 3 * seg);
-	struct vh_buf b[] = {{VH_DATA_GPA, seg, true},
+	struct vqd_buf b[] = {{VH_DATA_GPA, seg, true},
 			     {VH_DATA_GPA + seg, seg, true},
 			     {VH_DATA_GPA + 2 * seg, seg, true}};
 	assert_true(vh_add_chain(&f->h, Q, b, 3) >= 0);

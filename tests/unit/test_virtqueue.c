@@ -17,6 +17,7 @@
 #include "util/log.h"
 #include "virtio/virtqueue.h"
 #include "vm/memory.h"
+#include "vq_driver.h"
 
 #define QSIZE 16u
 #define DESC_GPA 0x10000ULL
@@ -35,7 +36,7 @@
 struct fx {
 	struct guest_mem mem;
 	struct virtqueue vq;
-	uint16_t avail_idx; /* driver's next avail->idx */
+	struct vqd d; /* the driver's side */
 	struct vq_chain chain;
 };
 
@@ -46,28 +47,15 @@ static uint8_t *gp(struct fx *f, uint64_t gpa, uint64_t len)
 	return p;
 }
 
-static void put16(struct fx *f, uint64_t gpa, uint16_t v) { memcpy(gp(f, gpa, 2), &v, 2); }
-static uint16_t get16(struct fx *f, uint64_t gpa)
+static void put16(struct fx *f, uint64_t gpa, uint16_t v)
 {
-	uint16_t v;
-	memcpy(&v, gp(f, gpa, 2), 2);
-	return v;
-}
-static uint32_t get32(struct fx *f, uint64_t gpa)
-{
-	uint32_t v;
-	memcpy(&v, gp(f, gpa, 4), 4);
-	return v;
+	assert_int_equal(vqd_put16(&f->mem, gpa, v), 0);
 }
 
 static void set_desc_at(struct fx *f, uint64_t table, uint32_t i, uint64_t addr, uint32_t len,
 			uint16_t flags, uint16_t next)
 {
-	uint8_t *p = gp(f, table + 16ULL * i, 16);
-	memcpy(p, &addr, 8);
-	memcpy(p + 8, &len, 4);
-	memcpy(p + 12, &flags, 2);
-	memcpy(p + 14, &next, 2);
+	assert_int_equal(vqd_write_desc(&f->mem, table, i, addr, len, flags, next), 0);
 }
 
 static void set_desc(struct fx *f, uint32_t i, uint64_t addr, uint32_t len, uint16_t flags,
@@ -79,27 +67,14 @@ static void set_desc(struct fx *f, uint32_t i, uint64_t addr, uint32_t len, uint
 /* Driver side: publish `head` in the available ring. */
 static void avail_add(struct fx *f, uint16_t head)
 {
-	uint32_t size = f->vq.size;
-	put16(f, AVAIL_GPA + 4 + 2u * (f->avail_idx & (size - 1)), head);
-	f->avail_idx++;
-	put16(f, AVAIL_GPA + 2, f->avail_idx);
+	assert_int_equal(vqd_publish(&f->d, head), 0);
 }
-
-static uint32_t used_id(struct fx *f, uint16_t i)
-{
-	return get32(f, USED_GPA + 4 + 8u * (i & (f->vq.size - 1)));
-}
-static uint32_t used_len(struct fx *f, uint16_t i)
-{
-	return get32(f, USED_GPA + 8 + 8u * (i & (f->vq.size - 1)));
-}
-static uint16_t used_idx(struct fx *f) { return get16(f, USED_GPA + 2); }
 
 static void enable(struct fx *f, uint64_t features)
 {
 	memset(gp(f, 0, 0x50000), 0, 0x50000); /* rings and indirect table */
-	f->avail_idx = 0;
-	assert_int_equal(vq_enable(&f->vq, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA, features), 0);
+	vqd_init(&f->d, &f->mem, DESC_GPA, AVAIL_GPA, USED_GPA, QSIZE);
+	assert_int_equal(vqd_enable(&f->d, &f->vq, features), 0);
 }
 
 static int setup(void **state)
@@ -246,18 +221,18 @@ static void test_chains_in_order_and_used_ring(void **state)
 
 	/* Completed out of order; the used ring records completion order. */
 	vq_push(&f->vq, &c[2], 10);
-	assert_int_equal(used_idx(f), 1);
-	assert_int_equal(used_id(f, 0), 7);
-	assert_int_equal(used_len(f, 0), 10);
+	assert_int_equal(vqd_used_idx(&f->d), 1);
+	assert_int_equal(vqd_used_id(&f->d, 0), 7);
+	assert_int_equal(vqd_used_len(&f->d, 0), 10);
 	vq_push(&f->vq, &c[0], 1000); /* more than writable: clamped to 64 */
 	vq_push(&f->vq, &c[3], 0);
 	vq_push(&f->vq, &c[1], 64);
-	assert_int_equal(used_idx(f), 4);
-	assert_int_equal(used_id(f, 1), 3);
-	assert_int_equal(used_len(f, 1), 64);
-	assert_int_equal(used_id(f, 2), 15);
-	assert_int_equal(used_len(f, 2), 0);
-	assert_int_equal(used_id(f, 3), 0);
+	assert_int_equal(vqd_used_idx(&f->d), 4);
+	assert_int_equal(vqd_used_id(&f->d, 1), 3);
+	assert_int_equal(vqd_used_len(&f->d, 1), 64);
+	assert_int_equal(vqd_used_id(&f->d, 2), 15);
+	assert_int_equal(vqd_used_len(&f->d, 2), 0);
+	assert_int_equal(vqd_used_id(&f->d, 3), 0);
 }
 
 static void test_index_wraparound(void **state)
@@ -269,22 +244,22 @@ static void test_index_wraparound(void **state)
 	f->vq.last_avail_idx = start;
 	f->vq.used_idx = start;
 	put16(f, USED_GPA + 2, start);
-	f->avail_idx = start;
+	f->d.avail_idx = start;
 	put16(f, AVAIL_GPA + 2, start);
 	for (unsigned i = 0; i < 6; i++) {
 		set_desc(f, i, DATA_GPA, 8, 0, 0);
 		avail_add(f, (uint16_t)i);
 	}
-	assert_int_equal(f->avail_idx, 3); /* wrapped */
+	assert_int_equal(f->d.avail_idx, 3); /* wrapped */
 	for (unsigned i = 0; i < 6; i++) {
 		assert_int_equal(vq_pop(&f->vq, &f->chain), 1);
 		assert_int_equal(f->chain.head, i);
 		vq_push(&f->vq, &f->chain, 0);
 	}
 	assert_int_equal(vq_pop(&f->vq, &f->chain), 0);
-	assert_int_equal(used_idx(f), 3);
+	assert_int_equal(vqd_used_idx(&f->d), 3);
 	for (unsigned i = 0; i < 6; i++)
-		assert_int_equal(used_id(f, (uint16_t)(start + i)), i);
+		assert_int_equal(vqd_used_id(&f->d, (uint16_t)(start + i)), i);
 }
 
 static void pop_push_one(struct fx *f, uint16_t head)
@@ -307,11 +282,11 @@ static void test_notify_flags(void **state)
 
 	/* Driver->device suppression uses the used ring's flags. */
 	vq_set_notify(&f->vq, false);
-	assert_int_equal(get16(f, USED_GPA), VIRTQ_USED_F_NO_NOTIFY);
+	assert_int_equal(vqd_get16(&f->mem, USED_GPA), VIRTQ_USED_F_NO_NOTIFY);
 	assert_false(vq_has_avail(&f->vq));
 	avail_add(f, 1);
 	vq_set_notify(&f->vq, true);
-	assert_int_equal(get16(f, USED_GPA), 0);
+	assert_int_equal(vqd_get16(&f->mem, USED_GPA), 0);
 	assert_true(vq_has_avail(&f->vq));
 }
 
@@ -323,7 +298,7 @@ static void test_event_idx(void **state)
 	const uint64_t avail_event = USED_GPA + 4 + 8 * QSIZE;
 
 	pop_push_one(f, 0); /* used idx 1 */
-	assert_int_equal(get16(f, avail_event), 1); /* notify me after entry 1 */
+	assert_int_equal(vqd_get16(&f->mem, avail_event), 1); /* notify me after entry 1 */
 	assert_true(vq_should_notify(&f->vq)); /* first: always */
 	assert_false(vq_should_notify(&f->vq)); /* nothing new since */
 
@@ -346,16 +321,16 @@ static void test_event_idx(void **state)
 	f->vq.signalled_used = 65534;
 	put16(f, used_event, 65535);
 	pop_push_one(f, 6); /* used idx 0, old 65534: 65535 in [65534, 0) */
-	assert_int_equal(used_idx(f), 0);
+	assert_int_equal(vqd_used_idx(&f->d), 0);
 	assert_true(vq_should_notify(&f->vq));
 
 	/* Disabling notifications stops avail_event from advancing. */
 	vq_set_notify(&f->vq, false);
-	uint16_t ev = get16(f, avail_event);
+	uint16_t ev = vqd_get16(&f->mem, avail_event);
 	pop_push_one(f, 7);
-	assert_int_equal(get16(f, avail_event), ev);
+	assert_int_equal(vqd_get16(&f->mem, avail_event), ev);
 	vq_set_notify(&f->vq, true);
-	assert_int_equal(get16(f, avail_event), f->vq.last_avail_idx);
+	assert_int_equal(vqd_get16(&f->mem, avail_event), f->vq.last_avail_idx);
 }
 
 /* ---- Hostile rings: each set-up must end in -EIO and a broken queue. ---- */
@@ -502,7 +477,7 @@ static void expect_broken(struct fx *f, uint64_t features, void (*build)(struct 
 	/* Stays broken: no more pops, pushes ignored, no interrupts. */
 	assert_int_equal(vq_pop(&f->vq, &f->chain), -EIO);
 	vq_push(&f->vq, &f->chain, 0);
-	assert_int_equal(used_idx(f), 0);
+	assert_int_equal(vqd_used_idx(&f->d), 0);
 	assert_false(vq_should_notify(&f->vq));
 	assert_false(vq_has_avail(&f->vq));
 }
@@ -548,7 +523,7 @@ static void test_reset_clears_broken(void **state)
 	assert_int_equal(vq_pop(&f->vq, &f->chain), 0); /* disabled */
 	enable(f, 0);
 	pop_push_one(f, 0);
-	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(vqd_used_idx(&f->d), 1);
 }
 
 /* Guests above 3 GiB: a buffer spanning the MMIO hole, and a chain whose

@@ -1,8 +1,9 @@
 /* A fake virtio transport for device backends (virtio/device.h), for unit
  * tests and fuzz targets: a 16 MiB guest, the queues, a virtio_queue_ctx
- * whose callbacks only count, and a driver side that lays out split rings
- * by hand (§2.7) and reads the used ring back. Header-only; no cmocka, so
- * fuzz targets can use it too (helpers return -1 where a test asserts).
+ * whose callbacks only count, and per queue a driver side (vq_driver.h)
+ * that lays out split rings by hand (§2.7) and reads the used ring back.
+ * Header-only; no cmocka, so fuzz targets can use it too (helpers return
+ * -1 where a test asserts).
  *
  * Layout: queue q has its descriptor table at VH_RING_GPA(q), the
  * available ring 0x2000 above it and the used ring 0x3000 above it; data
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "virtio/device.h"
+#include "vq_driver.h"
 #include "virtio/virtqueue.h"
 #include "vm/memory.h"
 
@@ -30,8 +32,7 @@ struct vh {
 	struct guest_mem mem;
 	struct virtqueue vq[VIRTIO_MAX_QUEUES];
 	struct virtio_queue_ctx ctx;
-	uint16_t avail_idx[VIRTIO_MAX_QUEUES]; /* driver's next avail->idx */
-	uint16_t next_desc[VIRTIO_MAX_QUEUES]; /* descriptors are handed out round-robin */
+	struct vqd drv[VIRTIO_MAX_QUEUES]; /* the driver's side of each queue */
 	/* What the device did through the ctx. */
 	unsigned used_calls[VIRTIO_MAX_QUEUES];
 	unsigned used_total;                  /* used() calls on all queues */
@@ -42,13 +43,6 @@ struct vh {
 	unsigned watch_calls;
 	unsigned requeue_calls;
 	int watch_result; /* what watch_fd() returns */
-};
-
-/* One buffer of a chain, as the driver describes it. */
-struct vh_buf {
-	uint64_t gpa;
-	uint32_t len;
-	bool writable;
 };
 
 static inline void vh_used_cb(void *transport, unsigned q)
@@ -92,8 +86,11 @@ static inline int vh_init(struct vh *h, unsigned nvq)
 	memset(h, 0, sizeof(*h));
 	if (guest_mem_init(&h->mem, VH_RAM))
 		return -1;
-	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		vq_init(&h->vq[q], &h->mem);
+		vqd_init(&h->drv[q], &h->mem, VH_RING_GPA(q), VH_RING_GPA(q) + VH_AVAIL_OFF,
+			 VH_RING_GPA(q) + VH_USED_OFF, 0);
+	}
 	h->watched_fd = -1;
 	h->ctx = (struct virtio_queue_ctx){
 		.mem = &h->mem,
@@ -115,95 +112,52 @@ static inline void vh_destroy(struct vh *h) { guest_mem_destroy(&h->mem); }
  * DRIVER_OK. */
 static inline int vh_enable(struct vh *h, unsigned q, uint32_t size)
 {
-	uint8_t *rings = guest_mem_ptr(&h->mem, VH_RING_GPA(q), 0x10000);
-	if (!rings)
+	h->drv[q].size = size;
+	if (vqd_clear(&h->drv[q]))
 		return -1;
-	memset(rings, 0, 0x10000);
-	h->avail_idx[q] = 0;
-	h->next_desc[q] = 0;
-	return vq_enable(&h->vq[q], size, VH_RING_GPA(q), VH_RING_GPA(q) + VH_AVAIL_OFF,
-			 VH_RING_GPA(q) + VH_USED_OFF, 0);
+	return vqd_enable(&h->drv[q], &h->vq[q], 0);
 }
 
 static inline int vh_put(struct vh *h, uint64_t gpa, const void *v, unsigned n)
 {
-	return guest_mem_write(&h->mem, gpa, v, n);
-}
-
-static inline uint32_t vh_get32(struct vh *h, uint64_t gpa)
-{
-	uint32_t v = 0;
-	guest_mem_read(&h->mem, gpa, &v, 4);
-	return v;
+	return vqd_put(&h->mem, gpa, v, n);
 }
 
 /* Writes descriptor i of queue q raw (also for malformed rings). */
 static inline int vh_set_desc(struct vh *h, unsigned q, uint16_t i, uint64_t addr, uint32_t len,
 			      uint16_t flags, uint16_t next)
 {
-	uint8_t d[16];
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-	return vh_put(h, VH_RING_GPA(q) + 16ULL * i, d, 16);
+	return vqd_set_desc(&h->drv[q], i, addr, len, flags, next);
 }
 
 /* Publishes `head` in queue q's available ring. */
 static inline int vh_publish(struct vh *h, unsigned q, uint16_t head)
 {
-	uint32_t size = h->vq[q].size;
-	uint64_t avail = VH_RING_GPA(q) + VH_AVAIL_OFF;
-	if (vh_put(h, avail + 4 + 2u * (h->avail_idx[q] & (size - 1)), &head, 2))
-		return -1;
-	h->avail_idx[q]++;
-	return vh_put(h, avail + 2, &h->avail_idx[q], 2);
+	return vqd_publish(&h->drv[q], head);
 }
 
 /* Builds a chain of n buffers from the next free descriptors and
  * publishes it. Returns the head, or -1. */
-static inline int vh_add_chain(struct vh *h, unsigned q, const struct vh_buf *b, unsigned n)
+static inline int vh_add_chain(struct vh *h, unsigned q, const struct vqd_buf *b, unsigned n)
 {
-	uint32_t size = h->vq[q].size;
-	if (n == 0 || n > size || n > VH_MAX_BUFS)
-		return -1;
-	uint16_t head = (uint16_t)(h->next_desc[q] & (size - 1));
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t d = (uint16_t)((h->next_desc[q] + i) & (size - 1));
-		uint16_t next = (uint16_t)((d + 1) & (size - 1));
-		uint16_t flags = (uint16_t)((b[i].writable ? VIRTQ_DESC_F_WRITE : 0) |
-					    (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
-		if (vh_set_desc(h, q, d, b[i].gpa, b[i].len, flags, next))
-			return -1;
-	}
-	h->next_desc[q] = (uint16_t)(h->next_desc[q] + n);
-	return vh_publish(h, q, head) ? -1 : head;
+	return n > VH_MAX_BUFS ? -1 : vqd_add_chain(&h->drv[q], b, n);
 }
 
 /* One-buffer chain. */
 static inline int vh_add_buf(struct vh *h, unsigned q, uint64_t gpa, uint32_t len, bool writable)
 {
-	struct vh_buf b = {gpa, len, writable};
-	return vh_add_chain(h, q, &b, 1);
+	struct vqd_buf b = {gpa, len, writable};
+	return vqd_add_chain(&h->drv[q], &b, 1);
 }
 
-/* used->idx: the high half of {le16 flags, le16 idx}. */
-static inline uint16_t vh_used_idx(struct vh *h, unsigned q)
-{
-	return (uint16_t)(vh_get32(h, VH_RING_GPA(q) + VH_USED_OFF) >> 16);
-}
-
-static inline uint64_t vh_used_elem(struct vh *h, unsigned q, uint16_t i)
-{
-	return VH_RING_GPA(q) + VH_USED_OFF + 4 + 8ULL * (i & (h->vq[q].size - 1));
-}
+static inline uint16_t vh_used_idx(struct vh *h, unsigned q) { return vqd_used_idx(&h->drv[q]); }
 static inline uint32_t vh_used_id(struct vh *h, unsigned q, uint16_t i)
 {
-	return vh_get32(h, vh_used_elem(h, q, i));
+	return vqd_used_id(&h->drv[q], i);
 }
 static inline uint32_t vh_used_len(struct vh *h, unsigned q, uint16_t i)
 {
-	return vh_get32(h, vh_used_elem(h, q, i) + 4);
+	return vqd_used_len(&h->drv[q], i);
 }
 
 /* Whether fd is readable now (the transport's epoll would fire). */
