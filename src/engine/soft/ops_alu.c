@@ -922,13 +922,6 @@ static ALWAYS_INLINE void fast_test(struct soft_cpu *cpu, struct insn *i, unsign
 	logic_flags(cpu, size, a & fast_reg_read(cpu, i, size));
 }
 
-/* name_<size><r|m>: r for ModRM.mod == 3, m for a memory operand. */
-#define FAST_VARIANTS(name, body)                                                                  \
-	static void name##_4r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, true); }     \
-	static void name##_4m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, false); }    \
-	static void name##_8r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, true); }     \
-	static void name##_8m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, false); }
-#define FAST_TABLE(name) {{name##_4m, name##_4r}, {name##_8m, name##_8r}}
 
 #define FAST_ALU(kind, name)                                                                       \
 	static ALWAYS_INLINE void name##_fast_rm_reg(struct soft_cpu *cpu, struct insn *i,          \

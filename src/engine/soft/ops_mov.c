@@ -104,12 +104,6 @@ static ALWAYS_INLINE void fast_mov_reg_rm(struct soft_cpu *cpu, struct insn *i, 
 	cpu->s.gpr[i->reg] = v;
 }
 
-#define FAST_VARIANTS(name, body)                                                                  \
-	static void name##_4r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, true); }     \
-	static void name##_4m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, false); }    \
-	static void name##_8r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, true); }     \
-	static void name##_8m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, false); }
-#define FAST_TABLE(name) {{name##_4m, name##_4r}, {name##_8m, name##_8r}}
 
 FAST_VARIANTS(mov_f_rm_reg, fast_mov_rm_reg)
 FAST_VARIANTS(mov_f_reg_rm, fast_mov_reg_rm)

@@ -615,4 +615,14 @@ static inline bool flags_cond_inline(struct soft_cpu *cpu, unsigned cc)
 	return (cc & 1) ? !r : r;
 }
 
+/* Decode-time fast forms: handler name_<size><r|m> for 32/64-bit operands,
+ * r for ModRM.mod == 3 and m for a memory operand, from one ALWAYS_INLINE
+ * body(cpu, insn, size, reg); FAST_TABLE(name) is their [size][reg] table. */
+#define FAST_VARIANTS(name, body)                                                                  \
+	static void name##_4r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, true); }     \
+	static void name##_4m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 4, false); }    \
+	static void name##_8r(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, true); }     \
+	static void name##_8m(struct soft_cpu *cpu, struct insn *i) { body(cpu, i, 8, false); }
+#define FAST_TABLE(name) {{name##_4m, name##_4r}, {name##_8m, name##_8r}}
+
 #endif
