@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -88,21 +86,6 @@ int net_mac_parse(const char *s, uint8_t mac[NET_MAC_LEN])
 		return -EINVAL;
 	memcpy(mac, m, NET_MAC_LEN);
 	return 0;
-}
-
-void net_mac_generate(uint8_t mac[NET_MAC_LEN])
-{
-	uint8_t r[3];
-	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
-		/* No entropy yet (early boot): any spread will do for a MAC. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint32_t x = (uint32_t)ts.tv_nsec ^ (uint32_t)getpid() << 12;
-		r[0] = (uint8_t)x, r[1] = (uint8_t)(x >> 8), r[2] = (uint8_t)(x >> 16);
-	}
-	/* 0x52: locally administered (bit 1), unicast (bit 0 clear). */
-	const uint8_t m[NET_MAC_LEN] = {0x52, 0x54, 0x00, r[0], r[1], r[2]};
-	memcpy(mac, m, NET_MAC_LEN);
 }
 
 void net_mac_for_index(uint8_t mac[NET_MAC_LEN], unsigned index)

@@ -143,8 +143,6 @@ int net_opts_parse(const char *s, struct net_opts *o, struct errmsg *err);
 /* "xx:xx:xx:xx:xx:xx" (hex, either case) to bytes: 0, or -EINVAL for any
  * other shape, a multicast address or all zeros. */
 int net_mac_parse(const char *s, uint8_t mac[NET_MAC_LEN]);
-/* A random unicast, locally administered address: 52:54:00 + 3 bytes. */
-void net_mac_generate(uint8_t mac[NET_MAC_LEN]);
 /* The default for the index-th device, stable across runs:
  * 52:54:00:12:34:56 plus index (as QEMU numbers its NICs). */
 void net_mac_for_index(uint8_t mac[NET_MAC_LEN], unsigned index);

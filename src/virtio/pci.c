@@ -595,15 +595,16 @@ int virtio_pci_init(struct virtio_pci *t, const struct virtio_device_ops *ops, v
 	}
 	t->config_vector = VIRTIO_MSI_NO_VECTOR;
 	vpci_queue_defaults(t);
+	/* Before the function exists: its BAR callbacks take the lock. */
+	pthread_mutex_init(&t->lock, NULL);
 	if (!r)
 		r = vpci_setup_function(t);
 	if (r) {
+		pthread_mutex_destroy(&t->lock);
 		vpci_close_kicks(t);
 		t->ops = NULL;
-		return r;
 	}
-	pthread_mutex_init(&t->lock, NULL);
-	return 0;
+	return r;
 }
 
 void virtio_pci_destroy(struct virtio_pci *t)
