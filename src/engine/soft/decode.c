@@ -10,7 +10,7 @@
 
 static const struct opdef *const group_tables[] = {
     soft_ops_mov, soft_ops_alu, soft_ops_ctrl, soft_ops_string,
-    soft_ops_system, soft_ops_sse, soft_ops_x87,
+    soft_ops_system, soft_ops_sse, soft_ops_x87, soft_ops_mmx, soft_ops_ssse3, soft_ops_sse4,
 };
 #define NGROUPS (sizeof(group_tables) / sizeof(group_tables[0]))
 

@@ -19,6 +19,8 @@
 #ifndef SHRIKE_ENGINE_SOFT_FPU_H
 #define SHRIKE_ENGINE_SOFT_FPU_H
 
+#include <string.h>
+
 #include "engine/soft/soft.h"
 
 /* The host's float/double/long double are the x86-64 formats, and the
@@ -103,6 +105,57 @@ static inline void fpu_update_es(struct fpu_state *f)
 		f->fsw |= FSW_ES | FSW_B;
 	else
 		f->fsw &= (uint16_t)~(FSW_ES | FSW_B);
+}
+
+/* ---- MMX register file (SDM vol. 1 §9.5, vol. 1 §9.5.1 on the tag word,
+ * vol. 3 §13.1) ----
+ * MMi is the mantissa (bits 63-0) of physical x87 register Ri. Every MMX
+ * instruction but EMMS sets TOP to 0 and marks all eight registers valid;
+ * a write to MMi also sets bits 79-64 (sign and exponent) of Ri to ones.
+ * Because st[] is kept in stack order, setting TOP to 0 rotates the array
+ * so that st[i] is Ri afterwards.
+ *
+ * Faults, in this order: #UD with CR0.EM, #NM with CR0.TS, #MF while an
+ * unmasked x87 exception is pending (FSW.ES). */
+static inline void mmx_check(struct soft_cpu *cpu)
+{
+	if (cpu->s.cr0 & CR0_EM)
+		soft_ud(cpu);
+	if (cpu->s.cr0 & CR0_TS)
+		soft_raise_noerr(cpu, EXC_NM);
+	if (cpu->fpu.fsw & FSW_ES)
+		soft_raise_noerr(cpu, EXC_MF);
+}
+
+/* The x87 side of an MMX instruction (after mmx_check and after every
+ * access that can fault, so that a faulting instruction changes nothing). */
+static inline void mmx_enter(struct soft_cpu *cpu)
+{
+	struct fpu_state *f = &cpu->fpu;
+	unsigned top = (f->fsw & FSW_TOP) >> FSW_TOP_SHIFT;
+	if (top) {
+		uint8_t phys[8][16];
+		for (unsigned k = 0; k < 8; k++)
+			memcpy(phys[(top + k) & 7], f->st[k], 16);
+		memcpy(f->st, phys, sizeof(phys));
+		f->fsw &= (uint16_t)~FSW_TOP;
+	}
+	f->ftw = 0xff;
+}
+
+static inline uint64_t mmx_get(const struct soft_cpu *cpu, unsigned n)
+{
+	uint64_t v;
+	memcpy(&v, cpu->fpu.st[n & 7], 8);
+	return v;
+}
+
+/* Call after mmx_enter (st[n] is then Rn). */
+static inline void mmx_set(struct soft_cpu *cpu, unsigned n, uint64_t v)
+{
+	memcpy(cpu->fpu.st[n & 7], &v, 8);
+	cpu->fpu.st[n & 7][8] = 0xff;
+	cpu->fpu.st[n & 7][9] = 0xff;
 }
 
 #endif

@@ -159,6 +159,9 @@ extern const struct opdef soft_ops_string[];
 extern const struct opdef soft_ops_system[];
 extern const struct opdef soft_ops_sse[];
 extern const struct opdef soft_ops_x87[];
+extern const struct opdef soft_ops_mmx[];   /* MMX, and the SSE/SSE2 forms on MMX registers */
+extern const struct opdef soft_ops_ssse3[]; /* SSE3 and SSSE3 */
+extern const struct opdef soft_ops_sse4[];  /* SSE4.1, SSE4.2 (PCMPxSTRx, CRC32) */
 
 /* Fast forms: a group may offer, for an instruction already decoded, a
  * handler specialized for its operands (size, register or memory) with

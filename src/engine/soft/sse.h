@@ -1,0 +1,69 @@
+/* Operands of the SSE-family groups (ops_sse.c, ops_ssse3.c, ops_sse4.c,
+ * ops_mmx.c): XMM registers, 128-bit memory operands with the legacy-SSE
+ * alignment rule (SDM vol. 1 §11.6.8: 16-byte operands must be aligned,
+ * #GP(0) otherwise, checked before paging). */
+#ifndef SHRIKE_ENGINE_SOFT_SSE_H
+#define SHRIKE_ENGINE_SOFT_SSE_H
+
+#include <string.h>
+
+#include "engine/soft/fpu.h"
+
+union xmm {
+	uint8_t b[16];
+	int8_t sb[16];
+	uint16_t w[8];
+	int16_t sw[8];
+	uint32_t d[4];
+	int32_t sd[4];
+	uint64_t q[2];
+	int64_t sq[2];
+};
+
+/* ---- operands ---- */
+
+static inline void xmm_get(const struct soft_cpu *cpu, unsigned n, union xmm *v)
+{
+	memcpy(v, cpu->fpu.xmm[n & 15], 16);
+}
+
+static inline void xmm_set(struct soft_cpu *cpu, unsigned n, const union xmm *v)
+{
+	memcpy(cpu->fpu.xmm[n & 15], v, 16);
+}
+
+/* Linear address of the memory operand; legacy-SSE 16-byte operands
+ * must be 16-byte aligned (#GP(0), checked before paging). */
+static inline uint64_t sse_linear(struct soft_cpu *cpu, const struct insn *i, unsigned size,
+			   enum access acc, bool aligned)
+{
+	uint64_t la = seg_linear(cpu, i->seg, insn_ea(cpu, i), size, acc);
+	if (aligned && (la & 15))
+		soft_gp(cpu, 0);
+	return la;
+}
+
+/* The r/m source: the whole XMM register, or `size` bytes of memory
+ * zero-extended to 128 bits. */
+static inline void src_read(struct soft_cpu *cpu, const struct insn *i, unsigned size, bool aligned,
+		     union xmm *v)
+{
+	if (i->mod == 3) {
+		xmm_get(cpu, i->rm, v);
+		return;
+	}
+	memset(v, 0, sizeof(*v));
+	lin_read_bytes(cpu, sse_linear(cpu, i, size, ACC_READ, aligned), v, size);
+}
+
+static inline void mem_write(struct soft_cpu *cpu, const struct insn *i, const void *v, unsigned size,
+		      bool aligned)
+{
+	lin_write_bytes(cpu, sse_linear(cpu, i, size, ACC_WRITE, aligned), v, size);
+}
+
+/* General-purpose operand width of MOVD/MOVQ, CVTSI2SS, ...: 64 with
+ * REX.W, otherwise 32 whatever the mode's operand size. */
+static inline unsigned gpr_size(const struct insn *i) { return i->opsize == 8 ? 8 : 4; }
+
+#endif
