@@ -18,7 +18,8 @@
 const char *const dt_group_names[] = {
     "mov",    "alu",     "muldiv",  "shift",   "bit",    "bitx",  "cond",   "branch",
     "stack",  "flags",   "string",  "convert", "bswap",  "atomic", "sse_mov", "sse_int",
-    "sse_fp", "x87",     "io",      "bcd",     "system",
+    "sse_fp", "x87",     "io",      "bcd",     "system", "mmx",   "sse3",   "ssse3",
+    "sse4",
 };
 const unsigned dt_group_count = sizeof(dt_group_names) / sizeof(dt_group_names[0]);
 
@@ -1384,7 +1385,8 @@ struct choice {
  * them there would only test the emulator. */
 static bool emulator_cannot(const char *group)
 {
-	static const char *const no[] = {"sse_mov", "sse_int", "sse_fp", "x87", "bitx", "bcd"};
+	static const char *const no[] = {"sse_mov", "sse_int", "sse_fp", "x87",  "bitx",
+					  "bcd",     "mmx",     "sse3",   "ssse3", "sse4"};
 	for (size_t k = 0; k < sizeof(no) / sizeof(no[0]); k++)
 		if (strcmp(group, no[k]) == 0)
 			return true;
