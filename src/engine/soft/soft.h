@@ -203,19 +203,21 @@ struct soft_block {
 	uint64_t key; /* guest-physical address | mode, 0 = empty */
 	uint8_t ninsns;
 	uint16_t nbytes;
+	/* The page's code stamp when the block was decoded (vm/memory.h): the
+	 * block holds while the stamp does, whoever writes the page. */
+	const uint32_t *stamp_ptr;
+	uint32_t stamp;
 	/* Chaining: the blocks that ran after this one lately (two, for the
 	 * two ways out of a conditional branch), and the RIP each started at.
 	 * Only hints, checked on use: a link holds if it was made while
 	 * cpu->code_gen was `gen` (same mode, CPL and translations), `to`
-	 * still has `key`, and guest memory at `code` still holds its bytes.
-	 * Blocks live as long as the cache, so `to` never dangles. */
+	 * still has `key` and its stamp still holds. Blocks live as long as
+	 * the cache, so `to` never dangles. */
 	struct soft_link {
 		struct soft_block *to;
-		const uint8_t *code;
 		uint64_t rip, key, gen;
 	} link[2];
 	uint8_t link_victim; /* the link to replace next */
-	uint8_t bytes[BLOCK_MAX_BYTES]; /* what the block was decoded from */
 	struct insn insn[BLOCK_MAX_INSNS];
 };
 struct soft_dcache;
@@ -269,6 +271,11 @@ struct tlb {
 
 void tlb_flush_all(struct soft_cpu *cpu);
 void tlb_flush_page(struct soft_cpu *cpu, uint64_t la);
+/* Code pages (vm/memory.h, code stamps) never have write entries in the
+ * TLB, so that every store to them reaches the slow path. A page that
+ * newly holds decoded code loses the write entries it had. */
+bool tlb_page_has_code(const struct soft_cpu *cpu, uint64_t gpa_page);
+void tlb_protect_code(struct soft_cpu *cpu, uint64_t gpa_page);
 
 /* The TLB miss path: walks the page tables, raises #PF, fills the entry. */
 const struct tlb_entry *mmu_fill(struct soft_cpu *cpu, uint64_t la, enum access acc,
@@ -499,8 +506,7 @@ static inline bool soft_canonical(uint64_t la)
  * take the general path (which raises whatever fault applies). Exactly the
  * checks seg_linear() and mmu_translate() make for such an access: no
  * limits in 64-bit mode, a canonical address, and a hit in the TLB of this
- * access kind, which implies the permissions and A/D bits. A write hit on
- * the page of the running block ends the block (see lin_write_page). */
+ * access kind, which implies the permissions and A/D bits. */
 static inline uint8_t *mem_fast(struct soft_cpu *cpu, unsigned seg, uint64_t off, unsigned size,
 				enum access acc)
 {
@@ -515,9 +521,7 @@ static inline uint8_t *mem_fast(struct soft_cpu *cpu, unsigned seg, uint64_t off
 	const struct tlb_entry *e = &cpu->tlb.e[acc][cpu->cpl == 3][(page >> 12) % TLB_SIZE];
 	if (__builtin_expect(e->tag != (page | TLB_VALID) || !e->host, 0))
 		return NULL;
-	if (acc == ACC_WRITE && e->gpa == cpu->block_gpa_page)
-		cpu->block_abort = true; /* code may change under the current block */
-	return e->host + (la & 0xfff);
+	return e->host + (la & 0xfff); /* a write hit is never to a code page (tlb_protect_code) */
 }
 
 /* Little-endian loads and stores of 1 to 8 bytes at a host address (any
