@@ -79,7 +79,7 @@ static unsigned bcache_index(uint64_t gpa)
 /* Where the instruction at RIP is: host pointer and guest-physical
  * address; NULL host for MMIO. Sequential fetches in 64-bit mode reuse the
  * current code page without a TLB lookup. */
-static const uint8_t *fetch_pointer(struct soft_cpu *cpu, uint64_t *gpa)
+const uint8_t *soft_fetch_pointer(struct soft_cpu *cpu, uint64_t *gpa)
 {
 	uint64_t rip = cpu->s.rip;
 	if (cpu->long64 && (rip & ~0xfffULL) == cpu->code_la) {
@@ -226,7 +226,7 @@ static struct soft_block *lookup(struct soft_cpu *cpu)
 {
 	struct soft_dcache *c = cpu->dcache;
 	uint64_t gpa;
-	const uint8_t *code = fetch_pointer(cpu, &gpa);
+	const uint8_t *code = soft_fetch_pointer(cpu, &gpa);
 
 	if (!c || !code)
 		return NULL;

@@ -237,5 +237,7 @@ const struct tlb_entry *mmu_fill(struct soft_cpu *cpu, uint64_t la, enum access 
 	 * (lin_write_page). The entry is still good for this one access. */
 	if (acc == ACC_WRITE && e->host && tlb_page_has_code(cpu, e->gpa))
 		e->tag = 0;
+	if (!e->host)
+		e->tag |= TLB_MMIO;
 	return e;
 }

@@ -231,6 +231,9 @@ void soft_dcache_counts(const struct soft_dcache *c, uint64_t *hits, uint64_t *m
  * link is tried first and then updated. May raise #PF/#GP for the fetch
  * itself. */
 struct soft_block *soft_block_lookup(struct soft_cpu *cpu, struct soft_block *prev);
+/* Where the instruction at RIP is: its host address and guest-physical
+ * address; NULL for code in MMIO. May raise the fetch's #PF/#GP. */
+const uint8_t *soft_fetch_pointer(struct soft_cpu *cpu, uint64_t *gpa);
 
 /* Opcode lookup built once from the group tables, read-only afterwards:
  * for each (map, opcode), the range [first, first + count) of `defs`. */
@@ -262,6 +265,9 @@ struct tlb_entry {
 	uint64_t gpa;   /* guest-physical page */
 };
 #define TLB_VALID 1ULL
+/* Set in the tag of MMIO pages, so that no inline probe ever hits them:
+ * accesses to MMIO always take the slow path to the VMM. */
+#define TLB_MMIO 2ULL
 
 struct tlb {
 	/* Indexed [access][user]: a hit means the access is already permitted
@@ -403,6 +409,12 @@ struct soft_cpu {
 	uint64_t block_gpa_page; /* page of the block being executed */
 	bool block_abort;        /* leave the block after this instruction */
 	struct soft_dcache *dcache;
+	/* The irqchip may have an interrupt for this vCPU (set from any
+	 * thread; translated code tests it on block entry). */
+	atomic_bool irq_hint;
+	/* Instructions translated code may still run before returning to the
+	 * run loop (jit/); it goes negative when the budget is spent. */
+	int32_t jit_budget;
 	const struct soft_optable *optable;
 	const struct guest_mem *mem;
 	struct soft_engine *engine;

@@ -1,0 +1,1220 @@
+/* The code generator: one block of 64-bit guest code → x86-64 host code.
+ *
+ * Register use in generated code: RBP holds the struct soft_cpu pointer
+ * for the whole run; guest registers live in cpu->s.gpr and are addressed
+ * from it; RAX, RCX, RDX, RSI, RDI and R8-R11 are scratch. RSP is 16-byte
+ * aligned (the entry trampoline sees to it), so C helpers are called
+ * directly.
+ *
+ * Block layout:
+ *   entry:  budget and interrupt checks, the code page's stamp check
+ *   body:   each guest instruction, natively or as a handler call
+ *   stubs:  out of line: exits (chainable direct jumps, dynamic exits),
+ *           TLB-miss slow paths (the whole instruction through its
+ *           interpreter handler, then back)
+ *
+ * Precise state: guest registers are always in memory, so at every call
+ * that can fault (a handler, a slow path) the state is exactly the
+ * interpreter's once cpu->s.rip is stored, which the call site does.
+ *
+ * Flags. The guest's arithmetic flags are either in memory (cpu->lf and
+ * cpu->s.rflags, the interpreter's representation: MEM), or in the host's
+ * own RFLAGS after a native instruction produced them (HOST), or both.
+ * A backward pass finds which flags are read before being overwritten
+ * (block exits count as reads); a producer whose flags are dead costs
+ * nothing, a consumer right after its producer (CMP; Jcc) tests the host
+ * flags directly, and host flags are written to memory (materialized)
+ * only when something that needs them there comes first. Every
+ * instruction that can fault counts as a reader (the fault pushes
+ * RFLAGS), but only on its slow path: flags that are otherwise dead are
+ * saved in R8 before the probe (PUSHFQ; POP) and written to memory only
+ * if the slow path is taken. */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "engine/soft/jit/jit_internal.h"
+
+/* ---- offsets into struct soft_cpu ---- */
+#define OFF_GPR(n) ((int32_t)(offsetof(struct soft_cpu, s.gpr) + 8 * (n)))
+#define OFF_RIP ((int32_t)offsetof(struct soft_cpu, s.rip))
+#define OFF_RFLAGS ((int32_t)offsetof(struct soft_cpu, s.rflags))
+#define OFF_LFOP ((int32_t)offsetof(struct soft_cpu, lf.op))
+#define OFF_NEXT_RIP ((int32_t)offsetof(struct soft_cpu, next_rip))
+#define OFF_ICOUNT ((int32_t)offsetof(struct soft_cpu, icount))
+#define OFF_BUDGET ((int32_t)offsetof(struct soft_cpu, jit_budget))
+#define OFF_ABORT ((int32_t)offsetof(struct soft_cpu, block_abort))
+#define OFF_BLOCK_PAGE ((int32_t)offsetof(struct soft_cpu, block_gpa_page))
+#define OFF_IRQ_HINT ((int32_t)offsetof(struct soft_cpu, irq_hint))
+#define OFF_SEGBASE(sreg) ((int32_t)(offsetof(struct soft_cpu, s.seg) + (sreg) * sizeof(struct segment) + \
+				     offsetof(struct segment, base)))
+#define OFF_TLB(acc, user) \
+	((int32_t)(offsetof(struct soft_cpu, tlb) + ((acc) * 2 + (user)) * TLB_SIZE * sizeof(struct tlb_entry)))
+
+_Static_assert(sizeof(struct tlb_entry) == 24, "the TLB probe scales the index by 3 * 8");
+_Static_assert(offsetof(struct tlb_entry, host) == 8, "the TLB probe loads host at +8");
+_Static_assert(TLB_SIZE == 512, "the TLB probe masks the index with 511");
+
+#define ARITH_MASK 0x8d5 /* CF PF AF ZF SF OF */
+
+/* Where the guest's architectural flags are: memory (cpu->lf/rflags),
+ * the host's RFLAGS, both, or only a copy in R8 (saved before a TLB probe
+ * clobbered the host's, for the probe's slow path, when nothing else
+ * reads them before the next producer). */
+enum fstate { F_MEM, F_HOST, F_BOTH, F_R8 };
+
+/* Flag masks in the 6-bit liveness domain (bit per arithmetic flag). */
+#define FL_ALL 0x3f
+#define FL_CF 0x01
+
+enum stub_kind { STUB_EXIT, STUB_SLOW };
+
+struct stub {
+	uint8_t kind;
+	uint8_t fs_at;     /* flag state where the stub is entered */
+	uint8_t fs_after;  /* SLOW: state the fast path continues in */
+	bool chain;        /* EXIT: the target may be chained (same page) */
+	bool flags_r8;     /* SLOW: the guest's flags are in R8 */
+	bool dynamic;      /* EXIT: RIP is already in cpu->s.rip */
+	size_t branch;     /* rel32 field that jumps here */
+	size_t resume;     /* SLOW: where to continue */
+	uint64_t rip;      /* EXIT: target RIP; SLOW: the instruction's RIP */
+	uint64_t fall;     /* SLOW: its fall-through RIP */
+	uint32_t icount;   /* instructions retired on this way out */
+	struct insn *insn; /* SLOW: handler operand */
+};
+
+#define MAX_STUBS (JIT_MAX_INSNS * 3 + 8)
+
+struct tctx {
+	struct soft_jit *j;
+	struct soft_cpu *cpu;
+	struct emit e;
+	uint64_t block_rip, gpa;
+	unsigned n;
+	struct insn insn[JIT_MAX_INSNS];
+	uint64_t rip[JIT_MAX_INSNS + 1];
+	uint8_t live_after[JIT_MAX_INSNS];
+	unsigned k;         /* the instruction being translated */
+	enum fstate fs;
+	bool user;          /* CPL 3: the TLB index of the generated probes */
+	unsigned nstubs, first_pending;
+	struct stub stubs[MAX_STUBS];
+};
+
+/* ---- small emitters ---- */
+
+static struct hmem gpr_slot(unsigned n) { return hmem_base(H_RBP, OFF_GPR(n & 15)); }
+static struct hmem cpu_field(int32_t off) { return hmem_base(H_RBP, off); }
+
+static void store_imm64(struct tctx *t, int32_t off, uint64_t v)
+{
+	if ((uint64_t)(int64_t)(int32_t)v == v) {
+		emit_mov_mi(&t->e, 8, cpu_field(off), (int32_t)v);
+	} else {
+		emit_mov_ri(&t->e, 8, H_RAX, v);
+		emit_mov_mr(&t->e, 8, cpu_field(off), H_RAX);
+	}
+}
+
+static void call_helper(struct tctx *t, const void *fn)
+{
+	emit_call_abs(&t->e, (uintptr_t)fn, H_RAX);
+}
+
+/* Host flags → cpu->s.rflags, lazy flags off (flags_put's representation). */
+static void materialize(struct tctx *t)
+{
+	struct emit *e = &t->e;
+	emit_pushfq(e);
+	emit_pop_r(e, H_RAX);
+	emit_alu_ri(e, HALU_AND, 4, H_RAX, ARITH_MASK);
+	emit_alu_mi(e, HALU_AND, 8, cpu_field(OFF_RFLAGS), ~ARITH_MASK);
+	emit_alu_mr(e, HALU_OR, 8, cpu_field(OFF_RFLAGS), H_RAX);
+	emit_mov_mi(e, 1, cpu_field(OFF_LFOP), LF_NONE);
+}
+
+/* R8 (a saved host RFLAGS) → cpu->s.rflags. */
+static void materialize_r8(struct tctx *t)
+{
+	struct emit *e = &t->e;
+	emit_mov_rr(e, 8, H_RAX, H_R8);
+	emit_alu_ri(e, HALU_AND, 4, H_RAX, ARITH_MASK);
+	emit_alu_mi(e, HALU_AND, 8, cpu_field(OFF_RFLAGS), ~ARITH_MASK);
+	emit_alu_mr(e, HALU_OR, 8, cpu_field(OFF_RFLAGS), H_RAX);
+	emit_mov_mi(e, 1, cpu_field(OFF_LFOP), LF_NONE);
+}
+
+static void materialize_from(struct tctx *t, enum fstate fs)
+{
+	if (fs == F_HOST)
+		materialize(t);
+	else if (fs == F_R8)
+		materialize_r8(t);
+}
+
+/* The guest's flags as host flags: only the arithmetic ones, with the
+ * reserved bit 1, so POPFQ changes nothing else of the host's (DF, AC, TF
+ * stay clear; IF and IOPL cannot change at CPL 3). */
+static uint64_t jit_flags_to_host(struct soft_cpu *cpu)
+{
+	uint64_t f = flags_get(cpu);
+	flags_put(cpu, f);
+	return (f & ARITH_MASK) | RFLAGS_FIXED;
+}
+
+static void load_flags_to_host(struct tctx *t)
+{
+	emit_mov_rr(&t->e, 8, H_RDI, H_RBP);
+	call_helper(t, (const void *)jit_flags_to_host);
+	emit_push_r(&t->e, H_RAX);
+	emit_popfq(&t->e);
+}
+
+/* Flags needed at the start of instruction k (by it or after it). */
+static uint8_t live_before(const struct tctx *t, unsigned k);
+
+/* Before a call that lets C read cpu->lf (a handler, which may fault). */
+static void flags_to_mem(struct tctx *t)
+{
+	materialize_from(t, t->fs);
+	t->fs = F_MEM;
+}
+
+/* Before a TLB probe, which clobbers the host's flags: flags someone
+ * reads later go to memory; otherwise only the slow path (a possible
+ * fault) needs them, and R8 keeps them for it. */
+static void flags_before_probe(struct tctx *t)
+{
+	if (t->fs == F_HOST) {
+		if (live_before(t, t->k)) {
+			materialize(t);
+			t->fs = F_MEM;
+		} else {
+			emit_pushfq(&t->e);
+			emit_pop_r(&t->e, H_R8);
+			t->fs = F_R8;
+		}
+	} else if (t->fs == F_BOTH) {
+		t->fs = F_MEM;
+	}
+}
+
+/* For an instruction that reads the flags natively. */
+static void flags_to_host(struct tctx *t)
+{
+	if (t->fs == F_MEM) {
+		load_flags_to_host(t);
+		t->fs = F_BOTH;
+	} else if (t->fs == F_R8) {
+		emit_push_r(&t->e, H_R8);
+		emit_popfq(&t->e);
+		t->fs = F_HOST;
+	}
+}
+
+static struct stub *new_stub(struct tctx *t, enum stub_kind kind)
+{
+	if (t->nstubs >= MAX_STUBS) {
+		t->e.invalid = true; /* abandons the translation; never expected */
+		return &t->stubs[0];
+	}
+	struct stub *s = &t->stubs[t->nstubs++];
+	memset(s, 0, sizeof(*s));
+	s->kind = (uint8_t)kind;
+	s->fs_at = (uint8_t)t->fs;
+	return s;
+}
+
+/* A way out of the block to a known RIP after `icount` instructions. */
+static void exit_to(struct tctx *t, size_t branch, uint64_t target, uint32_t icount)
+{
+	struct stub *s = new_stub(t, STUB_EXIT);
+	s->branch = branch;
+	s->rip = target;
+	s->icount = icount;
+	s->chain = (target & ~0xfffULL) == (t->block_rip & ~0xfffULL);
+}
+
+/* A way out where cpu->s.rip already holds where to go. */
+static void exit_dynamic(struct tctx *t, size_t branch, uint32_t icount)
+{
+	struct stub *s = new_stub(t, STUB_EXIT);
+	s->branch = branch;
+	s->icount = icount;
+	s->dynamic = true;
+}
+
+/* ---- flag liveness ---- */
+
+static void flag_use(const struct insn *i, uint8_t *rd, uint8_t *wr);
+
+static uint8_t live_before(const struct tctx *t, unsigned k)
+{
+	uint8_t rd, wr;
+	flag_use(&t->insn[k], &rd, &wr);
+	return (uint8_t)(rd | (t->live_after[k] & ~wr));
+}
+
+static void compute_liveness(struct tctx *t)
+{
+	uint8_t live = FL_ALL; /* whoever runs after the block may read any */
+	for (unsigned k = t->n; k-- > 0;) {
+		t->live_after[k] = live;
+		uint8_t rd, wr;
+		flag_use(&t->insn[k], &rd, &wr);
+		live = (uint8_t)(rd | (live & ~wr));
+		/* A conditional branch leaves the block when taken. */
+		if ((t->insn[k].map == OPMAP_1B && t->insn[k].opcode >= 0x70 && t->insn[k].opcode <= 0x7f) ||
+		    (t->insn[k].map == OPMAP_0F && t->insn[k].opcode >= 0x80 && t->insn[k].opcode <= 0x8f))
+			live = FL_ALL;
+	}
+}
+
+/* ---- memory operands ---- */
+
+/* The offset of the memory operand into RSI (address-size wrapped) and
+ * the linear address into RDI (64-bit mode: FS/GS add their base). */
+static void emit_address(struct tctx *t, const struct insn *i, bool linear)
+{
+	struct emit *e = &t->e;
+	int32_t disp = i->disp;
+	bool have = false;
+	if (i->base != REG_NONE) {
+		emit_mov_rm(e, 8, H_RSI, gpr_slot(i->base));
+		have = true;
+	}
+	if (i->index != REG_NONE) {
+		emit_mov_rm(e, 8, H_RDX, gpr_slot(i->index));
+		if (have)
+			emit_lea(e, 8, H_RSI, hmem_sib(H_RSI, H_RDX, i->scale, disp));
+		else
+			emit_lea(e, 8, H_RSI, hmem_sib(HREG_NONE, H_RDX, i->scale, disp));
+		have = true;
+		disp = 0;
+	}
+	if (i->rip_relative) {
+		uint64_t v = t->rip[t->k + 1] + (uint64_t)(int64_t)disp;
+		emit_mov_ri(e, 8, H_RSI, v);
+	} else if (!have) {
+		emit_mov_ri(e, 8, H_RSI, (uint64_t)(int64_t)disp);
+	} else if (disp) {
+		emit_lea(e, 8, H_RSI, hmem_base(H_RSI, disp));
+	}
+	if (i->addrsize == 4)
+		emit_mov_rr(e, 4, H_RSI, H_RSI);
+	if (!linear)
+		return;
+	if (i->seg == SEG_FS || i->seg == SEG_GS) {
+		emit_mov_rm(e, 8, H_RDI, cpu_field(OFF_SEGBASE(i->seg)));
+		emit_alu_rr(e, HALU_ADD, 8, H_RDI, H_RSI);
+	} else {
+		emit_mov_rr(e, 8, H_RDI, H_RSI);
+	}
+}
+
+/* The inline TLB probe: on a hit RCX holds the host address of the
+ * operand; a miss, MMIO, a page crossing or an address the TLB cannot
+ * hold (non-canonical) goes to a slow path that runs the whole
+ * instruction through its interpreter handler. Clobbers host flags. */
+static void emit_probe(struct tctx *t, const struct insn *i, unsigned size, enum access acc,
+		       struct stub **slow)
+{
+	struct emit *e = &t->e;
+	flags_before_probe(t);
+	emit_address(t, i, true);
+	emit_mov_rr(e, 4, H_RAX, H_RDI);
+	emit_shift_ri(e, HSH_SHR, 4, H_RAX, 12);
+	emit_alu_ri(e, HALU_AND, 4, H_RAX, TLB_SIZE - 1);
+	emit_lea(e, 4, H_RAX, hmem_sib(H_RAX, H_RAX, 2, 0));
+	emit_lea(e, 8, H_RCX, hmem_base(H_RDI, (int32_t)size - 1));
+	emit_alu_ri(e, HALU_AND, 8, H_RCX, -4096);
+	emit_alu_ri(e, HALU_OR, 8, H_RCX, (int32_t)TLB_VALID);
+	int32_t base = OFF_TLB(acc, t->user ? 1 : 0);
+	emit_alu_rm(e, HALU_CMP, 8, H_RCX, hmem_sib(H_RBP, H_RAX, 8, base));
+	size_t miss = emit_jcc_rel32(e, HCC_NE, 0);
+	emit_mov_rm(e, 8, H_RCX, hmem_sib(H_RBP, H_RAX, 8, base + 8));
+	emit_mov_rr(e, 4, H_RAX, H_RDI);
+	emit_alu_ri(e, HALU_AND, 4, H_RAX, 0xfff);
+	emit_alu_rr(e, HALU_ADD, 8, H_RCX, H_RAX);
+	struct stub *s = new_stub(t, STUB_SLOW);
+	s->branch = miss;
+	s->rip = t->rip[t->k];
+	s->fall = t->rip[t->k + 1];
+	s->flags_r8 = t->fs == F_R8;
+	*slow = s;
+}
+
+/* ---- handler calls ---- */
+
+static struct insn *keep_insn(struct tctx *t, const struct insn *i)
+{
+	struct soft_jit *j = t->j;
+	if (j->ninsns >= JIT_INSN_ARENA) {
+		t->e.overflow = true; /* the dispatcher flushes and retries */
+		return &j->insns[0];
+	}
+	struct insn *copy = &j->insns[j->ninsns++];
+	*copy = *i;
+	return copy;
+}
+
+/* cpu->s.rip, next_rip and the block bookkeeping the interpreter's
+ * handlers expect, then the call. */
+static void emit_handler_call(struct tctx *t, struct insn *kept, uint64_t rip, uint64_t fall)
+{
+	struct emit *e = &t->e;
+	store_imm64(t, OFF_RIP, rip);
+	store_imm64(t, OFF_NEXT_RIP, fall);
+	emit_mov_mi(e, 1, cpu_field(OFF_ABORT), 0);
+	store_imm64(t, OFF_BLOCK_PAGE, t->gpa & ~0xfffULL);
+	emit_mov_rr(e, 8, H_RDI, H_RBP);
+	emit_mov_ri(e, 8, H_RSI, (uint64_t)(uintptr_t)kept);
+	call_helper(t, (const void *)kept->exec);
+	unsigned op = (unsigned)kept->map * 256 + kept->opcode;
+	emit_mov_ri(e, 8, H_RAX, (uint64_t)(uintptr_t)&t->j->fallback_count[op]);
+	emit_unary_m(e, HUN_INC, 8, hmem_base(H_RAX, 0));
+}
+
+/* After a handler: leave the block unless it fell through untouched. A
+ * handler that repeats its instruction (REP string iterations) runs again
+ * here while the budget lasts. */
+static void emit_after_handler(struct tctx *t, size_t again, uint64_t rip, uint64_t fall,
+			       uint32_t icount)
+{
+	struct emit *e = &t->e;
+	emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_NEXT_RIP));
+	emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RAX);
+	emit_mov_ri(e, 8, H_RCX, fall);
+	emit_alu_rr(e, HALU_CMP, 8, H_RAX, H_RCX);
+	size_t same = emit_jcc_rel8(e, HCC_E, 0);
+	emit_mov_ri(e, 8, H_RCX, rip);
+	emit_alu_rr(e, HALU_CMP, 8, H_RAX, H_RCX);
+	size_t branched = emit_jcc_rel32(e, HCC_NE, 0);
+	exit_dynamic(t, branched, icount);
+	/* A repeat: another iteration while the budget lasts. */
+	emit_alu_mi(e, HALU_SUB, 4, cpu_field(OFF_BUDGET), 1);
+	size_t out = emit_jcc_rel32(e, HCC_S, 0);
+	exit_dynamic(t, out, icount - 1);
+	emit_jmp_rel32(e, again);
+	emit_bind_rel8(e, same);
+	emit_alu_mi(e, HALU_CMP, 1, cpu_field(OFF_ABORT), 0);
+	size_t abort = emit_jcc_rel32(e, HCC_NE, 0);
+	exit_dynamic(t, abort, icount);
+}
+
+/* Any instruction: a call to its interpreter handler. */
+static void tr_fallback(struct tctx *t, const struct insn *i)
+{
+	flags_to_mem(t);
+	struct insn *kept = keep_insn(t, i);
+	uint64_t rip = t->rip[t->k], fall = t->rip[t->k + 1];
+	uintptr_t again = emit_here(&t->e);
+	emit_handler_call(t, kept, rip, fall);
+	emit_after_handler(t, again, rip, fall, t->k + 1);
+	t->fs = F_MEM;
+}
+
+/* ---- native instructions ---- */
+
+static unsigned op_size(const struct insn *i) { return (i->def->flags & OPF_BYTE) ? 1 : i->opsize; }
+
+/* Byte registers 4-7 without REX are AH-BH, which the native forms do not
+ * address; those instructions fall back. */
+static bool byte_reg_ok(const struct insn *i, unsigned size, unsigned reg)
+{
+	return size != 1 || i->rex || reg < 4;
+}
+
+/* Writes RAX to guest register n with x86's rules for the size: 32-bit
+ * writes zero the upper half, 8/16-bit writes merge. */
+static void store_reg(struct tctx *t, unsigned n, unsigned size)
+{
+	if (size == 4)
+		emit_mov_rr(&t->e, 4, H_RAX, H_RAX);
+	emit_mov_mr(&t->e, size == 4 ? 8 : size, gpr_slot(n), H_RAX);
+}
+
+/* Finishes an instruction with a memory operand: its slow path resumes
+ * here in the flag state the fast path ends in. */
+static void end_mem(struct tctx *t, struct stub *slow)
+{
+	slow->resume = emit_offset(&t->e);
+	slow->fs_after = (uint8_t)t->fs;
+	slow->insn = keep_insn(t, &t->insn[t->k]);
+}
+
+/* After a native instruction that wrote every arithmetic flag (or, for
+ * INC/DEC, kept the host's CF, which was the guest's or is dead). */
+static void produced_flags(struct tctx *t) { t->fs = F_HOST; }
+
+/* ALU op with a register or memory r/m operand and a register, or an
+ * immediate. `dir_reg`: the register is the destination. */
+static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, unsigned size,
+			  bool dir_reg, bool imm, uint64_t immv)
+{
+	struct emit *e = &t->e;
+	bool writes = op != HALU_CMP;
+	if (op == HALU_ADC || op == HALU_SBB)
+		return false;
+	if (!byte_reg_ok(i, size, i->rm) && i->mod == 3)
+		return false;
+	if (!imm && !byte_reg_ok(i, size, i->reg))
+		return false;
+	if (imm && size == 8 && (uint64_t)(int64_t)(int32_t)immv != immv)
+		return false;
+	int32_t iv = (int32_t)immv;
+	if (i->mod == 3 || dir_reg) {
+		unsigned dst = dir_reg ? i->reg : i->rm;
+		if (i->mod != 3) {
+			struct stub *slow;
+			emit_probe(t, i, size, ACC_READ, &slow);
+			emit_mov_rm(e, size < 4 ? size : size, H_RAX, gpr_slot(dst));
+			emit_alu_rm(e, op, size, H_RAX, hmem_base(H_RCX, 0));
+			produced_flags(t);
+			if (writes)
+				emit_mov_mr(e, size == 4 ? 8 : size, gpr_slot(dst), H_RAX);
+			end_mem(t, slow);
+			return true;
+		}
+		emit_mov_rm(e, size, H_RAX, gpr_slot(dst));
+		if (imm)
+			emit_alu_ri(e, op, size, H_RAX, iv);
+		else
+			emit_alu_rm(e, op, size, H_RAX, gpr_slot(dir_reg ? i->rm : i->reg));
+		produced_flags(t);
+		/* MOV keeps the host flags; a 32-bit operation zero-extended RAX. */
+		if (writes)
+			emit_mov_mr(e, size == 4 ? 8 : size, gpr_slot(dst), H_RAX);
+		return true;
+	}
+	/* Memory destination. */
+	struct stub *slow;
+	emit_probe(t, i, size, writes ? ACC_WRITE : ACC_READ, &slow);
+	if (imm) {
+		emit_alu_mi(e, op, size, hmem_base(H_RCX, 0), iv);
+	} else {
+		emit_mov_rm(e, size, H_RAX, gpr_slot(i->reg));
+		emit_alu_mr(e, op, size, hmem_base(H_RCX, 0), H_RAX);
+	}
+	produced_flags(t);
+	end_mem(t, slow);
+	return true;
+}
+
+static bool tr_test(struct tctx *t, const struct insn *i, unsigned size, bool imm, uint64_t immv)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3 && !byte_reg_ok(i, size, i->rm))
+		return false;
+	if (!imm && !byte_reg_ok(i, size, i->reg))
+		return false;
+	int32_t iv = (int32_t)immv;
+	if (imm && size == 8 && (uint64_t)(int64_t)iv != immv)
+		return false;
+	struct stub *slow = NULL;
+	struct hmem m;
+	if (i->mod == 3) {
+		m = gpr_slot(i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		m = hmem_base(H_RCX, 0);
+	}
+	if (imm) {
+		emit_test_mi(e, size, m, iv);
+	} else {
+		emit_mov_rm(e, size, H_RAX, gpr_slot(i->reg));
+		emit_test_mr(e, size, m, H_RAX);
+	}
+	produced_flags(t);
+	if (slow)
+		end_mem(t, slow);
+	return true;
+}
+
+static bool tr_mov(struct tctx *t, const struct insn *i, unsigned size, bool to_reg)
+{
+	struct emit *e = &t->e;
+	if (!byte_reg_ok(i, size, i->reg) || (i->mod == 3 && !byte_reg_ok(i, size, i->rm)))
+		return false;
+	if (i->mod == 3) {
+		unsigned dst = to_reg ? i->reg : i->rm, src = to_reg ? i->rm : i->reg;
+		emit_mov_rm(e, size == 4 ? 4 : size, H_RAX, gpr_slot(src));
+		store_reg(t, dst, size);
+		return true;
+	}
+	struct stub *slow;
+	emit_probe(t, i, size, to_reg ? ACC_READ : ACC_WRITE, &slow);
+	if (to_reg) {
+		emit_mov_rm(e, size, H_RAX, hmem_base(H_RCX, 0));
+		store_reg(t, i->reg, size);
+	} else {
+		emit_mov_rm(e, size, H_RAX, gpr_slot(i->reg));
+		emit_mov_mr(e, size, hmem_base(H_RCX, 0), H_RAX);
+	}
+	end_mem(t, slow);
+	return true;
+}
+
+static bool tr_mov_imm(struct tctx *t, const struct insn *i, unsigned size, unsigned reg_direct)
+{
+	struct emit *e = &t->e;
+	uint64_t v = i->imm;
+	if (reg_direct != REG_NONE) {
+		if (!byte_reg_ok(i, size, reg_direct))
+			return false;
+		emit_mov_ri(e, size == 4 ? 4 : (size < 4 ? size : 8), H_RAX, v);
+		store_reg(t, reg_direct, size);
+		return true;
+	}
+	if (i->mod == 3) {
+		if (!byte_reg_ok(i, size, i->rm))
+			return false;
+		emit_mov_ri(e, 8, H_RAX, size == 8 ? v : v & size_mask(size));
+		store_reg(t, i->rm, size);
+		return true;
+	}
+	struct stub *slow;
+	emit_probe(t, i, size, ACC_WRITE, &slow);
+	emit_mov_mi(e, size, hmem_base(H_RCX, 0), (int32_t)v);
+	end_mem(t, slow);
+	return true;
+}
+
+static bool tr_lea(struct tctx *t, const struct insn *i)
+{
+	if (i->mod == 3 || i->opsize < 4)
+		return false;
+	emit_address(t, i, false); /* RSI: the offset, wrapped to the address size */
+	emit_mov_rr(&t->e, 8, H_RAX, H_RSI);
+	store_reg(t, i->reg, i->opsize);
+	return true;
+}
+
+static bool tr_movx(struct tctx *t, const struct insn *i, unsigned ssz, bool sign)
+{
+	struct emit *e = &t->e;
+	unsigned dsz = i->opsize;
+	if (dsz < 4 || (i->mod == 3 && !byte_reg_ok(i, ssz, i->rm)))
+		return false;
+	struct stub *slow = NULL;
+	struct hmem m;
+	if (i->mod == 3) {
+		m = gpr_slot(i->rm);
+	} else {
+		emit_probe(t, i, ssz, ACC_READ, &slow);
+		m = hmem_base(H_RCX, 0);
+	}
+	if (ssz == 4) /* MOVSXD */
+		emit_movsxd_rm(e, H_RAX, m);
+	else if (sign)
+		emit_movsx_rm(e, 8, ssz, H_RAX, m);
+	else
+		emit_movzx_rm(e, 4, ssz, H_RAX, m);
+	store_reg(t, i->reg, dsz);
+	if (slow)
+		end_mem(t, slow);
+	return true;
+}
+
+/* INC, DEC, NOT, NEG on a register or memory. */
+static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsigned size)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3 && !byte_reg_ok(i, size, i->rm))
+		return false;
+	bool keeps_cf = op == HUN_INC || op == HUN_DEC;
+	bool flags = op != HUN_NOT;
+	/* INC/DEC keep CF: when it is needed afterwards the host must hold
+	 * the guest's CF before the instruction. */
+	if (keeps_cf && (t->live_after[t->k] & FL_CF)) {
+		if (i->mod != 3)
+			return false;
+		flags_to_host(t);
+	}
+	if (i->mod == 3) {
+		if (size == 4) {
+			emit_mov_rm(e, 4, H_RAX, gpr_slot(i->rm));
+			emit_unary_r(e, op, 4, H_RAX);
+			emit_mov_mr(e, 8, gpr_slot(i->rm), H_RAX);
+		} else {
+			emit_unary_m(e, op, size, gpr_slot(i->rm));
+		}
+		if (flags)
+			produced_flags(t);
+		return true;
+	}
+	struct stub *slow;
+	emit_probe(t, i, size, ACC_WRITE, &slow);
+	emit_unary_m(e, op, size, hmem_base(H_RCX, 0));
+	if (flags)
+		produced_flags(t);
+	end_mem(t, slow);
+	return true;
+}
+
+/* SHL/SHR/SAR/ROL/ROR by a constant count on a register. */
+static bool tr_shift_imm(struct tctx *t, const struct insn *i, unsigned size, uint8_t count)
+{
+	struct emit *e = &t->e;
+	unsigned op = i->reg;
+	unsigned masked = count & (size == 8 ? 63 : 31);
+	if (i->mod != 3 || !byte_reg_ok(i, size, i->rm) || masked == 0)
+		return false;
+	if (op != HSH_SHL && op != HSH_SHR && op != HSH_SAR && op != 6)
+		return false;
+	if (op == 6)
+		op = HSH_SHL;
+	if (size == 4) {
+		emit_mov_rm(e, 4, H_RAX, gpr_slot(i->rm));
+		emit_shift_ri(e, (enum hshift)op, 4, H_RAX, (uint8_t)masked);
+		emit_mov_mr(e, 8, gpr_slot(i->rm), H_RAX);
+	} else {
+		emit_shift_mi(e, (enum hshift)op, size, gpr_slot(i->rm), (uint8_t)masked);
+	}
+	produced_flags(t);
+	return true;
+}
+
+static bool tr_imul(struct tctx *t, const struct insn *i, bool has_imm, int32_t imm)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	if (size < 4 || i->mod != 3)
+		return false;
+	emit_mov_rm(e, size, H_RAX, gpr_slot(i->rm));
+	if (has_imm)
+		emit_imul_rri(e, size, H_RAX, H_RAX, imm);
+	else
+		emit_imul_rm(e, size, H_RAX, gpr_slot(i->reg));
+	produced_flags(t);
+	emit_mov_mr(e, 8, gpr_slot(i->reg), H_RAX); /* imul r32 zero-extended RAX */
+	return true;
+}
+
+/* SETcc r8 and CMOVcc r, r: conditions on the host flags. */
+static bool tr_setcc(struct tctx *t, const struct insn *i, unsigned cc)
+{
+	if (i->mod != 3 || !byte_reg_ok(i, 1, i->rm))
+		return false;
+	flags_to_host(t);
+	emit_setcc_m(&t->e, (enum hcc)cc, gpr_slot(i->rm));
+	return true;
+}
+
+static bool tr_cmov(struct tctx *t, const struct insn *i, unsigned cc)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	if (i->mod != 3 || size < 4)
+		return false;
+	flags_to_host(t);
+	emit_mov_rm(e, size, H_RAX, gpr_slot(i->reg));
+	emit_cmov_rm(e, (enum hcc)cc, size, H_RAX, gpr_slot(i->rm));
+	emit_mov_mr(e, 8, gpr_slot(i->reg), H_RAX); /* cmov r32 zero-extends, moved or not */
+	return true;
+}
+
+static bool tr_jcc(struct tctx *t, const struct insn *i, unsigned cc)
+{
+	uint64_t target = t->rip[t->k + 1] + i->imm;
+	if (!soft_canonical(target))
+		return false;
+	flags_to_host(t);
+	size_t taken = emit_jcc_rel32(&t->e, (enum hcc)cc, 0);
+	exit_to(t, taken, target, t->k + 1);
+	return true;
+}
+
+static bool tr_jmp(struct tctx *t, const struct insn *i)
+{
+	uint64_t target = t->rip[t->k + 1] + i->imm;
+	if (!soft_canonical(target))
+		return false;
+	size_t br = emit_jmp_rel32(&t->e, 0);
+	exit_to(t, br, target, t->k + 1);
+	return true;
+}
+
+/* PUSH r64 / CALL rel32: a store of 8 bytes below RSP; the fast path
+ * updates RSP only after the store (fault-atomic). */
+static void push_value_rax_store(struct tctx *t, struct stub **slow)
+{
+	struct insn fake = {.base = GPR_RSP, .index = REG_NONE, .disp = -8, .addrsize = 8,
+			    .seg = SEG_SS};
+	emit_probe(t, &fake, 8, ACC_WRITE, slow);
+}
+
+static bool tr_push(struct tctx *t, const struct insn *i, unsigned reg)
+{
+	struct emit *e = &t->e;
+	if (i->opsize != 8)
+		return false;
+	struct stub *slow;
+	push_value_rax_store(t, &slow);
+	emit_mov_rm(e, 8, H_RAX, gpr_slot(reg));
+	emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
+	emit_alu_mi(e, HALU_SUB, 8, gpr_slot(GPR_RSP), 8);
+	end_mem(t, slow);
+	return true;
+}
+
+static bool tr_pop(struct tctx *t, const struct insn *i, unsigned reg)
+{
+	struct emit *e = &t->e;
+	if (i->opsize != 8)
+		return false;
+	struct insn top = {.base = GPR_RSP, .index = REG_NONE, .disp = 0, .addrsize = 8, .seg = SEG_SS};
+	struct stub *slow;
+	emit_probe(t, &top, 8, ACC_READ, &slow);
+	emit_mov_rm(e, 8, H_RAX, hmem_base(H_RCX, 0));
+	emit_alu_mi(e, HALU_ADD, 8, gpr_slot(GPR_RSP), 8);
+	emit_mov_mr(e, 8, gpr_slot(reg), H_RAX); /* POP RSP: the popped value wins */
+	end_mem(t, slow);
+	return true;
+}
+
+static bool tr_call(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	uint64_t ret = t->rip[t->k + 1], target = ret + i->imm;
+	if (!soft_canonical(target) || i->opsize != 8)
+		return false;
+	struct stub *slow;
+	push_value_rax_store(t, &slow);
+	emit_mov_ri(e, 8, H_RAX, ret);
+	emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
+	emit_alu_mi(e, HALU_SUB, 8, gpr_slot(GPR_RSP), 8);
+	end_mem(t, slow);
+	size_t br = emit_jmp_rel32(e, 0);
+	exit_to(t, br, target, t->k + 1);
+	return true;
+}
+
+static bool tr_ret(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	if (i->opsize != 8)
+		return false;
+	struct insn top = {.base = GPR_RSP, .index = REG_NONE, .disp = 0, .addrsize = 8, .seg = SEG_SS};
+	struct stub *slow;
+	emit_probe(t, &top, 8, ACC_READ, &slow);
+	emit_mov_rm(e, 8, H_RAX, hmem_base(H_RCX, 0));
+	/* A non-canonical return address faults (#GP) in the interpreter. */
+	emit_mov_rr(e, 8, H_RDX, H_RAX);
+	emit_shift_ri(e, HSH_SHL, 8, H_RDX, 16);
+	emit_shift_ri(e, HSH_SAR, 8, H_RDX, 16);
+	emit_alu_rr(e, HALU_CMP, 8, H_RDX, H_RAX);
+	size_t bad = emit_jcc_rel32(e, HCC_NE, 0);
+	emit_alu_mi(e, HALU_ADD, 8, gpr_slot(GPR_RSP), 8);
+	emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RAX);
+	end_mem(t, slow);
+	/* The slow path and the fast one both continue here with RIP set. */
+	size_t br = emit_jmp_rel32(e, 0);
+	exit_dynamic(t, br, t->k + 1);
+	/* Non-canonical: the slow path (the interpreter) raises the fault. */
+	struct stub *again = new_stub(t, STUB_SLOW);
+	*again = *slow;
+	again->branch = bad;
+	return true;
+}
+
+/* ---- instruction selection ---- */
+
+static bool is_nop(const struct insn *i)
+{
+	return (i->map == OPMAP_1B && i->opcode == 0x90 && !(i->rex & 1)) ||
+	       (i->map == OPMAP_0F && i->opcode == 0x1f);
+}
+
+static bool tr_native(struct tctx *t, const struct insn *i)
+{
+	unsigned op = i->opcode, size = op_size(i);
+	if (i->lock)
+		return false;
+	if (i->map == OPMAP_1B) {
+		if (op < 0x40 && (op & 7) < 6) {
+			enum halu alu = (enum halu)(op >> 3);
+			switch (op & 7) {
+			case 0: case 1: return tr_alu_common(t, i, alu, size, false, false, 0);
+			case 2: case 3: return tr_alu_common(t, i, alu, size, true, false, 0);
+			default: /* AL/eAX, imm */
+			{
+				struct insn r = *i;
+				r.mod = 3;
+				r.rm = GPR_RAX;
+				return tr_alu_common(t, &r, alu, size, false, true, i->imm);
+			}
+			}
+		}
+		if (op >= 0x50 && op <= 0x57)
+			return tr_push(t, i, (op & 7) | ((i->rex & 1) << 3));
+		if (op >= 0x58 && op <= 0x5f)
+			return tr_pop(t, i, (op & 7) | ((i->rex & 1) << 3));
+		if (op == 0x63 && i->opsize == 8)
+			return tr_movx(t, i, 4, true);
+		if (op == 0x69 || op == 0x6b)
+			return tr_imul(t, i, true, op == 0x6b ? (int32_t)(int8_t)i->imm : (int32_t)i->imm);
+		if (op >= 0x70 && op <= 0x7f)
+			return tr_jcc(t, i, op & 15);
+		if (op >= 0x80 && op <= 0x83 && op != 0x82) {
+			uint64_t imm = op == 0x83 ? (uint64_t)sign_extend(i->imm, 1) : i->imm;
+			return tr_alu_common(t, i, (enum halu)i->reg, size, false, true, imm);
+		}
+		if (op == 0x84 || op == 0x85)
+			return tr_test(t, i, size, false, 0);
+		if (op >= 0x88 && op <= 0x8b)
+			return tr_mov(t, i, size, op >= 0x8a);
+		if (op == 0x8d)
+			return tr_lea(t, i);
+		if (is_nop(i))
+			return true;
+		if (op == 0xa8 || op == 0xa9) {
+			struct insn r = *i;
+			r.mod = 3;
+			r.rm = GPR_RAX;
+			return tr_test(t, &r, size, true, i->imm);
+		}
+		if (op >= 0xb0 && op <= 0xbf)
+			return tr_mov_imm(t, i, size, (op & 7) | ((i->rex & 1) << 3));
+		if ((op == 0xc0 || op == 0xc1) )
+			return tr_shift_imm(t, i, size, (uint8_t)i->imm);
+		if (op == 0xd0 || op == 0xd1)
+			return tr_shift_imm(t, i, size, 1);
+		if (op == 0xc3)
+			return tr_ret(t, i);
+		if (op == 0xc6 || op == 0xc7)
+			return i->reg == 0 && tr_mov_imm(t, i, size, REG_NONE);
+		if (op == 0xe8)
+			return tr_call(t, i);
+		if (op == 0xe9 || op == 0xeb)
+			return tr_jmp(t, i);
+		if (op == 0xf6 || op == 0xf7) {
+			switch (i->reg) {
+			case 0: return tr_test(t, i, size, true, i->imm);
+			case 2: return tr_unary(t, i, HUN_NOT, size);
+			case 3: return tr_unary(t, i, HUN_NEG, size);
+			default: return false;
+			}
+		}
+		if ((op == 0xfe || op == 0xff) && i->reg <= 1)
+			return tr_unary(t, i, i->reg ? HUN_DEC : HUN_INC, size);
+		return false;
+	}
+	if (i->map == OPMAP_0F) {
+		if (op >= 0x40 && op <= 0x4f)
+			return tr_cmov(t, i, op & 15);
+		if (op >= 0x80 && op <= 0x8f)
+			return tr_jcc(t, i, op & 15);
+		if (op >= 0x90 && op <= 0x9f)
+			return tr_setcc(t, i, op & 15);
+		if (op == 0xaf)
+			return tr_imul(t, i, false, 0);
+		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf)
+			return tr_movx(t, i, (op & 1) ? 2 : 1, op >= 0xbe);
+		if (is_nop(i))
+			return true;
+	}
+	return false;
+}
+
+/* Which arithmetic flags an instruction reads and writes, for liveness.
+ * Must agree with tr_native: anything it does not emit natively reads
+ * every flag (its handler may) and writes none (its writes go to memory). */
+static void flag_use(const struct insn *i, uint8_t *rd, uint8_t *wr)
+{
+	unsigned op = i->opcode;
+	*rd = 0;
+	*wr = 0;
+	if (i->map == OPMAP_1B) {
+		if (op < 0x40 && (op & 7) < 6) {
+			unsigned alu = op >> 3;
+			if (alu == HALU_ADC || alu == HALU_SBB)
+				*rd = FL_ALL;
+			else
+				*wr = FL_ALL;
+			return;
+		}
+		if ((op >= 0x50 && op <= 0x5f) || op == 0x63 || (op >= 0x88 && op <= 0x8b) ||
+		    op == 0x8d || op == 0x90 || (op >= 0xb0 && op <= 0xbf) || op == 0xc6 ||
+		    op == 0xc7 || op == 0xe8 || op == 0xe9 || op == 0xeb || op == 0xc3)
+			return;
+		if (op >= 0x70 && op <= 0x7f) {
+			*rd = FL_ALL;
+			return;
+		}
+		if (op >= 0x80 && op <= 0x83 && op != 0x82) {
+			if (i->reg == HALU_ADC || i->reg == HALU_SBB)
+				*rd = FL_ALL;
+			else
+				*wr = FL_ALL;
+			return;
+		}
+		if (op == 0x84 || op == 0x85 || op == 0xa8 || op == 0xa9 || op == 0x69 || op == 0x6b) {
+			*wr = FL_ALL;
+			return;
+		}
+		if ((op == 0xc0 || op == 0xc1 || op == 0xd0 || op == 0xd1) &&
+		    (i->reg == 4 || i->reg == 5 || i->reg == 6 || i->reg == 7)) {
+			unsigned count = (op >= 0xd0 ? 1 : (unsigned)i->imm) & (i->opsize == 8 ? 63 : 31);
+			if (count && i->mod == 3)
+				*wr = FL_ALL;
+			else
+				*rd = FL_ALL;
+			return;
+		}
+		if ((op == 0xf6 || op == 0xf7) && i->reg <= 3) {
+			if (i->reg == 0 || i->reg == 3)
+				*wr = FL_ALL;
+			return; /* NOT */
+		}
+		if ((op == 0xfe || op == 0xff) && i->reg <= 1) {
+			*wr = FL_ALL & ~FL_CF;
+			return;
+		}
+	} else if (i->map == OPMAP_0F) {
+		if ((op >= 0x40 && op <= 0x4f) || (op >= 0x80 && op <= 0x9f)) {
+			*rd = FL_ALL;
+			return;
+		}
+		if (op == 0xaf) {
+			*wr = FL_ALL;
+			return;
+		}
+		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf || op == 0x1f)
+			return;
+	}
+	*rd = FL_ALL;
+}
+
+/* ---- the block ---- */
+
+/* Whether execution never falls through past this instruction. */
+static bool ends_translation(const struct insn *i)
+{
+	if (i->map == OPMAP_1B) {
+		switch (i->opcode) {
+		case 0xe8: case 0xe9: case 0xeb: case 0xea: case 0x9a:
+		case 0xc2: case 0xc3: case 0xca: case 0xcb: case 0xcf:
+		case 0xcc: case 0xcd: case 0xce: case 0xf4: case 0xfa: case 0xfb:
+			return true;
+		case 0xff:
+			return i->reg >= 2 && i->reg <= 5;
+		default:
+			return false;
+		}
+	}
+	if (i->map == OPMAP_0F) {
+		switch (i->opcode) {
+		case 0x05: case 0x07: case 0x34: case 0x35:
+		case 0x01: case 0x22: case 0x30: case 0x00:
+			return true;
+		default:
+			return false;
+		}
+	}
+	return false;
+}
+
+static void decode_block(struct tctx *t, const uint8_t *code)
+{
+	unsigned room = 0x1000 - (unsigned)(t->gpa & 0xfff), pos = 0;
+	t->n = 0;
+	t->rip[0] = t->block_rip;
+	while (t->n < JIT_MAX_INSNS && pos < room) {
+		struct insn *i = &t->insn[t->n];
+		int len = soft_decode_buffer(t->cpu->optable, code + pos, room - pos, true, false, i);
+		if (len <= 0)
+			break;
+		pos += (unsigned)len;
+		t->n++;
+		t->rip[t->n] = t->block_rip + pos;
+		if (ends_translation(i))
+			break;
+	}
+}
+
+static void emit_prologue(struct tctx *t, const struct jit_tb *tb)
+{
+	struct emit *e = &t->e;
+	/* Room for an unlinking jump over the first instruction (jit.c). */
+	emit_alu_mi(e, HALU_SUB, 4, cpu_field(OFF_BUDGET), (int32_t)t->n);
+	size_t out = emit_jcc_rel32(e, HCC_S, 0);
+	exit_to(t, out, t->block_rip, 0);
+	t->stubs[t->nstubs - 1].chain = false;
+	/* An interrupt the guest can take now (IF is bit 9: bit 1 of byte 1). */
+	emit_test_mi(e, 1, hmem_base(H_RBP, OFF_RFLAGS + 1), 2);
+	size_t masked = emit_jcc_rel8(e, HCC_E, 0);
+	emit_alu_mi(e, HALU_CMP, 1, cpu_field(OFF_IRQ_HINT), 0);
+	size_t irq = emit_jcc_rel32(e, HCC_NE, 0);
+	exit_to(t, irq, t->block_rip, 0);
+	t->stubs[t->nstubs - 1].chain = false;
+	emit_bind_rel8(e, masked);
+	emit_mov_ri(e, 8, H_RAX, (uint64_t)(uintptr_t)tb->stamp_ptr);
+	emit_alu_mi(e, HALU_CMP, 4, hmem_base(H_RAX, 0), (int32_t)tb->stamp);
+	size_t stale = emit_jcc_rel32(e, HCC_NE, 0);
+	exit_to(t, stale, t->block_rip, 0);
+	t->stubs[t->nstubs - 1].chain = false;
+}
+
+static void emit_exit_stub(struct tctx *t, const struct stub *s)
+{
+	struct emit *e = &t->e;
+	emit_bind_rel32(e, s->branch);
+	materialize_from(t, (enum fstate)s->fs_at);
+	if (s->icount)
+		emit_alu_mi(e, HALU_ADD, 8, cpu_field(OFF_ICOUNT), (int32_t)s->icount);
+	if (!s->dynamic)
+		store_imm64(t, OFF_RIP, s->rip);
+	if (s->chain) {
+		/* RAX = the rel32 field of the jump below, for the dispatcher
+		 * to patch to the target's translation; aligned, so that the
+		 * patch is one atomic store. */
+		emit_nop(e, (size_t)((4 - ((emit_here(e) + 7 + 1) & 3)) & 3));
+		uintptr_t field = emit_here(e) + 7 + 1;
+		emit_lea(e, 8, H_RAX, hmem_rip(field));
+		emit_jmp_rel32(e, t->j->epilogue);
+	} else {
+		emit_alu_rr(e, HALU_XOR, 4, H_RAX, H_RAX);
+		emit_jmp_rel32(e, t->j->epilogue);
+	}
+}
+
+static void emit_slow_stub(struct tctx *t, const struct stub *s)
+{
+	struct emit *e = &t->e;
+	emit_bind_rel32(e, s->branch);
+	/* Live flags went to memory before the probe; dead ones to R8. */
+	if (s->flags_r8)
+		materialize_r8(t);
+	uintptr_t again = emit_here(e);
+	emit_handler_call(t, s->insn, s->rip, s->fall);
+	t->fs = F_MEM; /* the exits below see the handler's flags, in memory */
+	emit_after_handler(t, again, s->rip, s->fall, s->icount);
+	/* Continue in the state the fast path ends in (the call clobbered R8). */
+	if (s->fs_after == F_R8)
+		emit_mov_rm(e, 8, H_R8, cpu_field(OFF_RFLAGS));
+	else if (s->fs_after != F_MEM)
+		load_flags_to_host(t);
+	emit_jmp_rel32(e, e->exec + s->resume);
+}
+
+static void emit_stubs(struct tctx *t)
+{
+	/* Slow stubs may add exit stubs: iterate until all are emitted. */
+	for (unsigned n = 0; n < t->nstubs && emit_ok(&t->e); n++) {
+		struct stub s = t->stubs[n];
+		if (s.kind == STUB_EXIT)
+			emit_exit_stub(t, &s);
+		else
+			emit_slow_stub(t, &s);
+	}
+}
+
+int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, const uint8_t *code,
+		  uint64_t gpa)
+{
+	static __thread struct tctx tls_ctx; /* large; one translation at a time per thread */
+	struct tctx *t = &tls_ctx;
+	memset(t, 0, offsetof(struct tctx, insn));
+	t->k = 0;
+	t->fs = F_MEM;
+	t->nstubs = 0;
+	t->first_pending = 0;
+	t->j = j;
+	t->cpu = cpu;
+	t->block_rip = cpu->s.rip;
+	t->gpa = gpa;
+	t->user = cpu->cpl == 3;
+	decode_block(t, code);
+	if (t->n == 0)
+		return -EINVAL;
+	compute_liveness(t);
+
+	uint8_t *rw;
+	uintptr_t rx;
+	int rc = jit_cache_reserve(&j->cache, JIT_MAX_CODE, &rw, &rx);
+	if (rc)
+		return rc == -ENOSPC ? -ENOSPC : rc;
+	unsigned insn_mark = j->ninsns;
+	emit_init(&t->e, rw, JIT_MAX_CODE, rx);
+	tb->code = rx;
+	emit_prologue(t, tb);
+	t->fs = F_MEM;
+	for (t->k = 0; t->k < t->n && emit_ok(&t->e); t->k++) {
+		const struct insn *i = &t->insn[t->k];
+		unsigned first_stub = t->nstubs;
+		size_t mark = emit_offset(&t->e);
+		enum fstate fs = t->fs;
+		if (!tr_native(t, i)) {
+			/* Nothing of a refused native form may stay behind. */
+			t->e.p = t->e.start + mark;
+			t->nstubs = first_stub;
+			t->fs = fs;
+			tr_fallback(t, i);
+		}
+		for (unsigned s = first_stub; s < t->nstubs; s++)
+			if (t->stubs[s].kind == STUB_SLOW)
+				t->stubs[s].icount = t->k + 1;
+	}
+	/* Falls off the end: continue at the next instruction. */
+	if (emit_ok(&t->e)) {
+		size_t br = emit_jmp_rel32(&t->e, 0);
+		t->k = t->n - 1;
+		exit_to(t, br, t->rip[t->n], t->n);
+		emit_stubs(t);
+	}
+	if (!emit_ok(&t->e)) {
+		jit_cache_commit(&j->cache, 0);
+		j->ninsns = insn_mark;
+		return t->e.overflow ? -ENOSPC : -EINVAL;
+	}
+	size_t used = emit_offset(&t->e);
+	jit_cache_commit(&j->cache, used);
+	jit_cache_sync(&j->cache, rx, used);
+	tb->ninsns = t->n;
+	j->st.blocks++;
+	j->st.code_bytes += used;
+	return 0;
+}
+
+/* ---- the runtime: entry trampoline and epilogue ---- */
+
+int jit_emit_runtime(struct soft_jit *j)
+{
+	uint8_t *rw;
+	uintptr_t rx;
+	int rc = jit_cache_reserve(&j->cache, 256, &rw, &rx);
+	if (rc)
+		return rc;
+	struct emit e;
+	emit_init(&e, rw, 256, rx);
+	/* enter(cpu, code): save the callee-saved registers, align RSP. */
+	j->enter = emit_here(&e);
+	emit_push_r(&e, H_RBP);
+	emit_push_r(&e, H_RBX);
+	emit_push_r(&e, H_R12);
+	emit_push_r(&e, H_R13);
+	emit_push_r(&e, H_R14);
+	emit_push_r(&e, H_R15);
+	emit_alu_ri(&e, HALU_SUB, 8, H_RSP, 8);
+	emit_mov_rr(&e, 8, H_RBP, H_RDI);
+	emit_jmp_r(&e, H_RSI);
+	emit_align(&e, 16);
+	j->epilogue = emit_here(&e);
+	emit_alu_ri(&e, HALU_ADD, 8, H_RSP, 8);
+	emit_pop_r(&e, H_R15);
+	emit_pop_r(&e, H_R14);
+	emit_pop_r(&e, H_R13);
+	emit_pop_r(&e, H_R12);
+	emit_pop_r(&e, H_RBX);
+	emit_pop_r(&e, H_RBP);
+	emit_ret(&e);
+	if (!emit_ok(&e)) {
+		jit_cache_commit(&j->cache, 0);
+		return -EINVAL;
+	}
+	jit_cache_commit(&j->cache, emit_offset(&e));
+	jit_cache_sync(&j->cache, rx, emit_offset(&e));
+	return 0;
+}
