@@ -418,8 +418,10 @@ static void soft_execute(struct engine_vcpu *v, unsigned budget)
 			continue;
 		}
 		/* The translator: 64-bit code with no instruction shadow or
-		 * single-step trap pending (the interpreter handles those). */
-		if (v->jit && cpu->long64 && !cpu->interrupt_shadow && !(cpu->s.rflags & FLAG_TF)) {
+		 * single-step trap pending, and a budget that lets a whole
+		 * translation run (the interpreter handles the rest). */
+		if (v->jit && cpu->long64 && !cpu->interrupt_shadow && !(cpu->s.rflags & FLAG_TF) &&
+		    !v->single_step && budget >= SOFT_JIT_MIN_BUDGET) {
 			int left = (int)budget;
 			bool ran = soft_jit_run(cpu, v->jit, &cpu->irq_hint, &left);
 			budget = left > 0 ? (unsigned)left : 0;

@@ -24,6 +24,9 @@ struct soft_cpu;
 struct soft_jit;
 
 #define SOFT_JIT_DEFAULT_CACHE (32u << 20)
+/* A translation holds at most this many instructions; its entry refuses
+ * to run on a smaller budget. */
+#define SOFT_JIT_MIN_BUDGET 64
 
 /* cache_bytes: the host-code cache (bounded; flushed when full). */
 struct soft_jit *soft_jit_new(size_t cache_bytes);
