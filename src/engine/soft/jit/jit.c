@@ -30,6 +30,7 @@ static int jit_reset(struct soft_jit *j)
 {
 	jit_cache_flush(&j->cache);
 	memset(j->hash, 0, sizeof(j->hash));
+	memset(j->jc, 0, sizeof(j->jc));
 	j->ntbs = 0;
 	j->ninsns = 0;
 	return jit_emit_runtime(j);
@@ -42,6 +43,7 @@ struct soft_jit *soft_jit_new(size_t cache_bytes)
 		return NULL;
 	j->tbs = calloc(JIT_MAX_TBS, sizeof(*j->tbs));
 	j->insns = calloc(JIT_INSN_ARENA, sizeof(*j->insns));
+	j->jc_gen = ~0ULL;
 	if (!j->tbs || !j->insns || jit_cache_init(&j->cache, cache_bytes) != 0) {
 		free(j->tbs);
 		free(j->insns);
@@ -168,6 +170,46 @@ static struct jit_tb *lookup(struct soft_jit *j, struct soft_cpu *cpu)
 	return fresh;
 }
 
+uint32_t jit_run_handler(struct soft_cpu *cpu, struct jit_call *c)
+{
+	cpu->s.rip = c->rip;
+	cpu->block_abort = false;
+	cpu->block_gpa_page = c->page;
+	(*c->count)++;
+	for (;;) {
+		cpu->next_rip = c->fall;
+		c->insn.exec(cpu, &c->insn);
+		if (cpu->next_rip != c->rip || cpu->block_abort)
+			break;
+		/* A REP string instruction with iterations left: go on while the
+		 * budget lasts and no interrupt waits (SDM vol. 2 REP: interrupts
+		 * are taken between iterations). */
+		cpu->icount++;
+		if (--cpu->jit_budget <= 0 ||
+		    ((cpu->s.rflags & FLAG_IF) && atomic_load_explicit(&cpu->irq_hint, memory_order_relaxed)))
+			break;
+	}
+	cpu->s.rip = cpu->next_rip;
+	if (cpu->block_abort)
+		return 2;
+	return cpu->next_rip != c->fall;
+}
+
+static void jc_sync(struct soft_jit *j, const struct soft_cpu *cpu)
+{
+	if (j->jc_gen != cpu->code_gen) {
+		memset(j->jc, 0, sizeof(j->jc));
+		j->jc_gen = cpu->code_gen;
+	}
+}
+
+static void jc_fill(struct soft_jit *j, const struct soft_cpu *cpu, const struct jit_tb *tb)
+{
+	struct jit_jc *e = &j->jc[jit_jc_index(cpu->s.rip)];
+	e->tag = jit_jc_tag(cpu->s.rip, cpu->cpl == 3);
+	e->code = tb->code;
+}
+
 static void chain(struct soft_jit *j, uintptr_t field, const struct jit_tb *to)
 {
 	uint8_t *rw = jit_cache_rw(&j->cache, field);
@@ -186,9 +228,11 @@ bool soft_jit_run(struct soft_cpu *cpu, struct soft_jit *j, const _Atomic bool *
 	(void)irq_hint;
 	cpu->jit_budget = *budget;
 	while (cpu->jit_budget > 0 && cpu->long64 && !cpu->halted && !cpu->shutdown) {
+		jc_sync(j, cpu);
 		struct jit_tb *tb = lookup(j, cpu);
 		if (!tb)
 			break;
+		jc_fill(j, cpu, tb);
 		j->st.dispatches++;
 		ran = true;
 		uint64_t field = enter(cpu, tb->code);

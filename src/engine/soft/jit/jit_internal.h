@@ -16,6 +16,26 @@
 #define JIT_INSN_ARENA (1u << 17) /* decoded instructions kept for handler calls */
 #define JIT_OPS (OPMAP_COUNT * 256)
 
+#define JIT_JC_BITS 12
+#define JIT_JC_SIZE (1u << JIT_JC_BITS)
+
+/* An instruction run through its interpreter handler from translated
+ * code (jit_run_handler), with what the handler expects to find set. */
+struct jit_call {
+	struct insn insn;
+	uint64_t rip, fall;  /* the instruction's RIP and the one after it */
+	uint64_t page;       /* guest-physical page of its block */
+	uint64_t *count;     /* statistics: runs of this opcode's handler */
+};
+
+/* Jump cache entry: linear RIP (tagged with the CPL, jit.c: jc_tag) →
+ * translation, for the indirect branches and the jumps to other pages
+ * that translated code resolves without the dispatcher. */
+struct jit_jc {
+	uint64_t tag;
+	uintptr_t code;
+};
+
 /* One translation: guest code at a guest-physical address in one mode. */
 struct jit_tb {
 	uint64_t key;        /* gpa | mode bits (jit.c: tb_key) */
@@ -34,8 +54,12 @@ struct soft_jit {
 	struct jit_tb *hash[JIT_HASH_SIZE];
 	struct jit_tb *tbs;  /* [JIT_MAX_TBS] */
 	unsigned ntbs;
-	struct insn *insns;  /* [JIT_INSN_ARENA], handler operands */
+	struct jit_call *insns; /* [JIT_INSN_ARENA], handler calls */
 	unsigned ninsns;
+	/* The jump cache holds while cpu->code_gen (the TLB's contents) is
+	 * jc_gen; the dispatcher empties it otherwise. */
+	uint64_t jc_gen;
+	struct jit_jc jc[JIT_JC_SIZE];
 	uint64_t fallback_count[JIT_OPS]; /* incremented by generated code */
 	struct engine_jit_stats st;
 };
@@ -45,6 +69,16 @@ struct soft_jit {
  * retry), -EINVAL when not even the first instruction can be translated. */
 int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, const uint8_t *code,
 		  uint64_t gpa);
+
+/* 0: the instruction fell through; 1: it branched (cpu->s.rip is where
+ * to); 2: it asks for the run loop (mode, paging, halt, its own code). */
+uint32_t jit_run_handler(struct soft_cpu *cpu, struct jit_call *c);
+
+static inline uint64_t jit_jc_tag(uint64_t rip, bool user) { return rip ^ ((uint64_t)user << 63); }
+static inline unsigned jit_jc_index(uint64_t rip)
+{
+	return (unsigned)((rip ^ (rip >> JIT_JC_BITS)) & (JIT_JC_SIZE - 1));
+}
 
 /* Emits the entry trampoline and the common epilogue at the start of an
  * empty cache. 0 or -errno. */

@@ -75,13 +75,15 @@ struct stub {
 	uint8_t fs_after;  /* SLOW: state the fast path continues in */
 	bool chain;        /* EXIT: the target may be chained (same page) */
 	bool flags_r8;     /* SLOW: the guest's flags are in R8 */
+	bool from_handler; /* EXIT: after a handler; RAX = 2 asks for the run loop */
+	bool home;         /* EXIT: always back to the dispatcher (budget, interrupt, stale) */
 	bool dynamic;      /* EXIT: RIP is already in cpu->s.rip */
 	size_t branch;     /* rel32 field that jumps here */
 	size_t resume;     /* SLOW: where to continue */
 	uint64_t rip;      /* EXIT: target RIP; SLOW: the instruction's RIP */
 	uint64_t fall;     /* SLOW: its fall-through RIP */
 	uint32_t icount;   /* instructions retired on this way out */
-	struct insn *insn; /* SLOW: handler operand */
+	struct jit_call *call; /* SLOW: the instruction's handler call */
 };
 
 #define MAX_STUBS (JIT_MAX_INSNS * 3 + 8)
@@ -347,71 +349,42 @@ static void emit_probe(struct tctx *t, const struct insn *i, unsigned size, enum
 
 /* ---- handler calls ---- */
 
-static struct insn *keep_insn(struct tctx *t, const struct insn *i)
+static struct jit_call *keep_call(struct tctx *t, const struct insn *i, uint64_t rip, uint64_t fall)
 {
 	struct soft_jit *j = t->j;
 	if (j->ninsns >= JIT_INSN_ARENA) {
 		t->e.overflow = true; /* the dispatcher flushes and retries */
 		return &j->insns[0];
 	}
-	struct insn *copy = &j->insns[j->ninsns++];
-	*copy = *i;
-	return copy;
+	struct jit_call *c = &j->insns[j->ninsns++];
+	c->insn = *i;
+	c->rip = rip;
+	c->fall = fall;
+	c->page = t->gpa & ~0xfffULL;
+	c->count = &j->fallback_count[(unsigned)i->map * 256 + i->opcode];
+	return c;
 }
 
-/* cpu->s.rip, next_rip and the block bookkeeping the interpreter's
- * handlers expect, then the call. */
-static void emit_handler_call(struct tctx *t, struct insn *kept, uint64_t rip, uint64_t fall)
+/* Runs the instruction through its interpreter handler (jit.c:
+ * jit_run_handler) and leaves the block unless it fell through. */
+static void emit_handler_call(struct tctx *t, struct jit_call *c, uint32_t icount)
 {
 	struct emit *e = &t->e;
-	store_imm64(t, OFF_RIP, rip);
-	store_imm64(t, OFF_NEXT_RIP, fall);
-	emit_mov_mi(e, 1, cpu_field(OFF_ABORT), 0);
-	store_imm64(t, OFF_BLOCK_PAGE, t->gpa & ~0xfffULL);
 	emit_mov_rr(e, 8, H_RDI, H_RBP);
-	emit_mov_ri(e, 8, H_RSI, (uint64_t)(uintptr_t)kept);
-	call_helper(t, (const void *)kept->exec);
-	unsigned op = (unsigned)kept->map * 256 + kept->opcode;
-	emit_mov_ri(e, 8, H_RAX, (uint64_t)(uintptr_t)&t->j->fallback_count[op]);
-	emit_unary_m(e, HUN_INC, 8, hmem_base(H_RAX, 0));
-}
-
-/* After a handler: leave the block unless it fell through untouched. A
- * handler that repeats its instruction (REP string iterations) runs again
- * here while the budget lasts. */
-static void emit_after_handler(struct tctx *t, size_t again, uint64_t rip, uint64_t fall,
-			       uint32_t icount)
-{
-	struct emit *e = &t->e;
-	emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_NEXT_RIP));
-	emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RAX);
-	emit_mov_ri(e, 8, H_RCX, fall);
-	emit_alu_rr(e, HALU_CMP, 8, H_RAX, H_RCX);
-	size_t same = emit_jcc_rel8(e, HCC_E, 0);
-	emit_mov_ri(e, 8, H_RCX, rip);
-	emit_alu_rr(e, HALU_CMP, 8, H_RAX, H_RCX);
-	size_t branched = emit_jcc_rel32(e, HCC_NE, 0);
-	exit_dynamic(t, branched, icount);
-	/* A repeat: another iteration while the budget lasts. */
-	emit_alu_mi(e, HALU_SUB, 4, cpu_field(OFF_BUDGET), 1);
-	size_t out = emit_jcc_rel32(e, HCC_S, 0);
-	exit_dynamic(t, out, icount - 1);
-	emit_jmp_rel32(e, again);
-	emit_bind_rel8(e, same);
-	emit_alu_mi(e, HALU_CMP, 1, cpu_field(OFF_ABORT), 0);
-	size_t abort = emit_jcc_rel32(e, HCC_NE, 0);
-	exit_dynamic(t, abort, icount);
+	emit_mov_ri(e, 8, H_RSI, (uint64_t)(uintptr_t)c);
+	call_helper(t, (const void *)jit_run_handler);
+	emit_test_rr(e, 4, H_RAX, H_RAX);
+	size_t out = emit_jcc_rel32(e, HCC_NE, 0);
+	exit_dynamic(t, out, icount);
+	t->stubs[t->nstubs - 1].from_handler = true;
 }
 
 /* Any instruction: a call to its interpreter handler. */
 static void tr_fallback(struct tctx *t, const struct insn *i)
 {
 	flags_to_mem(t);
-	struct insn *kept = keep_insn(t, i);
-	uint64_t rip = t->rip[t->k], fall = t->rip[t->k + 1];
-	uintptr_t again = emit_here(&t->e);
-	emit_handler_call(t, kept, rip, fall);
-	emit_after_handler(t, again, rip, fall, t->k + 1);
+	struct jit_call *c = keep_call(t, i, t->rip[t->k], t->rip[t->k + 1]);
+	emit_handler_call(t, c, t->k + 1);
 	t->fs = F_MEM;
 }
 
@@ -441,7 +414,7 @@ static void end_mem(struct tctx *t, struct stub *slow)
 {
 	slow->resume = emit_offset(&t->e);
 	slow->fs_after = (uint8_t)t->fs;
-	slow->insn = keep_insn(t, &t->insn[t->k]);
+	slow->call = keep_call(t, &t->insn[t->k], t->rip[t->k], t->rip[t->k + 1]);
 }
 
 /* After a native instruction that wrote every arithmetic flag (or, for
@@ -1042,6 +1015,7 @@ static void emit_prologue(struct tctx *t, const struct jit_tb *tb)
 	size_t out = emit_jcc_rel32(e, HCC_S, 0);
 	exit_to(t, out, t->block_rip, 0);
 	t->stubs[t->nstubs - 1].chain = false;
+	t->stubs[t->nstubs - 1].home = true;
 	/* An interrupt the guest can take now (IF is bit 9: bit 1 of byte 1). */
 	emit_test_mi(e, 1, hmem_base(H_RBP, OFF_RFLAGS + 1), 2);
 	size_t masked = emit_jcc_rel8(e, HCC_E, 0);
@@ -1049,13 +1023,17 @@ static void emit_prologue(struct tctx *t, const struct jit_tb *tb)
 	size_t irq = emit_jcc_rel32(e, HCC_NE, 0);
 	exit_to(t, irq, t->block_rip, 0);
 	t->stubs[t->nstubs - 1].chain = false;
+	t->stubs[t->nstubs - 1].home = true;
 	emit_bind_rel8(e, masked);
 	emit_mov_ri(e, 8, H_RAX, (uint64_t)(uintptr_t)tb->stamp_ptr);
 	emit_alu_mi(e, HALU_CMP, 4, hmem_base(H_RAX, 0), (int32_t)tb->stamp);
 	size_t stale = emit_jcc_rel32(e, HCC_NE, 0);
 	exit_to(t, stale, t->block_rip, 0);
 	t->stubs[t->nstubs - 1].chain = false;
+	t->stubs[t->nstubs - 1].home = true;
 }
+
+static void emit_jump_cache(struct tctx *t, bool from_handler);
 
 static void emit_exit_stub(struct tctx *t, const struct stub *s)
 {
@@ -1066,6 +1044,10 @@ static void emit_exit_stub(struct tctx *t, const struct stub *s)
 		emit_alu_mi(e, HALU_ADD, 8, cpu_field(OFF_ICOUNT), (int32_t)s->icount);
 	if (!s->dynamic)
 		store_imm64(t, OFF_RIP, s->rip);
+	if (!s->chain && !s->home) {
+		emit_jump_cache(t, s->from_handler);
+		return;
+	}
 	if (s->chain) {
 		/* RAX = the rel32 field of the jump below, for the dispatcher
 		 * to patch to the target's translation; aligned, so that the
@@ -1080,6 +1062,44 @@ static void emit_exit_stub(struct tctx *t, const struct stub *s)
 	}
 }
 
+/* Leaves for cpu->s.rip through the jump cache: straight into its
+ * translation when the cache knows it (and still describes the current
+ * TLB generation), else back to the dispatcher. After a handler, RAX = 2
+ * (mode, paging or halt changed) always goes back to the dispatcher. */
+static void emit_jump_cache(struct tctx *t, bool from_handler)
+{
+	struct emit *e = &t->e;
+	size_t plain = 0, plain2, plain3;
+	if (from_handler) {
+		emit_alu_ri(e, HALU_CMP, 4, H_RAX, 1);
+		plain = emit_jcc_rel8(e, HCC_NE, 0);
+	}
+	emit_mov_ri(e, 8, H_RDX, (uint64_t)(uintptr_t)t->j);
+	emit_mov_rm(e, 8, H_RAX, cpu_field((int32_t)offsetof(struct soft_cpu, code_gen)));
+	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct soft_jit, jc_gen)));
+	plain2 = emit_jcc_rel8(e, HCC_NE, 0);
+	emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_RIP));
+	emit_mov_rr(e, 8, H_RCX, H_RAX);
+	emit_shift_ri(e, HSH_SHR, 8, H_RCX, JIT_JC_BITS);
+	emit_alu_rr(e, HALU_XOR, 8, H_RCX, H_RAX);
+	emit_alu_ri(e, HALU_AND, 4, H_RCX, JIT_JC_SIZE - 1);
+	emit_shift_ri(e, HSH_SHL, 4, H_RCX, 4);
+	if (t->user) {
+		emit_mov_ri(e, 8, H_RSI, 1ULL << 63);
+		emit_alu_rr(e, HALU_XOR, 8, H_RAX, H_RSI);
+	}
+	int32_t jc = (int32_t)offsetof(struct soft_jit, jc);
+	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_sib(H_RDX, H_RCX, 1, jc));
+	plain3 = emit_jcc_rel8(e, HCC_NE, 0);
+	emit_jmp_m(e, hmem_sib(H_RDX, H_RCX, 1, jc + 8));
+	if (from_handler)
+		emit_bind_rel8(e, plain);
+	emit_bind_rel8(e, plain2);
+	emit_bind_rel8(e, plain3);
+	emit_alu_rr(e, HALU_XOR, 4, H_RAX, H_RAX);
+	emit_jmp_rel32(e, t->j->epilogue);
+}
+
 static void emit_slow_stub(struct tctx *t, const struct stub *s)
 {
 	struct emit *e = &t->e;
@@ -1087,10 +1107,8 @@ static void emit_slow_stub(struct tctx *t, const struct stub *s)
 	/* Live flags went to memory before the probe; dead ones to R8. */
 	if (s->flags_r8)
 		materialize_r8(t);
-	uintptr_t again = emit_here(e);
-	emit_handler_call(t, s->insn, s->rip, s->fall);
 	t->fs = F_MEM; /* the exits below see the handler's flags, in memory */
-	emit_after_handler(t, again, s->rip, s->fall, s->icount);
+	emit_handler_call(t, s->call, s->icount);
 	/* Continue in the state the fast path ends in (the call clobbered R8). */
 	if (s->fs_after == F_R8)
 		emit_mov_rm(e, 8, H_R8, cpu_field(OFF_RFLAGS));
@@ -1136,7 +1154,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	int rc = jit_cache_reserve(&j->cache, JIT_MAX_CODE, &rw, &rx);
 	if (rc)
 		return rc == -ENOSPC ? -ENOSPC : rc;
-	unsigned insn_mark = j->ninsns;
+	unsigned call_mark = j->ninsns;
 	emit_init(&t->e, rw, JIT_MAX_CODE, rx);
 	tb->code = rx;
 	emit_prologue(t, tb);
@@ -1166,7 +1184,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	}
 	if (!emit_ok(&t->e)) {
 		jit_cache_commit(&j->cache, 0);
-		j->ninsns = insn_mark;
+		j->ninsns = call_mark;
 		return t->e.overflow ? -ENOSPC : -EINVAL;
 	}
 	size_t used = emit_offset(&t->e);
