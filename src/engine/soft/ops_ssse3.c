@@ -272,10 +272,10 @@ static void palignr(union xmm *d, const union xmm *s, unsigned n, uint8_t imm)
 }
 
 static const vec_fn map38_ops[0x20] = {
-    [0x00] = pshufb,  [0x01] = phaddw,    [0x02] = phaddd,   [0x03] = phaddsw,
-    [0x04] = pmaddubsw, [0x05] = phsubw,  [0x06] = phsubd,   [0x07] = phsubsw,
-    [0x08] = psignb,  [0x09] = psignw,    [0x0a] = psignd,   [0x0b] = pmulhrsw,
-    [0x1c] = pabsb,   [0x1d] = pabsw,     [0x1e] = pabsd,
+    [0x00] = pshufb, [0x01] = phaddw, [0x02] = phaddd, [0x03] = phaddsw,
+    [0x04] = pmaddubsw, [0x05] = phsubw, [0x06] = phsubd, [0x07] = phsubsw,
+    [0x08] = psignb, [0x09] = psignw, [0x0a] = psignd, [0x0b] = pmulhrsw,
+    [0x1c] = pabsb, [0x1d] = pabsw, [0x1e] = pabsd,
 };
 
 static vec_fn vec_op(const struct insn *i)
