@@ -1325,6 +1325,74 @@ static void t_io(struct gen *g)
 	put(g, &e);
 }
 
+/* ---- SSE3 and SSSE3 (groups sse3, ssse3; XMM forms) ---- */
+
+/* The SSE3 arithmetic and the aligned moves take the sse_emit path; the
+ * unaligned loads (MOVDDUP m64, LDDQU m128 only) are emitted here. */
+static const struct sse_op sse3_ops[] = {
+    {0x66, 0, 0xd0, SK_XX}, {0xf2, 0, 0xd0, SK_XX}, /* ADDSUBPD, ADDSUBPS */
+    {0x66, 0, 0x7c, SK_XX}, {0xf2, 0, 0x7c, SK_XX}, /* HADDPD, HADDPS */
+    {0x66, 0, 0x7d, SK_XX}, {0xf2, 0, 0x7d, SK_XX}, /* HSUBPD, HSUBPS */
+    {0xf3, 0, 0x12, SK_XX}, {0xf3, 0, 0x16, SK_XX}, /* MOVSLDUP, MOVSHDUP */
+};
+
+static void t_sse3(struct gen *g)
+{
+	unsigned n = sizeof(sse3_ops) / sizeof(sse3_ops[0]);
+	unsigned k = rn(g, n + 2);
+	if (k < n) {
+		sse_emit(g, &sse3_ops[k]);
+		return;
+	}
+	struct enc e = {0};
+	bool lddqu = k == n;
+	sse_enc(&e, 0xf2, lddqu ? 0xf0 : 0x12);
+	e.regf = xreg(g);
+	e.rm = lddqu || chance(g, 50) ? mem(g, 1) : rop(xreg(g));
+	put(g, &e);
+	store_xmm(g, e.regf);
+}
+
+/* FISTTP m16/m32/m64 (DF/DB/DD /1) of a value loaded from the data area:
+ * balanced, so it leaves the x87 templates' stack depth as it was. The
+ * group sse3 gets the x87 prologue (FNINIT: the reset control word
+ * unmasks every exception). */
+static void t_fisttp(struct gen *g)
+{
+	static const uint8_t op[3] = {0xdf, 0xdb, 0xdd};
+	x87_mem(g, chance(g, 50) ? 0xdd : 0xd9, 0); /* FLD m64 / m32 */
+	struct enc e = {.nopc = 1, .opc = {op[rn(g, 3)]}, .modrm = true, .regf = 1, .rm = slot(g)};
+	put(g, &e);
+}
+
+/* 66 0F 38 00-0B, 1C-1E and 66 0F 3A 0F ib (PALIGNR), with
+ * 16-byte-aligned memory operands. */
+static void t_ssse3(struct gen *g)
+{
+	static const uint8_t ops38[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+					0x08, 0x09, 0x0a, 0x0b, 0x1c, 0x1d, 0x1e};
+	unsigned k = rn(g, sizeof(ops38) + 2);
+	bool palignr = k >= sizeof(ops38);
+	struct enc e = {.pfx = {0x66}, .npfx = 1, .nopc = 3, .modrm = true};
+	e.opc[0] = 0x0f;
+	e.opc[1] = palignr ? 0x3a : 0x38;
+	e.opc[2] = palignr ? 0x0f : ops38[k];
+	e.regf = xreg(g);
+	e.rm = chance(g, 30) ? mem(g, 16) : rop(xreg(g));
+	if (palignr)
+		e.imm = chance(g, 80) ? rn(g, 36) : rn(g, 256), e.immsz = 1;
+	put(g, &e);
+	store_xmm(g, e.regf);
+}
+
+/* Whether a sequence needs the SSE prologue (XMM registers and MXCSR). */
+static bool sse_groups_enabled(const struct dt_groups *en)
+{
+	return dt_group_enabled(en, "sse_mov") || dt_group_enabled(en, "sse_int") ||
+	       dt_group_enabled(en, "sse_fp") || dt_group_enabled(en, "sse3") ||
+	       dt_group_enabled(en, "ssse3");
+}
+
 /* ---- the template table ---- */
 
 enum { M64 = 1, M32 = 2, BOTH = 3 };
@@ -1370,6 +1438,9 @@ static const struct tmpl tmpls[] = {
     {"sse_int", "sse integer", t_sse_int, BOTH, false, false},
     {"sse_fp", "sse fp", t_sse_fp, BOTH, false, false},
     {"x87", "x87", t_x87, BOTH, false, false},
+    {"sse3", "sse3", t_sse3, BOTH, false, false},
+    {"sse3", "fisttp", t_fisttp, BOTH, false, false},
+    {"ssse3", "ssse3", t_ssse3, BOTH, false, false},
     {"io", "in/out/ins/outs", t_io, M32, false, true},
 };
 #define NTMPLS (sizeof(tmpls) / sizeof(tmpls[0]))
@@ -1488,8 +1559,8 @@ int dt_generate(struct dt_gen *out, uint64_t seed, enum dt_mode mode,
 	fill_data(g);
 	init_state(g, mode, &out->test.init);
 
-	bool sse = g->m64 && dt_group_enabled(enabled, "sse_mov");
-	bool x87 = g->m64 && dt_group_enabled(enabled, "x87");
+	bool sse = g->m64 && sse_groups_enabled(enabled);
+	bool x87 = g->m64 && (dt_group_enabled(enabled, "x87") || dt_group_enabled(enabled, "sse3"));
 	g->tag = "prologue";
 	if (sse)
 		sse_prologue(g);

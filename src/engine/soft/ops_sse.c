@@ -747,8 +747,6 @@ static uint64_t fp_daz(const struct simd_fp *c, const struct fpfmt *f, uint64_t 
 	return c->daz && fp_is_denormal(f, a) ? a & f->sign : a;
 }
 
-enum fp_op { FP_ADD, FP_SUB, FP_MUL, FP_DIV, FP_SQRT, FP_MIN, FP_MAX };
-
 /* One operation and its (DAZ-processed) operands, kept for the exactness
  * question below. */
 struct fp_operation {
@@ -1111,6 +1109,23 @@ static void sse_arith(struct soft_cpu *cpu, struct insn *i)
 	}
 	fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &d);
+}
+
+/* For SSE3's ADDSUBPS/PD, HADDPS/PD and HSUBPS/PD (ops_ssse3.c), which
+ * are sse_arith on rearranged operands. */
+void sse_fp_lanes(struct soft_cpu *cpu, bool dbl, const enum fp_op op[], const union xmm *a,
+		  const union xmm *b, union xmm *r)
+{
+	const struct fpfmt *f = dbl ? &F64 : &F32;
+	struct simd_fp c;
+	fp_begin(cpu, &c);
+	for (unsigned k = 0; k < 16 / f->bytes; k++) {
+		uint64_t x = elem_get(a, f, k), y = elem_get(b, f, k);
+		uint64_t v = op[k] == FP_MIN || op[k] == FP_MAX ? fp_minmax(&c, f, op[k] == FP_MAX, x, y)
+								: fp_arith(&c, f, op[k], x, y);
+		elem_set(r, f, k, v);
+	}
+	fp_commit(cpu, &c);
 }
 
 static void sse_cmp(struct soft_cpu *cpu, struct insn *i) /* 0F C2 ib */

@@ -66,4 +66,15 @@ static inline void mem_write(struct soft_cpu *cpu, const struct insn *i, const v
  * REX.W, otherwise 32 whatever the mode's operand size. */
 static inline unsigned gpr_size(const struct insn *i) { return i->opsize == 8 ? 8 : 4; }
 
+/* ---- SIMD floating point (ops_sse.c) ---- */
+
+enum fp_op { FP_ADD, FP_SUB, FP_MUL, FP_DIV, FP_SQRT, FP_MIN, FP_MAX };
+
+/* r[k] = a[k] op[k] b[k] over the four singles or, with dbl, the two
+ * doubles, exactly as the SSE arithmetic instructions compute them (the
+ * guest's rounding, DAZ/FTZ, NaN rules, MXCSR flags). An unmasked
+ * exception raises #XM (or #UD) before returning: store r only after. */
+void sse_fp_lanes(struct soft_cpu *cpu, bool dbl, const enum fp_op op[], const union xmm *a,
+		  const union xmm *b, union xmm *r);
+
 #endif
