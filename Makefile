@@ -51,9 +51,10 @@ $(BUILD)/fuzz/libshrike-fuzz.a: $(FUZZ_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/fuzz/fuzz_jit_emit: FUZZ_LDLIBS := -lcapstone
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libshrike-fuzz.a
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -Itests/fuzz -Itests/unit -o $@ $< $(BUILD)/fuzz/libshrike-fuzz.a -lpthread
+	clang $(FUZZ_CFLAGS) -Itests/fuzz -Itests/unit -o $@ $< $(BUILD)/fuzz/libshrike-fuzz.a -lpthread $(FUZZ_LDLIBS)
 
 fuzz: $(FUZZ_BINS)
 
