@@ -50,7 +50,8 @@ static bool mapping_perms(uintptr_t addr, char perms[5], char *path, size_t path
 	while (fgets(line, sizeof(line), f)) {
 		uintptr_t start, end;
 		char p[5] = "", name[256] = "";
-		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %4s %*s %*s %*s %255[^\n]", &start, &end, p, name) < 3)
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %4s %*s %*s %*s %255[^\n]", &start,
+			   &end, p, name) < 3)
 			continue;
 		if (start == addr) {
 			memcpy(perms, p, 5);
@@ -72,7 +73,8 @@ static unsigned wx_mappings(void)
 	unsigned bad = 0;
 	while (fgets(line, sizeof(line), f)) {
 		char p[5] = "";
-		if (sscanf(line, "%*s %4s", p) == 1 && strstr(line, "shrike-jit") && p[1] == 'w' && p[2] == 'x')
+		if (sscanf(line, "%*s %4s", p) == 1 && strstr(line, "shrike-jit") && p[1] == 'w' &&
+		    p[2] == 'x')
 			bad++;
 	}
 	fclose(f);
@@ -226,7 +228,8 @@ static void test_patching_changes_what_runs(void **state)
 	uint8_t *field = jit_cache_rw(&c, rx + jmp_field);
 	assert_ptr_equal(field, rw + jmp_field);
 	assert_int_equal(emit_patch_rel32(field, rx + jmp_field, two), 0);
-	assert_int_equal(emit_patch_rel32(jit_cache_rw(&c, rx + call_field), rx + call_field, two), 0);
+	uint8_t *call = jit_cache_rw(&c, rx + call_field);
+	assert_int_equal(emit_patch_rel32(call, rx + call_field, two), 0);
 	jit_cache_sync(&c, rx, emit_offset(&e));
 	int r = jit_cache_sync_cores(&c);
 	assert_true(r == 0 || r == -ENOSYS);

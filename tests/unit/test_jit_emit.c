@@ -32,16 +32,16 @@ static csh cs;
 static uint8_t buf[64];
 static unsigned failures, checks;
 static uintptr_t rip_target; /* of the RIP-relative operand in the expected text */
-static uint64_t abs_addr;     /* of the absolute [disp32] operand in the expected text */
+static uint64_t abs_addr;    /* of the absolute [disp32] operand in the expected text */
 
-static const char *const r8n[16] = {"al", "cl", "dl", "bl", "spl", "bpl", "sil", "dil",
+static const char *const r8n[16] = {"al",  "cl",  "dl",   "bl",   "spl",  "bpl",  "sil",  "dil",
 				    "r8b", "r9b", "r10b", "r11b", "r12b", "r13b", "r14b", "r15b"};
-static const char *const r16n[16] = {"ax", "cx", "dx", "bx", "sp", "bp", "si", "di",
+static const char *const r16n[16] = {"ax",  "cx",  "dx",   "bx",   "sp",   "bp",   "si",   "di",
 				     "r8w", "r9w", "r10w", "r11w", "r12w", "r13w", "r14w", "r15w"};
-static const char *const r32n[16] = {"eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi",
+static const char *const r32n[16] = {"eax", "ecx", "edx",  "ebx",  "esp",  "ebp",  "esi",  "edi",
 				     "r8d", "r9d", "r10d", "r11d", "r12d", "r13d", "r14d", "r15d"};
 static const char *const r64n[16] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-				     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
+				     "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
 static const char *const ccn[16] = {"o", "no", "b", "ae", "e", "ne", "be", "a",
 				    "s", "ns", "p", "np", "l", "ge", "le", "g"};
 static const char *const alun[8] = {"add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"};
@@ -73,10 +73,19 @@ static const char *f(const char *fmt, ...)
 	return s;
 }
 
-static const char *num_u(uint64_t v) { return v > 9 ? f("0x%llx", (unsigned long long)v) : f("%llu", (unsigned long long)v); }
-static const char *num_s(int64_t v) { return v < 0 ? f("-%s", num_u(-(uint64_t)v)) : num_u((uint64_t)v); }
+static const char *num_u(uint64_t v)
+{
+	return v > 9 ? f("0x%llx", (unsigned long long)v) : f("%llu", (unsigned long long)v);
+}
+static const char *num_s(int64_t v)
+{
+	return v < 0 ? f("-%s", num_u(-(uint64_t)v)) : num_u((uint64_t)v);
+}
 static uint64_t mask(unsigned sz) { return sz == 8 ? ~0ull : (1ull << (8 * sz)) - 1; }
-static int64_t sext(int64_t v, unsigned sz) { return sz == 1 ? (int8_t)v : sz == 2 ? (int16_t)v : sz == 4 ? (int32_t)v : v; }
+static int64_t sext(int64_t v, unsigned sz)
+{
+	return sz == 1 ? (int8_t)v : sz == 2 ? (int16_t)v : sz == 4 ? (int32_t)v : v;
+}
 static bool fits8(int64_t v) { return v >= -128 && v <= 127; }
 
 /* An immediate of the full-size forms (MOV, TEST, 81 /op, 69 /r). */
@@ -123,7 +132,13 @@ static const char *ptr(unsigned sz)
 	return "xmmword ptr ";
 }
 
-static const char *disp_text(int32_t d) { return d == 0 ? "" : d < 0 ? f(" - %s", num_u(-(int64_t)d)) : f(" + %s", num_u((uint64_t)d)); }
+/* " + 0x10", " - 8" or nothing, as after a base or index. */
+static const char *disp_text(int64_t d)
+{
+	if (d == 0)
+		return "";
+	return d < 0 ? f(" - %s", num_u(-(uint64_t)d)) : f(" + %s", num_u((uint64_t)d));
+}
 
 /* A memory operand as capstone prints it; sz 0 (LEA) has no size. A
  * RIP-relative displacement is written "{R}", filled in once the
@@ -167,32 +182,36 @@ static void check(const struct emit *e, const char *expect, const char *file, in
 	checks++;
 	size_t len = emit_offset(e);
 	if (!emit_ok(e)) {
-		report(file, line, f("emit failed (overflow %d invalid %d) for '%s'", e->overflow, e->invalid, expect));
+		report(file, line,
+		       f("emit failed (overflow %d invalid %d) for '%s'", e->overflow, e->invalid,
+			 expect));
 		return;
 	}
 	if (strstr(expect, "{R}")) {
-		int64_t d = (int64_t)(rip_target - (EXEC + len));
-		const char *r = d == 0 ? "" : d < 0 ? f(" - %s", num_u(-(uint64_t)d)) : f(" + %s", num_u((uint64_t)d));
+		const char *r = disp_text((int64_t)(rip_target - (EXEC + len)));
 		const char *at = strstr(expect, "{R}");
 		expect = f("%.*s%s%s", (int)(at - expect), expect, r, at + 3);
 	}
 	cs_insn *in;
 	size_t n = cs_disasm(cs, buf, len, EXEC, 0, &in);
-	const char *got = n ? f("%s%s%s", in[0].mnemonic, in[0].op_str[0] ? " " : "", in[0].op_str) : "(undecodable)";
+	const char *got = n ? f("%s%s%s", in[0].mnemonic, in[0].op_str[0] ? " " : "", in[0].op_str)
+			    : "(undecodable)";
 	const char *at = strstr(expect, "{A}");
 	if (at) {
 		static const uint64_t masks[] = {~0ull, 0xffffffff, 0xffff, 0xff};
 		const char *want = NULL;
 		for (unsigned k = 0; k < 4; k++) {
-			want = f("%.*s%s%s", (int)(at - expect), expect, num_u(abs_addr & masks[k]), at + 3);
+			want = f("%.*s%s%s", (int)(at - expect), expect, num_u(abs_addr & masks[k]),
+				 at + 3);
 			if (strcmp(got, want) == 0)
 				break;
 		}
 		expect = want;
 	}
 	if (n != 1 || in[0].size != len)
-		report(file, line, f("'%s': %zu bytes [%s] decode as %zu instructions, first '%s'", expect, len,
-				     hex(buf, len), n, got));
+		report(file, line,
+		       f("'%s': %zu bytes [%s] decode as %zu instructions, first '%s'", expect, len,
+			 hex(buf, len), n, got));
 	else if (strcmp(got, expect) != 0)
 		report(file, line, f("expected '%s', got '%s' [%s]", expect, got, hex(buf, len)));
 	if (n)
@@ -200,29 +219,29 @@ static void check(const struct emit *e, const char *expect, const char *file, in
 }
 
 /* Emits `stmt` (using `e`) into a fresh buffer and checks its disassembly. */
-#define EXPECT(text, stmt)                                                  \
-	do {                                                                \
-		struct emit e_;                                             \
-		emit_init(&e_, buf, sizeof(buf), EXEC);                     \
-		const char *text_ = (text);                                 \
-		{                                                           \
-			struct emit *e = &e_;                               \
-			stmt;                                               \
-		}                                                           \
-		check(&e_, text_, __FILE__, __LINE__);                      \
+#define EXPECT(text, stmt)                                                                         \
+	do {                                                                                       \
+		struct emit e_;                                                                    \
+		emit_init(&e_, buf, sizeof(buf), EXEC);                                            \
+		const char *text_ = (text);                                                        \
+		{                                                                                  \
+			struct emit *e = &e_;                                                      \
+			stmt;                                                                      \
+		}                                                                                  \
+		check(&e_, text_, __FILE__, __LINE__);                                             \
 	} while (0)
 
 /* Same, and the bytes must be exactly `bytes` (a string of hex pairs). */
-#define EXPECT_BYTES(text, bytes, stmt)                                      \
-	do {                                                                 \
-		struct emit e_;                                              \
-		emit_init(&e_, buf, sizeof(buf), EXEC);                      \
-		{                                                            \
-			struct emit *e = &e_;                                \
-			stmt;                                                \
-		}                                                            \
-		check(&e_, (text), __FILE__, __LINE__);                      \
-		check_bytes(&e_, (bytes), __FILE__, __LINE__);               \
+#define EXPECT_BYTES(text, bytes, stmt)                                                            \
+	do {                                                                                       \
+		struct emit e_;                                                                    \
+		emit_init(&e_, buf, sizeof(buf), EXEC);                                            \
+		{                                                                                  \
+			struct emit *e = &e_;                                                      \
+			stmt;                                                                      \
+		}                                                                                  \
+		check(&e_, (text), __FILE__, __LINE__);                                            \
+		check_bytes(&e_, (bytes), __FILE__, __LINE__);                                     \
 	} while (0)
 
 static void check_bytes(const struct emit *e, const char *bytes, const char *file, int line)
@@ -252,7 +271,8 @@ static int reset(void **state)
 
 /* ---- operand spreads ---- */
 
-static const int32_t disps[] = {0, 1, -1, 9, 10, 127, -128, 128, -129, 0x12345678, INT32_MAX, INT32_MIN};
+static const int32_t disps[] = {0,    1,   -1,   9,          10,        127,
+				-128, 128, -129, 0x12345678, INT32_MAX, INT32_MIN};
 #define NDISPS (sizeof(disps) / sizeof(disps[0]))
 static const unsigned scales[] = {1, 2, 4, 8};
 
@@ -269,8 +289,10 @@ static unsigned mem_sample(struct hmem *out, unsigned max)
 		if (i == H_RSP)
 			continue;
 		for (unsigned s = 0; s < 4 && n + 2 <= max; s++) {
-			out[n++] = hmem_sib((i * 5 + (int)s) % 16, i, scales[s], disps[(i + (int)s) % NDISPS]);
-			out[n++] = hmem_sib(HREG_NONE, i, scales[s], disps[(i * 3 + (int)s) % NDISPS]);
+			out[n++] = hmem_sib((i * 5 + (int)s) % 16, i, scales[s],
+					    disps[(i + (int)s) % NDISPS]);
+			out[n++] =
+				hmem_sib(HREG_NONE, i, scales[s], disps[(i * 3 + (int)s) % NDISPS]);
 		}
 	}
 	static const int64_t rip[] = {0, 0x100, -0x100, 0x7fff0000, -0x7fff0000};
@@ -304,7 +326,8 @@ static void test_mov_memory_operands(void **state)
 						continue;
 					struct hmem m = hmem_sib(b, i, scales[s], disps[d]);
 					int r = (b + i + 17) & 15;
-					EXPECT(f("mov %s, %s", r64n[r], mem(8, m)), emit_mov_rm(e, 8, r, m));
+					EXPECT(f("mov %s, %s", r64n[r], mem(8, m)),
+					       emit_mov_rm(e, 8, r, m));
 				}
 	DONE();
 }
@@ -318,10 +341,13 @@ static void test_mov_load_store(void **state)
 		for (unsigned s = 0; s < 4; s++) {
 			unsigned sz = sizes[s];
 			int r = (int)(k + s) % 16;
-			EXPECT(f("mov %s, %s", reg(sz, r), mem(sz, ms[k])), emit_mov_rm(e, sz, r, ms[k]));
-			EXPECT(f("mov %s, %s", mem(sz, ms[k]), reg(sz, r)), emit_mov_mr(e, sz, ms[k], r));
+			EXPECT(f("mov %s, %s", reg(sz, r), mem(sz, ms[k])),
+			       emit_mov_rm(e, sz, r, ms[k]));
+			EXPECT(f("mov %s, %s", mem(sz, ms[k]), reg(sz, r)),
+			       emit_mov_mr(e, sz, ms[k], r));
 			int32_t imm = (int32_t)(k * 0x01010101u * 37u);
-			EXPECT(f("mov %s, %s", mem(sz, ms[k]), imm_full(sz, imm)), emit_mov_mi(e, sz, ms[k], imm));
+			EXPECT(f("mov %s, %s", mem(sz, ms[k]), imm_full(sz, imm)),
+			       emit_mov_mi(e, sz, ms[k], imm));
 		}
 	DONE();
 }
@@ -329,9 +355,23 @@ static void test_mov_load_store(void **state)
 static void test_mov_ri(void **state)
 {
 	(void)state;
-	static const uint64_t imms[] = {0, 1, 9, 10, 0x7f, 0x80, 0xff, 0x7fff, 0xffff, 0x7fffffff,
-					0x80000000, 0xffffffff, 0x100000000, 0x7fffffffffffffff,
-					0x8000000000000000, 0xffffffff80000000, 0xffffffffffffffff,
+	static const uint64_t imms[] = {0,
+					1,
+					9,
+					10,
+					0x7f,
+					0x80,
+					0xff,
+					0x7fff,
+					0xffff,
+					0x7fffffff,
+					0x80000000,
+					0xffffffff,
+					0x100000000,
+					0x7fffffffffffffff,
+					0x8000000000000000,
+					0xffffffff80000000,
+					0xffffffffffffffff,
 					0x123456789abcdef0};
 	for (int r = 0; r < 16; r++)
 		for (unsigned k = 0; k < sizeof(imms) / sizeof(imms[0]); k++) {
@@ -354,19 +394,24 @@ static void test_movzx_movsx_lea(void **state)
 		unsigned d = pairs[p][0], s = pairs[p][1];
 		for (int a = 0; a < 16; a++)
 			for (int b = 0; b < 16; b++) {
-				EXPECT(f("movzx %s, %s", reg(d, a), reg(s, b)), emit_movzx_rr(e, d, s, a, b));
-				EXPECT(f("movsx %s, %s", reg(d, a), reg(s, b)), emit_movsx_rr(e, d, s, a, b));
+				EXPECT(f("movzx %s, %s", reg(d, a), reg(s, b)),
+				       emit_movzx_rr(e, d, s, a, b));
+				EXPECT(f("movsx %s, %s", reg(d, a), reg(s, b)),
+				       emit_movsx_rr(e, d, s, a, b));
 			}
 		for (unsigned k = 0; k < n; k++) {
-			EXPECT(f("movzx %s, %s", reg(d, (int)k % 16), mem(s, ms[k])), emit_movzx_rm(e, d, s, (int)k % 16, ms[k]));
-			EXPECT(f("movsx %s, %s", reg(d, (int)k % 16), mem(s, ms[k])), emit_movsx_rm(e, d, s, (int)k % 16, ms[k]));
+			EXPECT(f("movzx %s, %s", reg(d, (int)k % 16), mem(s, ms[k])),
+			       emit_movzx_rm(e, d, s, (int)k % 16, ms[k]));
+			EXPECT(f("movsx %s, %s", reg(d, (int)k % 16), mem(s, ms[k])),
+			       emit_movsx_rm(e, d, s, (int)k % 16, ms[k]));
 		}
 	}
 	for (int a = 0; a < 16; a++)
 		for (int b = 0; b < 16; b++)
 			EXPECT(f("movsxd %s, %s", r64n[a], r32n[b]), emit_movsxd_rr(e, a, b));
 	for (unsigned k = 0; k < n; k++) {
-		EXPECT(f("movsxd %s, %s", r64n[k % 16], mem(4, ms[k])), emit_movsxd_rm(e, (int)k % 16, ms[k]));
+		EXPECT(f("movsxd %s, %s", r64n[k % 16], mem(4, ms[k])),
+		       emit_movsxd_rm(e, (int)k % 16, ms[k]));
 		for (unsigned s = 1; s < 4; s++)
 			EXPECT(f("lea %s, %s", reg(sizes[s], (int)(k * 7) % 16), mem(0, ms[k])),
 			       emit_lea(e, sizes[s], (int)(k * 7) % 16, ms[k]));
@@ -383,9 +428,11 @@ static void test_xchg_bswap(void **state)
 		unsigned sz = sizes[s];
 		for (int a = 0; a < 16; a++)
 			for (int b = 0; b < 16; b++)
-				EXPECT(f("xchg %s, %s", reg(sz, a), reg(sz, b)), emit_xchg_rr(e, sz, a, b));
+				EXPECT(f("xchg %s, %s", reg(sz, a), reg(sz, b)),
+				       emit_xchg_rr(e, sz, a, b));
 		for (unsigned k = 0; k < n; k += 3)
-			EXPECT(f("xchg %s, %s", mem(sz, ms[k]), reg(sz, (int)k % 16)), emit_xchg_mr(e, sz, ms[k], (int)k % 16));
+			EXPECT(f("xchg %s, %s", mem(sz, ms[k]), reg(sz, (int)k % 16)),
+			       emit_xchg_mr(e, sz, ms[k], (int)k % 16));
 	}
 	for (int r = 0; r < 16; r++) {
 		EXPECT(f("bswap %s", r32n[r]), emit_bswap(e, 4, r));
@@ -396,8 +443,9 @@ static void test_xchg_bswap(void **state)
 
 /* ---- arithmetic ---- */
 
-static const int32_t alu_imms[] = {0, 1, -1, 9, 10, 127, 128, -128, -129, 255, 256, 0x7fff, 0x8000,
-				   -0x8000, 0xffff, 0x12345678, INT32_MAX, INT32_MIN};
+static const int32_t alu_imms[] = {0,      1,       -1,     9,          10,        127,
+				   128,    -128,    -129,   255,        256,       0x7fff,
+				   0x8000, -0x8000, 0xffff, 0x12345678, INT32_MAX, INT32_MIN};
 #define NALU_IMMS (sizeof(alu_imms) / sizeof(alu_imms[0]))
 
 static void test_alu(void **state)
@@ -414,7 +462,8 @@ static void test_alu(void **state)
 					       emit_alu_rr(e, (enum halu)op, sz, a, b));
 			for (int r = 0; r < 16; r++)
 				for (unsigned k = 0; k < NALU_IMMS; k++)
-					EXPECT(f("%s %s, %s", alun[op], reg(sz, r), imm_aluop(op, sz, alu_imms[k])),
+					EXPECT(f("%s %s, %s", alun[op], reg(sz, r),
+						 imm_aluop(op, sz, alu_imms[k])),
 					       emit_alu_ri(e, (enum halu)op, sz, r, alu_imms[k]));
 			for (unsigned k = 0; k < n; k += 2) {
 				int r = (int)(k + op) % 16;
@@ -423,7 +472,8 @@ static void test_alu(void **state)
 				       emit_alu_rm(e, (enum halu)op, sz, r, ms[k]));
 				EXPECT(f("%s %s, %s", alun[op], mem(sz, ms[k]), reg(sz, r)),
 				       emit_alu_mr(e, (enum halu)op, sz, ms[k], r));
-				EXPECT(f("%s %s, %s", alun[op], mem(sz, ms[k]), imm_aluop(op, sz, imm)),
+				EXPECT(f("%s %s, %s", alun[op], mem(sz, ms[k]),
+					 imm_aluop(op, sz, imm)),
 				       emit_alu_mi(e, (enum halu)op, sz, ms[k], imm));
 			}
 		}
@@ -439,14 +489,17 @@ static void test_test(void **state)
 		unsigned sz = sizes[s];
 		for (int a = 0; a < 16; a++) {
 			for (int b = 0; b < 16; b++)
-				EXPECT(f("test %s, %s", reg(sz, a), reg(sz, b)), emit_test_rr(e, sz, a, b));
+				EXPECT(f("test %s, %s", reg(sz, a), reg(sz, b)),
+				       emit_test_rr(e, sz, a, b));
 			for (unsigned k = 0; k < NALU_IMMS; k++)
 				EXPECT(f("test %s, %s", reg(sz, a), imm_full(sz, alu_imms[k])),
 				       emit_test_ri(e, sz, a, alu_imms[k]));
 		}
 		for (unsigned k = 0; k < n; k++) {
-			EXPECT(f("test %s, %s", mem(sz, ms[k]), reg(sz, (int)k % 16)), emit_test_mr(e, sz, ms[k], (int)k % 16));
-			EXPECT(f("test %s, %s", mem(sz, ms[k]), imm_full(sz, alu_imms[k % NALU_IMMS])),
+			EXPECT(f("test %s, %s", mem(sz, ms[k]), reg(sz, (int)k % 16)),
+			       emit_test_mr(e, sz, ms[k], (int)k % 16));
+			EXPECT(f("test %s, %s", mem(sz, ms[k]),
+				 imm_full(sz, alu_imms[k % NALU_IMMS])),
 			       emit_test_mi(e, sz, ms[k], alu_imms[k % NALU_IMMS]));
 		}
 	}
@@ -462,9 +515,11 @@ static void test_unary(void **state)
 		for (unsigned s = 0; s < 4; s++) {
 			unsigned sz = sizes[s];
 			for (int r = 0; r < 16; r++)
-				EXPECT(f("%s %s", unaryn[op], reg(sz, r)), emit_unary_r(e, (enum hunary)op, sz, r));
+				EXPECT(f("%s %s", unaryn[op], reg(sz, r)),
+				       emit_unary_r(e, (enum hunary)op, sz, r));
 			for (unsigned k = op; k < n; k += 4)
-				EXPECT(f("%s %s", unaryn[op], mem(sz, ms[k])), emit_unary_m(e, (enum hunary)op, sz, ms[k]));
+				EXPECT(f("%s %s", unaryn[op], mem(sz, ms[k])),
+				       emit_unary_m(e, (enum hunary)op, sz, ms[k]));
 		}
 	DONE();
 }
@@ -482,15 +537,18 @@ static void test_shifts(void **state)
 			unsigned sz = sizes[s];
 			for (int r = 0; r < 16; r++) {
 				for (unsigned c = 0; c < sizeof(counts); c++)
-					EXPECT(f("%s %s, %s", shiftn[op], reg(sz, r), num_u(counts[c])),
+					EXPECT(f("%s %s, %s", shiftn[op], reg(sz, r),
+						 num_u(counts[c])),
 					       emit_shift_ri(e, (enum hshift)op, sz, r, counts[c]));
-				EXPECT(f("%s %s, cl", shiftn[op], reg(sz, r)), emit_shift_rcl(e, (enum hshift)op, sz, r));
+				EXPECT(f("%s %s, cl", shiftn[op], reg(sz, r)),
+				       emit_shift_rcl(e, (enum hshift)op, sz, r));
 			}
 			for (unsigned k = op; k < n; k += 3) {
 				uint8_t c = counts[k % sizeof(counts)];
 				EXPECT(f("%s %s, %s", shiftn[op], mem(sz, ms[k]), num_u(c)),
 				       emit_shift_mi(e, (enum hshift)op, sz, ms[k], c));
-				EXPECT(f("%s %s, cl", shiftn[op], mem(sz, ms[k])), emit_shift_mcl(e, (enum hshift)op, sz, ms[k]));
+				EXPECT(f("%s %s, cl", shiftn[op], mem(sz, ms[k])),
+				       emit_shift_mcl(e, (enum hshift)op, sz, ms[k]));
 			}
 		}
 	}
@@ -511,16 +569,22 @@ static void test_double_shifts(void **state)
 			unsigned sz = sizes[s];
 			for (int a = 0; a < 16; a++)
 				for (int b = 0; b < 16; b++) {
-					EXPECT(f("%s %s, %s, %s", name[op], reg(sz, a), reg(sz, b), num_u((unsigned)(a * 3 + b) & 63)),
-					       emit_dshift_rri(e, (enum hdshift)op, sz, a, b, (uint8_t)((a * 3 + b) & 63)));
+					EXPECT(f("%s %s, %s, %s", name[op], reg(sz, a), reg(sz, b),
+						 num_u((unsigned)(a * 3 + b) & 63)),
+					       emit_dshift_rri(e, (enum hdshift)op, sz, a, b,
+							       (uint8_t)((a * 3 + b) & 63)));
 					EXPECT(f("%s %s, %s, cl", name[op], reg(sz, a), reg(sz, b)),
 					       emit_dshift_rrcl(e, (enum hdshift)op, sz, a, b));
 				}
 			for (unsigned k = 0; k < n; k += 2) {
-				EXPECT(f("%s %s, %s, %s", name[op], mem(sz, ms[k]), reg(sz, (int)k % 16), num_u(k & 31)),
-				       emit_dshift_mri(e, (enum hdshift)op, sz, ms[k], (int)k % 16, (uint8_t)(k & 31)));
-				EXPECT(f("%s %s, %s, cl", name[op], mem(sz, ms[k]), reg(sz, (int)k % 16)),
-				       emit_dshift_mrcl(e, (enum hdshift)op, sz, ms[k], (int)k % 16));
+				EXPECT(f("%s %s, %s, %s", name[op], mem(sz, ms[k]),
+					 reg(sz, (int)k % 16), num_u(k & 31)),
+				       emit_dshift_mri(e, (enum hdshift)op, sz, ms[k], (int)k % 16,
+						       (uint8_t)(k & 31)));
+				EXPECT(f("%s %s, %s, cl", name[op], mem(sz, ms[k]),
+					 reg(sz, (int)k % 16)),
+				       emit_dshift_mrcl(e, (enum hdshift)op, sz, ms[k],
+							(int)k % 16));
 			}
 		}
 	DONE();
@@ -536,14 +600,18 @@ static void test_imul(void **state)
 		for (int a = 0; a < 16; a++)
 			for (int b = 0; b < 16; b++) {
 				int32_t imm = alu_imms[(unsigned)(a + b) % NALU_IMMS];
-				EXPECT(f("imul %s, %s", reg(sz, a), reg(sz, b)), emit_imul_rr(e, sz, a, b));
-				EXPECT(f("imul %s, %s, %s", reg(sz, a), reg(sz, b), imm_alu(sz, imm)),
+				EXPECT(f("imul %s, %s", reg(sz, a), reg(sz, b)),
+				       emit_imul_rr(e, sz, a, b));
+				EXPECT(f("imul %s, %s, %s", reg(sz, a), reg(sz, b),
+					 imm_alu(sz, imm)),
 				       emit_imul_rri(e, sz, a, b, imm));
 			}
 		for (unsigned k = 0; k < n; k++) {
 			int32_t imm = alu_imms[k % NALU_IMMS];
-			EXPECT(f("imul %s, %s", reg(sz, (int)k % 16), mem(sz, ms[k])), emit_imul_rm(e, sz, (int)k % 16, ms[k]));
-			EXPECT(f("imul %s, %s, %s", reg(sz, (int)k % 16), mem(sz, ms[k]), imm_alu(sz, imm)),
+			EXPECT(f("imul %s, %s", reg(sz, (int)k % 16), mem(sz, ms[k])),
+			       emit_imul_rm(e, sz, (int)k % 16, ms[k]));
+			EXPECT(f("imul %s, %s, %s", reg(sz, (int)k % 16), mem(sz, ms[k]),
+				 imm_alu(sz, imm)),
 			       emit_imul_rmi(e, sz, (int)k % 16, ms[k], imm));
 		}
 	}
@@ -559,17 +627,21 @@ static void test_atomics(void **state)
 		unsigned sz = sizes[s];
 		for (int a = 0; a < 16; a++)
 			for (int b = 0; b < 16; b++) {
-				EXPECT(f("cmpxchg %s, %s", reg(sz, a), reg(sz, b)), emit_cmpxchg_rr(e, sz, a, b));
-				EXPECT(f("xadd %s, %s", reg(sz, a), reg(sz, b)), emit_xadd_rr(e, sz, a, b));
+				EXPECT(f("cmpxchg %s, %s", reg(sz, a), reg(sz, b)),
+				       emit_cmpxchg_rr(e, sz, a, b));
+				EXPECT(f("xadd %s, %s", reg(sz, a), reg(sz, b)),
+				       emit_xadd_rr(e, sz, a, b));
 			}
 		for (unsigned k = 0; k < n; k++) {
 			int r = (int)(k * 3) % 16;
 			bool lock = k & 1;
 			const char *l = lock ? "lock " : "";
-			EXPECT(f("%scmpxchg %s, %s", l, mem(sz, ms[k]), reg(sz, r)), emit_cmpxchg_mr(e, sz, ms[k], r, lock));
-			EXPECT(f("%sxadd %s, %s", l, mem(sz, ms[k]), reg(sz, r)), emit_xadd_mr(e, sz, ms[k], r, lock));
-			EXPECT(f("lock add %s, %s", mem(sz, ms[k]), reg(sz, r)),
-			       emit_lock(e); emit_alu_mr(e, HALU_ADD, sz, ms[k], r));
+			EXPECT(f("%scmpxchg %s, %s", l, mem(sz, ms[k]), reg(sz, r)),
+			       emit_cmpxchg_mr(e, sz, ms[k], r, lock));
+			EXPECT(f("%sxadd %s, %s", l, mem(sz, ms[k]), reg(sz, r)),
+			       emit_xadd_mr(e, sz, ms[k], r, lock));
+			EXPECT(f("lock add %s, %s", mem(sz, ms[k]), reg(sz, r)), emit_lock(e);
+			       emit_alu_mr(e, HALU_ADD, sz, ms[k], r));
 		}
 	}
 	EXPECT_BYTES("lock cmpxchg qword ptr [rdi], rsi", "f0 48 0f b1 37",
@@ -588,11 +660,13 @@ static void test_conditions(void **state)
 		for (int r = 0; r < 16; r++) {
 			EXPECT(f("set%s %s", ccn[cc], r8n[r]), emit_setcc_r(e, (enum hcc)cc, r));
 			for (unsigned s = 1; s < 4; s++)
-				EXPECT(f("cmov%s %s, %s", ccn[cc], reg(sizes[s], r), reg(sizes[s], 15 - r)),
+				EXPECT(f("cmov%s %s, %s", ccn[cc], reg(sizes[s], r),
+					 reg(sizes[s], 15 - r)),
 				       emit_cmov_rr(e, (enum hcc)cc, sizes[s], r, 15 - r));
 		}
 		for (unsigned k = cc; k < n; k += 5) {
-			EXPECT(f("set%s %s", ccn[cc], mem(1, ms[k])), emit_setcc_m(e, (enum hcc)cc, ms[k]));
+			EXPECT(f("set%s %s", ccn[cc], mem(1, ms[k])),
+			       emit_setcc_m(e, (enum hcc)cc, ms[k]));
 			unsigned sz = sizes[1 + k % 3];
 			EXPECT(f("cmov%s %s, %s", ccn[cc], reg(sz, (int)k % 16), mem(sz, ms[k])),
 			       emit_cmov_rm(e, (enum hcc)cc, sz, (int)k % 16, ms[k]));
@@ -618,12 +692,15 @@ static void test_bit_tests(void **state)
 			unsigned sz = sizes[s];
 			for (int a = 0; a < 16; a++) {
 				for (int b = 0; b < 16; b++)
-					EXPECT(f("%s %s, %s", btn[op], reg(sz, a), reg(sz, b)), emit_bt_rr(e, (enum hbt)op, sz, a, b));
-				EXPECT(f("%s %s, %s", btn[op], reg(sz, a), num_u((unsigned)a * 17 & 0xff)),
+					EXPECT(f("%s %s, %s", btn[op], reg(sz, a), reg(sz, b)),
+					       emit_bt_rr(e, (enum hbt)op, sz, a, b));
+				EXPECT(f("%s %s, %s", btn[op], reg(sz, a),
+					 num_u((unsigned)a * 17 & 0xff)),
 				       emit_bt_ri(e, (enum hbt)op, sz, a, (uint8_t)(a * 17)));
 			}
 			for (unsigned k = 0; k < n; k += 2) {
-				EXPECT(f("%s %s, %s", btn[op], mem(sz, ms[k]), reg(sz, (int)k % 16)),
+				EXPECT(f("%s %s, %s", btn[op], mem(sz, ms[k]),
+					 reg(sz, (int)k % 16)),
 				       emit_bt_mr(e, (enum hbt)op, sz, ms[k], (int)k % 16));
 				EXPECT(f("%s %s, %s", btn[op], mem(sz, ms[k]), num_u(k & 0xff)),
 				       emit_bt_mi(e, (enum hbt)op, sz, ms[k], (uint8_t)k));
@@ -708,7 +785,8 @@ static void test_sse_moves(void **state)
 		EXPECT(f("movd xmm%d, %s", x, mem(4, ms[k])), emit_movd_xm(e, x, ms[k]));
 		EXPECT(f("movd %s, xmm%d", mem(4, ms[k]), x), emit_movd_mx(e, ms[k], x));
 	}
-	EXPECT_BYTES("movdqu xmm8, xmmword ptr [rax]", "f3 44 0f 6f 00", emit_movdqu_xm(e, 8, hmem_base(H_RAX, 0)));
+	EXPECT_BYTES("movdqu xmm8, xmmword ptr [rax]", "f3 44 0f 6f 00",
+		     emit_movdqu_xm(e, 8, hmem_base(H_RAX, 0)));
 	EXPECT_BYTES("movq xmm1, rax", "66 48 0f 6e c8", emit_movq_xr(e, 1, H_RAX));
 	DONE();
 }
@@ -718,7 +796,8 @@ static void test_sse_moves(void **state)
 static void test_branches(void **state)
 {
 	(void)state;
-	static const int64_t offs[] = {0, 5, 6, -5, 0x80, -0x80, 0x1000, -0x1000, 0x7fff0000, -0x7fff0000};
+	static const int64_t offs[] = {0,     5,      6,       -5,         0x80,
+				       -0x80, 0x1000, -0x1000, 0x7fff0000, -0x7fff0000};
 	for (unsigned k = 0; k < sizeof(offs) / sizeof(offs[0]); k++) {
 		uintptr_t t = (uintptr_t)(EXEC + 0x100 + offs[k]);
 		EXPECT(f("jmp %s", num_u(t)), emit_jmp_rel32(e, t));
@@ -814,7 +893,8 @@ static void test_patching(void **state)
 		for (unsigned oplen = 1; oplen <= 2; oplen++) {
 			emit_init(&e, buf, sizeof(buf), EXEC + start);
 			emit_align_rel32(&e, oplen);
-			size_t f32 = oplen == 1 ? emit_jmp_rel32(&e, 0) : emit_jcc_rel32(&e, HCC_E, 0);
+			size_t f32 =
+				oplen == 1 ? emit_jmp_rel32(&e, 0) : emit_jcc_rel32(&e, HCC_E, 0);
 			assert_int_equal((EXEC + start + f32) & 3, 0);
 			assert_true(emit_ok(&e));
 		}
@@ -826,10 +906,13 @@ static void test_absolute_targets(void **state)
 	/* near: rel32 */
 	EXPECT_BYTES("call 0x40001100", "e8 fb 00 00 00", emit_call_abs(e, EXEC + 0x100, H_RAX));
 	EXPECT("jmp 0x40001100", emit_jmp_abs(e, EXEC + 0x100, H_RAX));
-	EXPECT(f("call %s", num_u(EXEC + 5 + 0x7fffffff)), emit_call_abs(e, EXEC + 5 + 0x7fffffff, H_RAX));
-	EXPECT(f("jmp %s", num_u(EXEC + 5 - 0x80000000ull)), emit_jmp_abs(e, EXEC + 5 - 0x80000000ull, H_RAX));
+	EXPECT(f("call %s", num_u(EXEC + 5 + 0x7fffffff)),
+	       emit_call_abs(e, EXEC + 5 + 0x7fffffff, H_RAX));
+	EXPECT(f("jmp %s", num_u(EXEC + 5 - 0x80000000ull)),
+	       emit_jmp_abs(e, EXEC + 5 - 0x80000000ull, H_RAX));
 	/* far: through the scratch register */
-	static const uint64_t far[] = {EXEC + 5 + 0x80000000ull, 0x7f0000001234ull, 0xffffffff81000000ull};
+	static const uint64_t far[] = {EXEC + 5 + 0x80000000ull, 0x7f0000001234ull,
+				       0xffffffff81000000ull};
 	for (unsigned k = 0; k < 3; k++)
 		for (int r = 0; r < 16; r++)
 			for (int call = 0; call < 2; call++) {
@@ -843,7 +926,8 @@ static void test_absolute_targets(void **state)
 				cs_insn *in;
 				size_t n = cs_disasm(cs, buf, emit_offset(&e), EXEC, 0, &in);
 				assert_int_equal(n, 2);
-				assert_string_equal(f("%s %s", in[0].mnemonic, in[0].op_str), mov_ri_text(r, far[k]));
+				assert_string_equal(f("%s %s", in[0].mnemonic, in[0].op_str),
+						    mov_ri_text(r, far[k]));
 				assert_string_equal(f("%s %s", in[1].mnemonic, in[1].op_str),
 						    f("%s %s", call ? "call" : "jmp", r64n[r]));
 				assert_int_equal(in[0].size + in[1].size, emit_offset(&e));
@@ -866,9 +950,12 @@ static void test_rip_relative(void **state)
 		for (unsigned s = 0; s < 4; s++) {
 			unsigned sz = sizes[s];
 			/* imm after the disp32: the displacement counts it */
-			EXPECT(f("mov %s, %s", mem(sz, m), imm_full(sz, 0x12345678)), emit_mov_mi(e, sz, m, 0x12345678));
-			EXPECT(f("cmp %s, %s", mem(sz, m), imm_alu(sz, 5)), emit_alu_mi(e, HALU_CMP, sz, m, 5));
-			EXPECT(f("mov %s, %s", reg(sz, H_R9), mem(sz, m)), emit_mov_rm(e, sz, H_R9, m));
+			EXPECT(f("mov %s, %s", mem(sz, m), imm_full(sz, 0x12345678)),
+			       emit_mov_mi(e, sz, m, 0x12345678));
+			EXPECT(f("cmp %s, %s", mem(sz, m), imm_alu(sz, 5)),
+			       emit_alu_mi(e, HALU_CMP, sz, m, 5));
+			EXPECT(f("mov %s, %s", reg(sz, H_R9), mem(sz, m)),
+			       emit_mov_rm(e, sz, H_R9, m));
 		}
 		EXPECT(f("lea rax, %s", mem(0, m)), emit_lea(e, 8, H_RAX, m));
 	}
@@ -898,24 +985,37 @@ static void test_exact_encodings(void **state)
 		     emit_mov_ri(e, 8, H_RCX, 0x123456789ull));
 	EXPECT_BYTES("mov sil, 1", "40 b6 01", emit_mov_ri(e, 1, H_RSI, 1));
 	EXPECT_BYTES("mov ax, 1", "66 b8 01 00", emit_mov_ri(e, 2, H_RAX, 1));
-	EXPECT_BYTES("mov byte ptr [rsp + 1], dil", "40 88 7c 24 01", emit_mov_mr(e, 1, hmem_base(H_RSP, 1), H_RDI));
-	EXPECT_BYTES("mov rax, qword ptr [rbp]", "48 8b 45 00", emit_mov_rm(e, 8, H_RAX, hmem_base(H_RBP, 0)));
-	EXPECT_BYTES("mov rax, qword ptr [r13]", "49 8b 45 00", emit_mov_rm(e, 8, H_RAX, hmem_base(H_R13, 0)));
-	EXPECT_BYTES("mov rax, qword ptr [rsp]", "48 8b 04 24", emit_mov_rm(e, 8, H_RAX, hmem_base(H_RSP, 0)));
-	EXPECT_BYTES("mov rax, qword ptr [r12]", "49 8b 04 24", emit_mov_rm(e, 8, H_RAX, hmem_base(H_R12, 0)));
-	EXPECT_BYTES("mov eax, dword ptr [rbx + 0x7f]", "8b 43 7f", emit_mov_rm(e, 4, H_RAX, hmem_base(H_RBX, 127)));
-	EXPECT_BYTES("mov eax, dword ptr [rbx + 0x80]", "8b 83 80 00 00 00", emit_mov_rm(e, 4, H_RAX, hmem_base(H_RBX, 128)));
-	EXPECT_BYTES("mov eax, dword ptr [rbx - 0x80]", "8b 43 80", emit_mov_rm(e, 4, H_RAX, hmem_base(H_RBX, -128)));
-	EXPECT_BYTES("mov eax, dword ptr [rbx - 0x81]", "8b 83 7f ff ff ff", emit_mov_rm(e, 4, H_RAX, hmem_base(H_RBX, -129)));
-	EXPECT_BYTES("mov eax, dword ptr [0x1000]", "8b 04 25 00 10 00 00", emit_mov_rm(e, 4, H_RAX, hmem_abs(0x1000)));
+	EXPECT_BYTES("mov byte ptr [rsp + 1], dil", "40 88 7c 24 01",
+		     emit_mov_mr(e, 1, hmem_base(H_RSP, 1), H_RDI));
+	EXPECT_BYTES("mov rax, qword ptr [rbp]", "48 8b 45 00",
+		     emit_mov_rm(e, 8, H_RAX, hmem_base(H_RBP, 0)));
+	EXPECT_BYTES("mov rax, qword ptr [r13]", "49 8b 45 00",
+		     emit_mov_rm(e, 8, H_RAX, hmem_base(H_R13, 0)));
+	EXPECT_BYTES("mov rax, qword ptr [rsp]", "48 8b 04 24",
+		     emit_mov_rm(e, 8, H_RAX, hmem_base(H_RSP, 0)));
+	EXPECT_BYTES("mov rax, qword ptr [r12]", "49 8b 04 24",
+		     emit_mov_rm(e, 8, H_RAX, hmem_base(H_R12, 0)));
+	EXPECT_BYTES("mov eax, dword ptr [rbx + 0x7f]", "8b 43 7f",
+		     emit_mov_rm(e, 4, H_RAX, hmem_base(H_RBX, 127)));
+	EXPECT_BYTES("mov eax, dword ptr [rbx + 0x80]", "8b 83 80 00 00 00",
+		     emit_mov_rm(e, 4, H_RAX, hmem_base(H_RBX, 128)));
+	EXPECT_BYTES("mov eax, dword ptr [rbx - 0x80]", "8b 43 80",
+		     emit_mov_rm(e, 4, H_RAX, hmem_base(H_RBX, -128)));
+	EXPECT_BYTES("mov eax, dword ptr [rbx - 0x81]", "8b 83 7f ff ff ff",
+		     emit_mov_rm(e, 4, H_RAX, hmem_base(H_RBX, -129)));
+	EXPECT_BYTES("mov eax, dword ptr [0x1000]", "8b 04 25 00 10 00 00",
+		     emit_mov_rm(e, 4, H_RAX, hmem_abs(0x1000)));
 	EXPECT_BYTES("mov eax, dword ptr [rcx*4]", "8b 04 8d 00 00 00 00",
 		     emit_mov_rm(e, 4, H_RAX, hmem_sib(HREG_NONE, H_RCX, 4, 0)));
-	EXPECT_BYTES("mov eax, dword ptr [rbp + r13]", "42 8b 44 2d 00", emit_mov_rm(e, 4, H_RAX, hmem_sib(H_RBP, H_R13, 1, 0)));
+	EXPECT_BYTES("mov eax, dword ptr [rbp + r13]", "42 8b 44 2d 00",
+		     emit_mov_rm(e, 4, H_RAX, hmem_sib(H_RBP, H_R13, 1, 0)));
 	EXPECT_BYTES("mov eax, dword ptr [r13 + r12*2 - 0x80]", "43 8b 44 65 80",
 		     emit_mov_rm(e, 4, H_RAX, hmem_sib(H_R13, H_R12, 2, -128)));
 	EXPECT_BYTES("add rax, 1", "48 83 c0 01", emit_alu_ri(e, HALU_ADD, 8, H_RAX, 1));
-	EXPECT_BYTES("add eax, 0x1000", "05 00 10 00 00", emit_alu_ri(e, HALU_ADD, 4, H_RAX, 0x1000));
-	EXPECT_BYTES("sub ecx, 0x1000", "81 e9 00 10 00 00", emit_alu_ri(e, HALU_SUB, 4, H_RCX, 0x1000));
+	EXPECT_BYTES("add eax, 0x1000", "05 00 10 00 00",
+		     emit_alu_ri(e, HALU_ADD, 4, H_RAX, 0x1000));
+	EXPECT_BYTES("sub ecx, 0x1000", "81 e9 00 10 00 00",
+		     emit_alu_ri(e, HALU_SUB, 4, H_RCX, 0x1000));
 	EXPECT_BYTES("cmp al, 5", "3c 05", emit_alu_ri(e, HALU_CMP, 1, H_RAX, 5));
 	EXPECT_BYTES("cmp ax, 0x1234", "66 3d 34 12", emit_alu_ri(e, HALU_CMP, 2, H_RAX, 0x1234));
 	EXPECT_BYTES("and dx, 0xffff", "66 83 e2 ff", emit_alu_ri(e, HALU_AND, 2, H_RDX, -1));
@@ -926,12 +1026,14 @@ static void test_exact_encodings(void **state)
 	EXPECT_BYTES("test al, 1", "a8 01", emit_test_ri(e, 1, H_RAX, 1));
 	EXPECT_BYTES("test ebx, 1", "f7 c3 01 00 00 00", emit_test_ri(e, 4, H_RBX, 1));
 	EXPECT_BYTES("imul eax, ecx, 0xa", "6b c1 0a", emit_imul_rri(e, 4, H_RAX, H_RCX, 10));
-	EXPECT_BYTES("imul eax, ecx, 0x3e8", "69 c1 e8 03 00 00", emit_imul_rri(e, 4, H_RAX, H_RCX, 1000));
+	EXPECT_BYTES("imul eax, ecx, 0x3e8", "69 c1 e8 03 00 00",
+		     emit_imul_rri(e, 4, H_RAX, H_RCX, 1000));
 	EXPECT_BYTES("movzx eax, sil", "40 0f b6 c6", emit_movzx_rr(e, 4, 1, H_RAX, H_RSI));
 	EXPECT_BYTES("movzx eax, bl", "0f b6 c3", emit_movzx_rr(e, 4, 1, H_RAX, H_RBX));
 	EXPECT_BYTES("sete dil", "40 0f 94 c7", emit_setcc_r(e, HCC_E, H_RDI));
 	EXPECT_BYTES("inc sil", "40 fe c6", emit_unary_r(e, HUN_INC, 1, H_RSI));
-	EXPECT_BYTES("mul bl", "f6 e3", emit_unary_r(e, HUN_MUL, 1, H_RBX)); /* /4 is not SPL: no REX */
+	EXPECT_BYTES("mul bl", "f6 e3",
+		     emit_unary_r(e, HUN_MUL, 1, H_RBX)); /* /4 is not SPL: no REX */
 	EXPECT_BYTES("shl bl, 4", "c0 e3 04", emit_shift_ri(e, HSH_SHL, 1, H_RBX, 4));
 	EXPECT_BYTES("xchg eax, eax", "87 c0", emit_xchg_rr(e, 4, H_RAX, H_RAX)); /* not 90 */
 	DONE();
@@ -998,22 +1100,22 @@ static void test_invalid_operands(void **state)
 	(void)state;
 	uint8_t mem[32];
 	struct emit e;
-#define INVALID(stmt)                                          \
-	do {                                                   \
-		memset(mem, 0xee, sizeof(mem));                \
-		emit_init(&e, mem, sizeof(mem), EXEC);         \
-		stmt;                                          \
-		assert_true(e.invalid);                        \
-		assert_false(emit_ok(&e));                     \
-		assert_int_equal(emit_offset(&e), 0);          \
-		assert_int_equal(mem[0], 0xee);                \
+#define INVALID(stmt)                                                                              \
+	do {                                                                                       \
+		memset(mem, 0xee, sizeof(mem));                                                    \
+		emit_init(&e, mem, sizeof(mem), EXEC);                                             \
+		stmt;                                                                              \
+		assert_true(e.invalid);                                                            \
+		assert_false(emit_ok(&e));                                                         \
+		assert_int_equal(emit_offset(&e), 0);                                              \
+		assert_int_equal(mem[0], 0xee);                                                    \
 	} while (0)
 	INVALID(emit_mov_rr(&e, 3, H_RAX, H_RCX));
 	INVALID(emit_mov_rr(&e, 8, 16, H_RCX));
 	INVALID(emit_mov_rr(&e, 8, H_RAX, -1));
 	INVALID(emit_mov_ri(&e, 16, H_RAX, 0));
-	INVALID(emit_mov_rm(&e, 8, H_RAX, hmem_sib(H_RAX, H_RSP, 1, 0)));  /* RSP cannot index */
-	INVALID(emit_mov_rm(&e, 8, H_RAX, hmem_sib(H_RAX, H_RCX, 3, 0)));  /* scale 3 */
+	INVALID(emit_mov_rm(&e, 8, H_RAX, hmem_sib(H_RAX, H_RSP, 1, 0))); /* RSP cannot index */
+	INVALID(emit_mov_rm(&e, 8, H_RAX, hmem_sib(H_RAX, H_RCX, 3, 0))); /* scale 3 */
 	INVALID(emit_mov_rm(&e, 8, H_RAX, hmem_sib(20, HREG_NONE, 1, 0)));
 	INVALID(emit_lea(&e, 1, H_RAX, hmem_base(H_RAX, 0)));
 	INVALID(emit_imul_rr(&e, 1, H_RAX, H_RCX));

@@ -57,20 +57,20 @@
 #define JIT_CACHE_MAX_SIZE (1024u * 1024 * 1024)
 
 struct jit_cache {
-	int fd;
-	uint8_t *rw;       /* writable view */
-	uint8_t *rx;       /* executable view */
-	size_t size;
-	size_t used;       /* bytes committed, from the start */
-	bool open;         /* a reservation is open */
-	size_t open_at;    /* its offset */
-	size_t open_max;   /* its size */
+	int fd;              /* the memfd behind both views */
+	uint8_t *rw;         /* writable view */
+	uint8_t *rx;         /* executable view */
+	size_t size;         /* of each view, page-aligned */
+	size_t used;         /* bytes committed, from the start */
+	bool open;           /* a reservation is open */
+	size_t open_at;      /* its offset */
+	size_t open_max;     /* its size */
 	uint64_t generation; /* bumped by every flush */
-	uint64_t flushes;
-	uint64_t blocks;   /* commits since init */
-	size_t peak;       /* highest `used` before a flush */
-	bool near_text;    /* rx within rel32 reach of shrike's text */
-	bool sync_cores;   /* membarrier SYNC_CORE is registered */
+	uint64_t flushes;    /* flushes since init */
+	uint64_t blocks;     /* non-empty commits since init */
+	size_t peak;         /* highest `used` */
+	bool near_text;      /* rx within rel32 reach of shrike's text */
+	bool sync_cores;     /* membarrier SYNC_CORE is registered */
 };
 
 struct jit_cache_stats {
