@@ -19,6 +19,9 @@
  * table, chain and jump-cache entry that points into it. No code of the
  * cache may be running (on any thread) when it is flushed.
  *
+ * Threads: a cache has one owner (the translating thread) or the caller
+ * serialises every call with its own lock; nothing here locks.
+ *
  * Making new code visible to execution (jit_cache_sync):
  * - x86 keeps instruction fetch coherent with stores by physical address:
  *   a store to a line held in the instruction cache or being prefetched
@@ -79,8 +82,9 @@ struct jit_cache_stats {
 	bool near_text;
 };
 
-/* size_bytes is rounded up to the page size and must lie within
- * [JIT_CACHE_MIN_SIZE, JIT_CACHE_MAX_SIZE]. 0 or -errno. */
+/* Sets up *c (uninitialised storage). size_bytes is rounded up to the
+ * page size and must lie within [JIT_CACHE_MIN_SIZE, JIT_CACHE_MAX_SIZE].
+ * Only touched pages take memory. 0 or -errno. */
 int jit_cache_init(struct jit_cache *c, size_t size_bytes);
 void jit_cache_destroy(struct jit_cache *c);
 

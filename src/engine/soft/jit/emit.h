@@ -14,8 +14,9 @@
  * - Nothing is written past `end`. An instruction that does not fit sets
  *   `overflow` and writes nothing; one that cannot be encoded (bad size,
  *   RSP as an index, a RIP-relative or branch target beyond ±2 GiB) sets
- *   `invalid` and writes nothing. Callers emit a whole block and check
- *   emit_ok() once at the end.
+ *   `invalid` and writes nothing. After the first failure nothing more is
+ *   written, so callers emit a whole block and check emit_ok() once at the
+ *   end.
  * - The buffer is written at one address and executed at another (the code
  *   cache maps its memory twice, see code_cache.h): `exec` is the execute
  *   address of `start`. Every relative displacement (branches, calls,
