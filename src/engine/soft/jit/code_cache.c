@@ -63,8 +63,8 @@ static uint8_t *map_rx(int fd, size_t size, bool *near)
 		uintptr_t hint;
 		if (!hint_candidate(i, size, &hint) || !reaches_text(hint, size))
 			continue;
-		void *p = mmap((void *)hint, size, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED_NOREPLACE,
-			       fd, 0);
+		void *p = mmap((void *)hint, size, PROT_READ | PROT_EXEC,
+			       MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
 		if (p == MAP_FAILED)
 			continue;
 		if (reaches_text((uintptr_t)p, size)) { /* a kernel without NOREPLACE may move it */

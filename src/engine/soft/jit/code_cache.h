@@ -19,6 +19,9 @@
  * table, chain and jump-cache entry that points into it. No code of the
  * cache may be running (on any thread) when it is flushed.
  *
+ * Threads: a cache has one owner (the translating thread) or the caller
+ * serialises every call with its own lock; nothing here locks.
+ *
  * Making new code visible to execution (jit_cache_sync):
  * - x86 keeps instruction fetch coherent with stores by physical address:
  *   a store to a line held in the instruction cache or being prefetched
@@ -57,20 +60,20 @@
 #define JIT_CACHE_MAX_SIZE (1024u * 1024 * 1024)
 
 struct jit_cache {
-	int fd;
-	uint8_t *rw;       /* writable view */
-	uint8_t *rx;       /* executable view */
-	size_t size;
-	size_t used;       /* bytes committed, from the start */
-	bool open;         /* a reservation is open */
-	size_t open_at;    /* its offset */
-	size_t open_max;   /* its size */
+	int fd;              /* the memfd behind both views */
+	uint8_t *rw;         /* writable view */
+	uint8_t *rx;         /* executable view */
+	size_t size;         /* of each view, page-aligned */
+	size_t used;         /* bytes committed, from the start */
+	bool open;           /* a reservation is open */
+	size_t open_at;      /* its offset */
+	size_t open_max;     /* its size */
 	uint64_t generation; /* bumped by every flush */
-	uint64_t flushes;
-	uint64_t blocks;   /* commits since init */
-	size_t peak;       /* highest `used` before a flush */
-	bool near_text;    /* rx within rel32 reach of shrike's text */
-	bool sync_cores;   /* membarrier SYNC_CORE is registered */
+	uint64_t flushes;    /* flushes since init */
+	uint64_t blocks;     /* non-empty commits since init */
+	size_t peak;         /* highest `used` */
+	bool near_text;      /* rx within rel32 reach of shrike's text */
+	bool sync_cores;     /* membarrier SYNC_CORE is registered */
 };
 
 struct jit_cache_stats {
@@ -79,8 +82,9 @@ struct jit_cache_stats {
 	bool near_text;
 };
 
-/* size_bytes is rounded up to the page size and must lie within
- * [JIT_CACHE_MIN_SIZE, JIT_CACHE_MAX_SIZE]. 0 or -errno. */
+/* Sets up *c (uninitialised storage). size_bytes is rounded up to the
+ * page size and must lie within [JIT_CACHE_MIN_SIZE, JIT_CACHE_MAX_SIZE].
+ * Only touched pages take memory. 0 or -errno. */
 int jit_cache_init(struct jit_cache *c, size_t size_bytes);
 void jit_cache_destroy(struct jit_cache *c);
 

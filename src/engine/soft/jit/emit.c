@@ -13,10 +13,10 @@
 
 /* Prefix and operand flags of one instruction. */
 enum {
-	F_66 = 1 << 0,   /* operand-size prefix: 16-bit operands, or SSE's mandatory 66 */
-	F_F2 = 1 << 1,   /* mandatory prefixes of SSE instructions */
+	F_66 = 1 << 0, /* operand-size prefix: 16-bit operands, or SSE's mandatory 66 */
+	F_F2 = 1 << 1, /* mandatory prefixes of SSE instructions */
 	F_F3 = 1 << 2,
-	F_W = 1 << 3,    /* REX.W: 64-bit operands */
+	F_W = 1 << 3, /* REX.W: 64-bit operands */
 	F_LOCK = 1 << 4,
 	F_BREG = 1 << 5, /* ModRM.reg names a byte register */
 	F_BRM = 1 << 6,  /* ModRM.rm or the opcode register names a byte register */
@@ -409,7 +409,10 @@ void emit_movsx_rm(struct emit *e, unsigned dsz, unsigned ssz, int dst, struct h
 	movx(e, 0x0fbe, dsz, ssz, dst, rm_mem(m));
 }
 
-void emit_movsxd_rr(struct emit *e, int dst, int src) { insn_modrm(e, F_W, 0x63, dst, rm_reg(src), 0, 0); }
+void emit_movsxd_rr(struct emit *e, int dst, int src)
+{
+	insn_modrm(e, F_W, 0x63, dst, rm_reg(src), 0, 0);
+}
 
 void emit_movsxd_rm(struct emit *e, int dst, struct hmem m)
 {
@@ -507,7 +510,8 @@ void emit_test_ri(struct emit *e, unsigned sz, int r, int32_t imm)
 {
 	int f = size_flags(sz, false);
 	if (f >= 0 && r == H_RAX)
-		insn_opreg(e, (unsigned)f, sized_opcode(0xa9, sz), H_RAX, imm_len(sz), (uint64_t)(int64_t)imm);
+		insn_opreg(e, (unsigned)f, sized_opcode(0xa9, sz), H_RAX, imm_len(sz),
+			   (uint64_t)(int64_t)imm);
 	else
 		sized_modrm(e, sz, 0xf7, 0, false, rm_reg(r), imm_len(sz), (uint64_t)(int64_t)imm);
 }
@@ -520,8 +524,9 @@ void emit_test_mi(struct emit *e, unsigned sz, struct hmem m, int32_t imm)
 static const struct {
 	uint8_t opc, digit;
 } unary_ops[] = {
-	[HUN_INC] = {0xff, 0}, [HUN_DEC] = {0xff, 1}, [HUN_NOT] = {0xf7, 2}, [HUN_NEG] = {0xf7, 3},
-	[HUN_MUL] = {0xf7, 4}, [HUN_IMUL] = {0xf7, 5}, [HUN_DIV] = {0xf7, 6}, [HUN_IDIV] = {0xf7, 7},
+	[HUN_INC] = {0xff, 0}, [HUN_DEC] = {0xff, 1},  [HUN_NOT] = {0xf7, 2},
+	[HUN_NEG] = {0xf7, 3}, [HUN_MUL] = {0xf7, 4},  [HUN_IMUL] = {0xf7, 5},
+	[HUN_DIV] = {0xf7, 6}, [HUN_IDIV] = {0xf7, 7},
 };
 
 static void unary(struct emit *e, enum hunary op, unsigned sz, struct rm rm)
@@ -533,8 +538,15 @@ static void unary(struct emit *e, enum hunary op, unsigned sz, struct rm rm)
 	sized_modrm(e, sz, unary_ops[op].opc, unary_ops[op].digit, false, rm, 0, 0);
 }
 
-void emit_unary_r(struct emit *e, enum hunary op, unsigned sz, int r) { unary(e, op, sz, rm_reg(r)); }
-void emit_unary_m(struct emit *e, enum hunary op, unsigned sz, struct hmem m) { unary(e, op, sz, rm_mem(m)); }
+void emit_unary_r(struct emit *e, enum hunary op, unsigned sz, int r)
+{
+	unary(e, op, sz, rm_reg(r));
+}
+
+void emit_unary_m(struct emit *e, enum hunary op, unsigned sz, struct hmem m)
+{
+	unary(e, op, sz, rm_mem(m));
+}
 
 static void shift_imm(struct emit *e, enum hshift op, unsigned sz, struct rm rm, uint8_t count)
 {
@@ -565,7 +577,10 @@ void emit_shift_mcl(struct emit *e, enum hshift op, unsigned sz, struct hmem m)
 }
 
 /* SHLD 0F A4 (imm8) / 0F A5 (CL); SHRD 0F AC / 0F AD. */
-static uint32_t dshift_opcode(enum hdshift op, bool cl) { return (op == HDS_SHRD ? 0x0fac : 0x0fa4) + cl; }
+static uint32_t dshift_opcode(enum hdshift op, bool cl)
+{
+	return (op == HDS_SHRD ? 0x0fac : 0x0fa4) + cl;
+}
 
 void emit_dshift_rri(struct emit *e, enum hdshift op, unsigned sz, int dst, int src, uint8_t count)
 {
@@ -632,7 +647,8 @@ static void locked(struct emit *e, bool lock, unsigned sz, uint32_t opc, int reg
 		e->invalid = true;
 		return;
 	}
-	insn_modrm(e, (unsigned)f | (lock ? F_LOCK : 0), sized_opcode(opc, sz), reg, rm_mem(m), 0, 0);
+	unsigned flags = (unsigned)f | (lock ? F_LOCK : 0);
+	insn_modrm(e, flags, sized_opcode(opc, sz), reg, rm_mem(m), 0, 0);
 }
 
 void emit_cmpxchg_mr(struct emit *e, unsigned sz, struct hmem m, int src, bool lock)
@@ -726,22 +742,64 @@ void emit_int3(struct emit *e) { insn_plain(e, 0xcc); }
 
 /* ---- SSE moves ---- */
 
-void emit_movdqu_xx(struct emit *e, int dst, int src) { insn_modrm(e, F_F3, 0x0f6f, dst, rm_reg(src), 0, 0); }
-void emit_movdqu_xm(struct emit *e, int x, struct hmem m) { insn_modrm(e, F_F3, 0x0f6f, x, rm_mem(m), 0, 0); }
-void emit_movdqu_mx(struct emit *e, struct hmem m, int x) { insn_modrm(e, F_F3, 0x0f7f, x, rm_mem(m), 0, 0); }
-void emit_movq_xx(struct emit *e, int dst, int src) { insn_modrm(e, F_F3, 0x0f7e, dst, rm_reg(src), 0, 0); }
-void emit_movq_xr(struct emit *e, int x, int r) { insn_modrm(e, F_66 | F_W, 0x0f6e, x, rm_reg(r), 0, 0); }
-void emit_movq_rx(struct emit *e, int r, int x) { insn_modrm(e, F_66 | F_W, 0x0f7e, x, rm_reg(r), 0, 0); }
-void emit_movq_xm(struct emit *e, int x, struct hmem m) { insn_modrm(e, F_F3, 0x0f7e, x, rm_mem(m), 0, 0); }
-void emit_movq_mx(struct emit *e, struct hmem m, int x) { insn_modrm(e, F_66, 0x0fd6, x, rm_mem(m), 0, 0); }
+void emit_movdqu_xx(struct emit *e, int dst, int src)
+{
+	insn_modrm(e, F_F3, 0x0f6f, dst, rm_reg(src), 0, 0);
+}
+
+void emit_movdqu_xm(struct emit *e, int x, struct hmem m)
+{
+	insn_modrm(e, F_F3, 0x0f6f, x, rm_mem(m), 0, 0);
+}
+
+void emit_movdqu_mx(struct emit *e, struct hmem m, int x)
+{
+	insn_modrm(e, F_F3, 0x0f7f, x, rm_mem(m), 0, 0);
+}
+
+void emit_movq_xx(struct emit *e, int dst, int src)
+{
+	insn_modrm(e, F_F3, 0x0f7e, dst, rm_reg(src), 0, 0);
+}
+
+void emit_movq_xr(struct emit *e, int x, int r)
+{
+	insn_modrm(e, F_66 | F_W, 0x0f6e, x, rm_reg(r), 0, 0);
+}
+
+void emit_movq_rx(struct emit *e, int r, int x)
+{
+	insn_modrm(e, F_66 | F_W, 0x0f7e, x, rm_reg(r), 0, 0);
+}
+
+void emit_movq_xm(struct emit *e, int x, struct hmem m)
+{
+	insn_modrm(e, F_F3, 0x0f7e, x, rm_mem(m), 0, 0);
+}
+
+void emit_movq_mx(struct emit *e, struct hmem m, int x)
+{
+	insn_modrm(e, F_66, 0x0fd6, x, rm_mem(m), 0, 0);
+}
+
 void emit_movd_xr(struct emit *e, int x, int r) { insn_modrm(e, F_66, 0x0f6e, x, rm_reg(r), 0, 0); }
 void emit_movd_rx(struct emit *e, int r, int x) { insn_modrm(e, F_66, 0x0f7e, x, rm_reg(r), 0, 0); }
-void emit_movd_xm(struct emit *e, int x, struct hmem m) { insn_modrm(e, F_66, 0x0f6e, x, rm_mem(m), 0, 0); }
-void emit_movd_mx(struct emit *e, struct hmem m, int x) { insn_modrm(e, F_66, 0x0f7e, x, rm_mem(m), 0, 0); }
+void emit_movd_xm(struct emit *e, int x, struct hmem m)
+{
+	insn_modrm(e, F_66, 0x0f6e, x, rm_mem(m), 0, 0);
+}
+
+void emit_movd_mx(struct emit *e, struct hmem m, int x)
+{
+	insn_modrm(e, F_66, 0x0f7e, x, rm_mem(m), 0, 0);
+}
 
 /* ---- control flow ---- */
 
-bool emit_rel32_reaches(uintptr_t from, uintptr_t target) { return fits32((int64_t)(target - from)); }
+bool emit_rel32_reaches(uintptr_t from, uintptr_t target)
+{
+	return fits32((int64_t)(target - from));
+}
 
 /* opc disp (disp_len 1 or 4), relative to the end of the instruction. */
 static size_t branch(struct emit *e, uint32_t opc, unsigned disp_len, uintptr_t target)
@@ -802,7 +860,8 @@ void emit_bind_rel8(struct emit *e, size_t handle)
 
 void emit_patch_local(struct emit *e, size_t handle, uintptr_t target)
 {
-	if (handle_ok(e, handle, 4) && emit_patch_rel32(e->start + handle, e->exec + handle, target) < 0)
+	if (handle_ok(e, handle, 4) &&
+	    emit_patch_rel32(e->start + handle, e->exec + handle, target) < 0)
 		e->invalid = true;
 }
 
@@ -834,8 +893,15 @@ static void far_branch(struct emit *e, uintptr_t target, int scratch, bool call)
 	insn_modrm(e, 0, 0xff, call ? 2 : 4, rm_reg(scratch), 0, 0);
 }
 
-void emit_jmp_abs(struct emit *e, uintptr_t target, int scratch) { far_branch(e, target, scratch, false); }
-void emit_call_abs(struct emit *e, uintptr_t target, int scratch) { far_branch(e, target, scratch, true); }
+void emit_jmp_abs(struct emit *e, uintptr_t target, int scratch)
+{
+	far_branch(e, target, scratch, false);
+}
+
+void emit_call_abs(struct emit *e, uintptr_t target, int scratch)
+{
+	far_branch(e, target, scratch, true);
+}
 
 /* FF /4 and FF /2 default to 64-bit operands in 64-bit mode. */
 void emit_jmp_r(struct emit *e, int r) { insn_modrm(e, 0, 0xff, 4, rm_reg(r), 0, 0); }

@@ -14,8 +14,9 @@
  * - Nothing is written past `end`. An instruction that does not fit sets
  *   `overflow` and writes nothing; one that cannot be encoded (bad size,
  *   RSP as an index, a RIP-relative or branch target beyond ±2 GiB) sets
- *   `invalid` and writes nothing. Callers emit a whole block and check
- *   emit_ok() once at the end.
+ *   `invalid` and writes nothing. After the first failure nothing more is
+ *   written, so callers emit a whole block and check emit_ok() once at the
+ *   end.
  * - The buffer is written at one address and executed at another (the code
  *   cache maps its memory twice, see code_cache.h): `exec` is the execute
  *   address of `start`. Every relative displacement (branches, calls,
@@ -72,9 +73,9 @@ enum hdshift { HDS_SHLD, HDS_SHRD };
 
 /* A memory operand: [base + index*scale + disp], or RIP-relative. */
 struct hmem {
-	int8_t base;      /* enum hreg, HREG_NONE (absolute disp32) or HMEM_RIP */
-	int8_t index;     /* enum hreg other than H_RSP, or HREG_NONE */
-	uint8_t scale;    /* 1, 2, 4 or 8 (ignored without an index) */
+	int8_t base;   /* enum hreg, HREG_NONE (absolute disp32) or HMEM_RIP */
+	int8_t index;  /* enum hreg other than H_RSP, or HREG_NONE */
+	uint8_t scale; /* 1, 2, 4 or 8 (ignored without an index) */
 	int32_t disp;
 	uintptr_t target; /* HMEM_RIP: the execute address operated on */
 };
@@ -86,7 +87,9 @@ static inline struct hmem hmem_base(int base, int32_t disp)
 
 static inline struct hmem hmem_sib(int base, int index, unsigned scale, int32_t disp)
 {
-	return (struct hmem){.base = (int8_t)base, .index = (int8_t)index, .scale = (uint8_t)scale,
+	return (struct hmem){.base = (int8_t)base,
+			     .index = (int8_t)index,
+			     .scale = (uint8_t)scale,
 			     .disp = disp};
 }
 
