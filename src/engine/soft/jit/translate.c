@@ -79,6 +79,7 @@ struct stub {
 	bool home;         /* EXIT: always back to the dispatcher (budget, interrupt, stale) */
 	bool dynamic;      /* EXIT: RIP is already in cpu->s.rip */
 	size_t branch;     /* rel32 field that jumps here */
+	size_t branch2, branch3; /* EXIT: more of them (0: none) */
 	size_t resume;     /* SLOW: where to continue */
 	uint64_t rip;      /* EXIT: target RIP; SLOW: the instruction's RIP */
 	uint64_t fall;     /* SLOW: its fall-through RIP */
@@ -124,36 +125,9 @@ static void call_helper(struct tctx *t, const void *fn)
 	emit_call_abs(&t->e, (uintptr_t)fn, H_RAX);
 }
 
-/* Host flags → cpu->s.rflags, lazy flags off (flags_put's representation). */
-static void materialize(struct tctx *t)
-{
-	struct emit *e = &t->e;
-	emit_pushfq(e);
-	emit_pop_r(e, H_RAX);
-	emit_alu_ri(e, HALU_AND, 4, H_RAX, ARITH_MASK);
-	emit_alu_mi(e, HALU_AND, 8, cpu_field(OFF_RFLAGS), ~ARITH_MASK);
-	emit_alu_mr(e, HALU_OR, 8, cpu_field(OFF_RFLAGS), H_RAX);
-	emit_mov_mi(e, 1, cpu_field(OFF_LFOP), LF_NONE);
-}
-
-/* R8 (a saved host RFLAGS) → cpu->s.rflags. */
-static void materialize_r8(struct tctx *t)
-{
-	struct emit *e = &t->e;
-	emit_mov_rr(e, 8, H_RAX, H_R8);
-	emit_alu_ri(e, HALU_AND, 4, H_RAX, ARITH_MASK);
-	emit_alu_mi(e, HALU_AND, 8, cpu_field(OFF_RFLAGS), ~ARITH_MASK);
-	emit_alu_mr(e, HALU_OR, 8, cpu_field(OFF_RFLAGS), H_RAX);
-	emit_mov_mi(e, 1, cpu_field(OFF_LFOP), LF_NONE);
-}
-
-static void materialize_from(struct tctx *t, enum fstate fs)
-{
-	if (fs == F_HOST)
-		materialize(t);
-	else if (fs == F_R8)
-		materialize_r8(t);
-}
+/* The flag conversions are shared routines of the runtime (emitted once
+ * per cache, jit_emit_runtime), called from translated code: a call and a
+ * return change no flags, so the host's flags reach them intact. */
 
 /* The guest's flags as host flags: only the arithmetic ones, with the
  * reserved bit 1, so POPFQ changes nothing else of the host's (DF, AC, TF
@@ -165,12 +139,50 @@ static uint64_t jit_flags_to_host(struct soft_cpu *cpu)
 	return (f & ARITH_MASK) | RFLAGS_FIXED;
 }
 
-static void load_flags_to_host(struct tctx *t)
+/* Host flags (or R8, a saved copy) → cpu->s.rflags, lazy flags off. */
+static void materialize(struct tctx *t) { emit_call_rel32(&t->e, t->j->rt_flags_store); }
+static void materialize_r8(struct tctx *t) { emit_call_rel32(&t->e, t->j->rt_flags_store_r8); }
+static void load_flags_to_host(struct tctx *t) { emit_call_rel32(&t->e, t->j->rt_flags_load); }
+
+static void materialize_from(struct tctx *t, enum fstate fs)
 {
-	emit_mov_rr(&t->e, 8, H_RDI, H_RBP);
-	call_helper(t, (const void *)jit_flags_to_host);
-	emit_push_r(&t->e, H_RAX);
-	emit_popfq(&t->e);
+	if (fs == F_HOST)
+		materialize(t);
+	else if (fs == F_R8)
+		materialize_r8(t);
+}
+
+static void emit_store_flags_from_rax(struct emit *e)
+{
+	emit_alu_ri(e, HALU_AND, 4, H_RAX, ARITH_MASK);
+	emit_alu_mi(e, HALU_AND, 8, cpu_field(OFF_RFLAGS), ~ARITH_MASK);
+	emit_alu_mr(e, HALU_OR, 8, cpu_field(OFF_RFLAGS), H_RAX);
+	emit_mov_mi(e, 1, cpu_field(OFF_LFOP), LF_NONE);
+}
+
+static void emit_flag_routines(struct emit *e, struct soft_jit *j)
+{
+	emit_align(e, 16);
+	j->rt_flags_store = emit_here(e);
+	emit_pushfq(e);
+	emit_pop_r(e, H_RAX);
+	emit_store_flags_from_rax(e);
+	emit_ret(e);
+	emit_align(e, 16);
+	j->rt_flags_store_r8 = emit_here(e);
+	emit_mov_rr(e, 8, H_RAX, H_R8);
+	emit_store_flags_from_rax(e);
+	emit_ret(e);
+	/* Calls C: realign the stack the call misaligned. */
+	emit_align(e, 16);
+	j->rt_flags_load = emit_here(e);
+	emit_alu_ri(e, HALU_SUB, 8, H_RSP, 8);
+	emit_mov_rr(e, 8, H_RDI, H_RBP);
+	emit_call_abs(e, (uintptr_t)jit_flags_to_host, H_RAX);
+	emit_alu_ri(e, HALU_ADD, 8, H_RSP, 8);
+	emit_push_r(e, H_RAX);
+	emit_popfq(e);
+	emit_ret(e);
 }
 
 /* Flags needed at the start of instruction k (by it or after it). */
@@ -1013,39 +1025,39 @@ static void emit_prologue(struct tctx *t, const struct jit_tb *tb)
 	/* Room for an unlinking jump over the first instruction (jit.c). */
 	emit_alu_mi(e, HALU_SUB, 4, cpu_field(OFF_BUDGET), (int32_t)t->n);
 	size_t out = emit_jcc_rel32(e, HCC_S, 0);
-	exit_to(t, out, t->block_rip, 0);
-	t->stubs[t->nstubs - 1].chain = false;
-	t->stubs[t->nstubs - 1].home = true;
 	/* An interrupt the guest can take now (IF is bit 9: bit 1 of byte 1). */
 	emit_test_mi(e, 1, hmem_base(H_RBP, OFF_RFLAGS + 1), 2);
 	size_t masked = emit_jcc_rel8(e, HCC_E, 0);
 	emit_alu_mi(e, HALU_CMP, 1, cpu_field(OFF_IRQ_HINT), 0);
 	size_t irq = emit_jcc_rel32(e, HCC_NE, 0);
-	exit_to(t, irq, t->block_rip, 0);
-	t->stubs[t->nstubs - 1].chain = false;
-	t->stubs[t->nstubs - 1].home = true;
 	emit_bind_rel8(e, masked);
 	emit_mov_ri(e, 8, H_RAX, (uint64_t)(uintptr_t)tb->stamp_ptr);
 	emit_alu_mi(e, HALU_CMP, 4, hmem_base(H_RAX, 0), (int32_t)tb->stamp);
 	size_t stale = emit_jcc_rel32(e, HCC_NE, 0);
-	exit_to(t, stale, t->block_rip, 0);
-	t->stubs[t->nstubs - 1].chain = false;
-	t->stubs[t->nstubs - 1].home = true;
+	/* One way home for all three, bound when the stubs are emitted. */
+	exit_to(t, out, t->block_rip, 0);
+	struct stub *home = &t->stubs[t->nstubs - 1];
+	home->chain = false;
+	home->home = true;
+	home->branch2 = irq;
+	home->branch3 = stale;
 }
-
-static void emit_jump_cache(struct tctx *t, bool from_handler);
 
 static void emit_exit_stub(struct tctx *t, const struct stub *s)
 {
 	struct emit *e = &t->e;
 	emit_bind_rel32(e, s->branch);
+	if (s->branch2)
+		emit_bind_rel32(e, s->branch2);
+	if (s->branch3)
+		emit_bind_rel32(e, s->branch3);
 	materialize_from(t, (enum fstate)s->fs_at);
 	if (s->icount)
 		emit_alu_mi(e, HALU_ADD, 8, cpu_field(OFF_ICOUNT), (int32_t)s->icount);
 	if (!s->dynamic)
 		store_imm64(t, OFF_RIP, s->rip);
 	if (!s->chain && !s->home) {
-		emit_jump_cache(t, s->from_handler);
+		emit_jmp_rel32(e, t->j->jc_exit[t->user][s->from_handler]);
 		return;
 	}
 	if (s->chain) {
@@ -1060,44 +1072,6 @@ static void emit_exit_stub(struct tctx *t, const struct stub *s)
 		emit_alu_rr(e, HALU_XOR, 4, H_RAX, H_RAX);
 		emit_jmp_rel32(e, t->j->epilogue);
 	}
-}
-
-/* Leaves for cpu->s.rip through the jump cache: straight into its
- * translation when the cache knows it (and still describes the current
- * TLB generation), else back to the dispatcher. After a handler, RAX = 2
- * (mode, paging or halt changed) always goes back to the dispatcher. */
-static void emit_jump_cache(struct tctx *t, bool from_handler)
-{
-	struct emit *e = &t->e;
-	size_t plain = 0, plain2, plain3;
-	if (from_handler) {
-		emit_alu_ri(e, HALU_CMP, 4, H_RAX, 1);
-		plain = emit_jcc_rel8(e, HCC_NE, 0);
-	}
-	emit_mov_ri(e, 8, H_RDX, (uint64_t)(uintptr_t)t->j);
-	emit_mov_rm(e, 8, H_RAX, cpu_field((int32_t)offsetof(struct soft_cpu, code_gen)));
-	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct soft_jit, jc_gen)));
-	plain2 = emit_jcc_rel8(e, HCC_NE, 0);
-	emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_RIP));
-	emit_mov_rr(e, 8, H_RCX, H_RAX);
-	emit_shift_ri(e, HSH_SHR, 8, H_RCX, JIT_JC_BITS);
-	emit_alu_rr(e, HALU_XOR, 8, H_RCX, H_RAX);
-	emit_alu_ri(e, HALU_AND, 4, H_RCX, JIT_JC_SIZE - 1);
-	emit_shift_ri(e, HSH_SHL, 4, H_RCX, 4);
-	if (t->user) {
-		emit_mov_ri(e, 8, H_RSI, 1ULL << 63);
-		emit_alu_rr(e, HALU_XOR, 8, H_RAX, H_RSI);
-	}
-	int32_t jc = (int32_t)offsetof(struct soft_jit, jc);
-	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_sib(H_RDX, H_RCX, 1, jc));
-	plain3 = emit_jcc_rel8(e, HCC_NE, 0);
-	emit_jmp_m(e, hmem_sib(H_RDX, H_RCX, 1, jc + 8));
-	if (from_handler)
-		emit_bind_rel8(e, plain);
-	emit_bind_rel8(e, plain2);
-	emit_bind_rel8(e, plain3);
-	emit_alu_rr(e, HALU_XOR, 4, H_RAX, H_RAX);
-	emit_jmp_rel32(e, t->j->epilogue);
 }
 
 static void emit_slow_stub(struct tctx *t, const struct stub *s)
@@ -1196,17 +1170,54 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	return 0;
 }
 
-/* ---- the runtime: entry trampoline and epilogue ---- */
+/* ---- the runtime: entry trampoline, epilogue, jump-cache exits ---- */
+
+/* Leaves for cpu->s.rip through the jump cache: straight into its
+ * translation when the cache knows it (and still describes the current
+ * TLB generation), else back to the dispatcher. After a handler, RAX = 2
+ * (mode, paging or halt changed) always goes back to the dispatcher. */
+static void emit_jump_cache(struct emit *e, const struct soft_jit *j, bool user, bool from_handler)
+{
+	size_t plain = 0, plain2, plain3;
+	if (from_handler) {
+		emit_alu_ri(e, HALU_CMP, 4, H_RAX, 1);
+		plain = emit_jcc_rel8(e, HCC_NE, 0);
+	}
+	emit_mov_ri(e, 8, H_RDX, (uint64_t)(uintptr_t)j);
+	emit_mov_rm(e, 8, H_RAX, cpu_field((int32_t)offsetof(struct soft_cpu, code_gen)));
+	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct soft_jit, jc_gen)));
+	plain2 = emit_jcc_rel8(e, HCC_NE, 0);
+	emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_RIP));
+	emit_mov_rr(e, 8, H_RCX, H_RAX);
+	emit_shift_ri(e, HSH_SHR, 8, H_RCX, JIT_JC_BITS);
+	emit_alu_rr(e, HALU_XOR, 8, H_RCX, H_RAX);
+	emit_alu_ri(e, HALU_AND, 4, H_RCX, JIT_JC_SIZE - 1);
+	emit_shift_ri(e, HSH_SHL, 4, H_RCX, 4);
+	if (user) {
+		emit_mov_ri(e, 8, H_RSI, 1ULL << 63);
+		emit_alu_rr(e, HALU_XOR, 8, H_RAX, H_RSI);
+	}
+	int32_t jc = (int32_t)offsetof(struct soft_jit, jc);
+	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_sib(H_RDX, H_RCX, 1, jc));
+	plain3 = emit_jcc_rel8(e, HCC_NE, 0);
+	emit_jmp_m(e, hmem_sib(H_RDX, H_RCX, 1, jc + 8));
+	if (from_handler)
+		emit_bind_rel8(e, plain);
+	emit_bind_rel8(e, plain2);
+	emit_bind_rel8(e, plain3);
+	emit_alu_rr(e, HALU_XOR, 4, H_RAX, H_RAX);
+	emit_jmp_rel32(e, j->epilogue);
+}
 
 int jit_emit_runtime(struct soft_jit *j)
 {
 	uint8_t *rw;
 	uintptr_t rx;
-	int rc = jit_cache_reserve(&j->cache, 256, &rw, &rx);
+	int rc = jit_cache_reserve(&j->cache, 1024, &rw, &rx);
 	if (rc)
 		return rc;
 	struct emit e;
-	emit_init(&e, rw, 256, rx);
+	emit_init(&e, rw, 1024, rx);
 	/* enter(cpu, code): save the callee-saved registers, align RSP. */
 	j->enter = emit_here(&e);
 	emit_push_r(&e, H_RBP);
@@ -1228,6 +1239,13 @@ int jit_emit_runtime(struct soft_jit *j)
 	emit_pop_r(&e, H_RBX);
 	emit_pop_r(&e, H_RBP);
 	emit_ret(&e);
+	emit_flag_routines(&e, j);
+	for (int user = 0; user < 2; user++)
+		for (int handler = 0; handler < 2; handler++) {
+			emit_align(&e, 16);
+			j->jc_exit[user][handler] = emit_here(&e);
+			emit_jump_cache(&e, j, user, handler);
+		}
 	if (!emit_ok(&e)) {
 		jit_cache_commit(&j->cache, 0);
 		return -EINVAL;
