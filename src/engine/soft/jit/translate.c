@@ -66,6 +66,7 @@ enum fstate { F_MEM, F_HOST, F_BOTH, F_R8 };
 /* Flag masks in the 6-bit liveness domain (bit per arithmetic flag). */
 #define FL_ALL 0x3f
 #define FL_CF 0x01
+#define FL_OF 0x20
 
 enum stub_kind { STUB_EXIT, STUB_SLOW };
 
@@ -211,6 +212,22 @@ static void flags_before_probe(struct tctx *t)
 		}
 	} else if (t->fs == F_BOTH) {
 		t->fs = F_MEM;
+	}
+}
+
+/* The same after a TLB probe: RCX (the operand's host address) survives
+ * in RBX, which the C helpers preserve. */
+static void flags_to_host_keep_rcx(struct tctx *t)
+{
+	if (t->fs == F_MEM) {
+		emit_mov_rr(&t->e, 8, H_RBX, H_RCX);
+		load_flags_to_host(t);
+		emit_mov_rr(&t->e, 8, H_RCX, H_RBX);
+		t->fs = F_BOTH;
+	} else if (t->fs == F_R8) {
+		emit_push_r(&t->e, H_R8);
+		emit_popfq(&t->e);
+		t->fs = F_HOST;
 	}
 }
 
@@ -440,8 +457,7 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 {
 	struct emit *e = &t->e;
 	bool writes = op != HALU_CMP;
-	if (op == HALU_ADC || op == HALU_SBB)
-		return false;
+	bool reads_cf = op == HALU_ADC || op == HALU_SBB;
 	if (!byte_reg_ok(i, size, i->rm) && i->mod == 3)
 		return false;
 	if (!imm && !byte_reg_ok(i, size, i->reg))
@@ -454,7 +470,9 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 		if (i->mod != 3) {
 			struct stub *slow;
 			emit_probe(t, i, size, ACC_READ, &slow);
-			emit_mov_rm(e, size < 4 ? size : size, H_RAX, gpr_slot(dst));
+			if (reads_cf)
+				flags_to_host_keep_rcx(t);
+			emit_mov_rm(e, size, H_RAX, gpr_slot(dst));
 			emit_alu_rm(e, op, size, H_RAX, hmem_base(H_RCX, 0));
 			produced_flags(t);
 			if (writes)
@@ -462,6 +480,8 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 			end_mem(t, slow);
 			return true;
 		}
+		if (reads_cf)
+			flags_to_host(t);
 		emit_mov_rm(e, size, H_RAX, gpr_slot(dst));
 		if (imm)
 			emit_alu_ri(e, op, size, H_RAX, iv);
@@ -476,6 +496,8 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 	/* Memory destination. */
 	struct stub *slow;
 	emit_probe(t, i, size, writes ? ACC_WRITE : ACC_READ, &slow);
+	if (reads_cf)
+		flags_to_host_keep_rcx(t);
 	if (imm) {
 		emit_alu_mi(e, op, size, hmem_base(H_RCX, 0), iv);
 	} else {
@@ -612,11 +634,9 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	bool flags = op != HUN_NOT;
 	/* INC/DEC keep CF: when it is needed afterwards the host must hold
 	 * the guest's CF before the instruction. */
-	if (keeps_cf && (t->live_after[t->k] & FL_CF)) {
-		if (i->mod != 3)
-			return false;
+	bool need_cf = keeps_cf && (t->live_after[t->k] & FL_CF);
+	if (need_cf && i->mod == 3)
 		flags_to_host(t);
-	}
 	if (i->mod == 3) {
 		if (size == 4) {
 			emit_mov_rm(e, 4, H_RAX, gpr_slot(i->rm));
@@ -631,6 +651,8 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	}
 	struct stub *slow;
 	emit_probe(t, i, size, ACC_WRITE, &slow);
+	if (need_cf)
+		flags_to_host_keep_rcx(t);
 	emit_unary_m(e, op, size, hmem_base(H_RCX, 0));
 	if (flags)
 		produced_flags(t);
@@ -638,26 +660,52 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	return true;
 }
 
-/* SHL/SHR/SAR/ROL/ROR by a constant count on a register. */
-static bool tr_shift_imm(struct tctx *t, const struct insn *i, unsigned size, uint8_t count)
+/* SHL/SHR/SAR/ROL/ROR by a constant (count >= 0) or by CL (count < 0).
+ * Rotates write only CF and OF, and a zero count in CL writes no flag:
+ * where the flags they keep are read later, the host starts from the
+ * guest's. A constant zero count is left to the handler. */
+static bool tr_shift(struct tctx *t, const struct insn *i, unsigned size, int count)
 {
 	struct emit *e = &t->e;
-	unsigned op = i->reg;
-	unsigned masked = count & (size == 8 ? 63 : 31);
-	if (i->mod != 3 || !byte_reg_ok(i, size, i->rm) || masked == 0)
+	unsigned op = i->reg == 6 ? (unsigned)HSH_SHL : i->reg;
+	unsigned masked = count >= 0 ? (unsigned)count & (size == 8 ? 63u : 31u) : 0;
+	if (op == HSH_RCL || op == HSH_RCR || (count >= 0 && masked == 0))
 		return false;
-	if (op != HSH_SHL && op != HSH_SHR && op != HSH_SAR && op != 6)
+	if (i->mod == 3 && !byte_reg_ok(i, size, i->rm))
 		return false;
-	if (op == 6)
-		op = HSH_SHL;
-	if (size == 4) {
-		emit_mov_rm(e, 4, H_RAX, gpr_slot(i->rm));
-		emit_shift_ri(e, (enum hshift)op, 4, H_RAX, (uint8_t)masked);
-		emit_mov_mr(e, 8, gpr_slot(i->rm), H_RAX);
+	uint8_t written = count < 0 ? 0 : op <= HSH_ROR ? (FL_CF | FL_OF) : FL_ALL;
+	bool need_old = (t->live_after[t->k] & ~written) != 0;
+	struct stub *slow = NULL;
+	struct hmem m;
+	int host = H_RAX;
+	if (i->mod == 3) {
+		if (need_old)
+			flags_to_host(t);
+		m = gpr_slot(i->rm);
 	} else {
-		emit_shift_mi(e, (enum hshift)op, size, gpr_slot(i->rm), (uint8_t)masked);
+		emit_probe(t, i, size, ACC_WRITE, &slow);
+		emit_mov_rr(e, 8, H_RBX, H_RCX);
+		if (need_old)
+			flags_to_host_keep_rcx(t);
+		m = hmem_base(H_RBX, 0);
+	}
+	if (count < 0)
+		emit_movzx_rm(e, 4, 1, H_RCX, gpr_slot(GPR_RCX));
+	if (i->mod == 3 && size == 4) {
+		emit_mov_rm(e, 4, host, m);
+		if (count < 0)
+			emit_shift_rcl(e, (enum hshift)op, 4, host);
+		else
+			emit_shift_ri(e, (enum hshift)op, 4, host, (uint8_t)masked);
+		emit_mov_mr(e, 8, m, host);
+	} else if (count < 0) {
+		emit_shift_mcl(e, (enum hshift)op, size, m);
+	} else {
+		emit_shift_mi(e, (enum hshift)op, size, m, (uint8_t)masked);
 	}
 	produced_flags(t);
+	if (slow)
+		end_mem(t, slow);
 	return true;
 }
 
@@ -862,10 +910,12 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 		}
 		if (op >= 0xb0 && op <= 0xbf)
 			return tr_mov_imm(t, i, size, (op & 7) | ((i->rex & 1) << 3));
-		if ((op == 0xc0 || op == 0xc1) )
-			return tr_shift_imm(t, i, size, (uint8_t)i->imm);
+		if (op == 0xc0 || op == 0xc1)
+			return tr_shift(t, i, size, (int)(i->imm & 0xff));
 		if (op == 0xd0 || op == 0xd1)
-			return tr_shift_imm(t, i, size, 1);
+			return tr_shift(t, i, size, 1);
+		if (op == 0xd2 || op == 0xd3)
+			return tr_shift(t, i, size, -1);
 		if (op == 0xc3)
 			return tr_ret(t, i);
 		if (op == 0xc6 || op == 0xc7)
@@ -915,9 +965,8 @@ static void flag_use(const struct insn *i, uint8_t *rd, uint8_t *wr)
 		if (op < 0x40 && (op & 7) < 6) {
 			unsigned alu = op >> 3;
 			if (alu == HALU_ADC || alu == HALU_SBB)
-				*rd = FL_ALL;
-			else
-				*wr = FL_ALL;
+				*rd = FL_CF;
+			*wr = FL_ALL;
 			return;
 		}
 		if ((op >= 0x50 && op <= 0x5f) || op == 0x63 || (op >= 0x88 && op <= 0x8b) ||
@@ -930,24 +979,24 @@ static void flag_use(const struct insn *i, uint8_t *rd, uint8_t *wr)
 		}
 		if (op >= 0x80 && op <= 0x83 && op != 0x82) {
 			if (i->reg == HALU_ADC || i->reg == HALU_SBB)
-				*rd = FL_ALL;
-			else
-				*wr = FL_ALL;
+				*rd = FL_CF;
+			*wr = FL_ALL;
 			return;
 		}
 		if (op == 0x84 || op == 0x85 || op == 0xa8 || op == 0xa9 || op == 0x69 || op == 0x6b) {
 			*wr = FL_ALL;
 			return;
 		}
-		if ((op == 0xc0 || op == 0xc1 || op == 0xd0 || op == 0xd1) &&
-		    (i->reg == 4 || i->reg == 5 || i->reg == 6 || i->reg == 7)) {
-			unsigned count = (op >= 0xd0 ? 1 : (unsigned)i->imm) & (i->opsize == 8 ? 63 : 31);
-			if (count && i->mod == 3)
-				*wr = FL_ALL;
+		if ((op == 0xc0 || op == 0xc1 || op == 0xd0 || op == 0xd1) && i->reg != 2 && i->reg != 3) {
+			unsigned count = (op >= 0xd0 ? 1 : (unsigned)(i->imm & 0xff)) & (i->opsize == 8 ? 63 : 31);
+			if (!count)
+				*rd = FL_ALL; /* left to the handler */
 			else
-				*rd = FL_ALL;
+				*wr = i->reg <= 1 ? (FL_CF | FL_OF) : FL_ALL;
 			return;
 		}
+		if ((op == 0xd2 || op == 0xd3) && i->reg != 2 && i->reg != 3)
+			return; /* a zero count keeps every flag: they pass through */
 		if ((op == 0xf6 || op == 0xf7) && i->reg <= 3) {
 			if (i->reg == 0 || i->reg == 3)
 				*wr = FL_ALL;
