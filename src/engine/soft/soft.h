@@ -408,6 +408,7 @@ struct soft_cpu {
 	struct insn scratch; /* decoded form of an uncacheable instruction */
 	uint64_t block_gpa_page; /* page of the block being executed */
 	bool block_abort;        /* leave the block after this instruction */
+	bool string_bulk;        /* REP MOVS/STOS may do a page at once (not single-stepping) */
 	struct soft_dcache *dcache;
 	/* The irqchip may have an interrupt for this vCPU (set from any
 	 * thread; translated code tests it on block entry). */

@@ -483,6 +483,7 @@ static void soft_handle_fault(struct soft_cpu *cpu)
 static void soft_run_once(struct engine_vcpu *v, unsigned budget)
 {
 	struct soft_cpu *cpu = &v->cpu;
+	cpu->string_bulk = !v->single_step;
 	/* setjmp returns again for every fault; the loop state lives in cpu,
 	 * so no local is modified between setjmp and longjmp. */
 	if (setjmp(cpu->jb)) {
