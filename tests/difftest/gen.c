@@ -1424,6 +1424,62 @@ static void t_sse4_int(struct gen *g)
 		store_xmm(g, e.regf);
 }
 
+/* One single or double with a fraction worth rounding: quarters, halves
+ * (ties), values next to the largest non-integral ones, edge cases. */
+static uint64_t sse4_fp_value(struct gen *g, bool dbl)
+{
+	static const uint64_t s32[] = {0x80000000, 0x7f800000, 0xff800000, 0x7fc00001, 0x7f800001,
+				       0x00000001, 0x807fffff, 0x3effffff, 0x3f7fffff, 0x00800000,
+				       0x4b000000, 0xcafffffe};
+	static const uint64_t s64[] = {0x8000000000000000ULL, 0x7ff0000000000000ULL,
+				       0xfff8000000000001ULL, 0x7ff0000000000001ULL, 1,
+				       0x800fffffffffffffULL, 0x3fdfffffffffffffULL,
+				       0x3fefffffffffffffULL, 0x4330000000000000ULL,
+				       0xc32ffffffffffffeULL};
+	double v;
+	switch (rn(g, 5)) {
+	case 0: v = ((int)rn(g, 129) - 64) / 4.0; break;
+	case 1: v = ((int)rn(g, 17) - 8) + 0.5; break;
+	case 2: v = (dbl ? 2251799813685248.0 : 4194304.0) + ((int)rn(g, 9) - 4) / 2.0; break;
+	case 3: return dbl ? s64[rn(g, sizeof(s64) / 8)] : s32[rn(g, sizeof(s32) / 8)];
+	default: return dbl ? rnd(g) : (uint32_t)rnd(g);
+	}
+	if (chance(g, 20))
+		v = -v;
+	if (dbl) {
+		uint64_t b;
+		memcpy(&b, &v, 8);
+		return b;
+	}
+	float f = (float)v;
+	uint32_t b;
+	memcpy(&b, &f, 4);
+	return b;
+}
+
+/* Writes 16 bytes at data offset off with four MOV dword [rbx+disp32], imm32. */
+static void sse4_put16(struct gen *g, unsigned off, const uint8_t *b)
+{
+	for (unsigned k = 0; k < 4; k++) {
+		uint32_t v;
+		memcpy(&v, &b[4 * k], 4);
+		struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true, .rm = sse4_data_at(off + 4 * k),
+				.imm = v, .immsz = 4};
+		put(g, &s);
+	}
+}
+
+/* Writes 16 bytes of such values at data offset off. */
+static void sse4_fp_pattern(struct gen *g, unsigned off, bool dbl)
+{
+	uint8_t b[16];
+	for (unsigned k = 0; k < 16; k += dbl ? 8 : 4) {
+		uint64_t v = sse4_fp_value(g, dbl);
+		memcpy(&b[k], &v, dbl ? 8 : 4);
+	}
+	sse4_put16(g, off, b);
+}
+
 /* 66 0F 3A xx xmm, xmm/m, imm8: ROUNDxx, BLENDxx, DPPS/DPPD, MPSADBW, INSERTPS. */
 static void t_sse4_imm(struct gen *g)
 {
@@ -1431,18 +1487,33 @@ static void t_sse4_imm(struct gen *g)
 				      0x21, 0x40, 0x41, 0x42};
 	uint8_t op = ops[rn(g, sizeof(ops))];
 	bool fp = op <= 0x0b || op == 0x40 || op == 0x41;
+	bool dbl = op == 0x09 || op == 0x0b || op == 0x41;
+	bool fpdata = fp && chance(g, 60); /* values worth rounding instead of random bits */
 	bool partial = op == 0x0a || op == 0x0b || op == 0x21;
+	unsigned pat = SSE4_PATTERN_OFF + 0x40;
 	struct enc e = {0};
 	if (fp)
 		sse4_mxcsr(g);
 	sse4_enc(&e, 0x66, 0x3a, op);
 	e.regf = xreg(g);
-	sse4_load(g, e.regf);
+	if (fpdata) {
+		sse4_fp_pattern(g, pat, dbl);
+		sse4_movdqu_load(g, e.regf, sse4_data_at(pat));
+		sse4_fp_pattern(g, pat + 0x10, dbl);
+	} else {
+		sse4_load(g, e.regf);
+	}
 	if (chance(g, 35)) {
-		e.rm = partial ? mem(g, 1) : sse4_mem16(g);
+		if (fpdata)
+			e.rm = sse4_data_at(pat + 0x10 + (partial ? 4 * rn(g, 3) : 0));
+		else
+			e.rm = partial ? mem(g, 1) : sse4_mem16(g);
 	} else {
 		e.rm = rop(xreg(g));
-		sse4_load(g, e.rm.reg);
+		if (fpdata)
+			sse4_movdqu_load(g, e.rm.reg, sse4_data_at(pat + 0x10));
+		else
+			sse4_load(g, e.rm.reg);
 	}
 	e.imm = rn(g, 256), e.immsz = 1;
 	put(g, &e);
@@ -1512,13 +1583,7 @@ static void sse4_pattern(struct gen *g, unsigned off, bool words)
 		if (words)
 			b[at + 1] = 0;
 	}
-	for (unsigned k = 0; k < 4; k++) {
-		uint32_t v;
-		memcpy(&v, &b[4 * k], 4);
-		struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true, .rm = sse4_data_at(off + 4 * k),
-				.imm = v, .immsz = 4};
-		put(g, &s);
-	}
+	sse4_put16(g, off, b);
 }
 
 static uint64_t sse4_length(struct gen *g)
