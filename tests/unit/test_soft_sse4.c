@@ -221,9 +221,10 @@ static void test_pcmpistri_strstr(void **state)
 	struct harness *h = sse4_new();
 	for (size_t k = 0; k < sizeof(strings) / sizeof(strings[0]); k++)
 		for (size_t j = 0; j < sizeof(needles) / sizeof(needles[0]); j++) {
-			const char *p = strstr(strings[k], needles[j]);
-			assert_int_equal(run_str(h, strstr_code, sizeof(strstr_code), strings[k], needles[j]),
-					 p ? (uint64_t)(p - strings[k]) : ~0ULL);
+			const char *s = strings[k], *n = needles[j];
+			uint64_t r = run_str(h, strstr_code, sizeof(strstr_code), s, n);
+			const char *p = strstr(s, n);
+			assert_int_equal(r, p ? (uint64_t)(p - s) : ~0ULL);
 		}
 	harness_free(h);
 }
@@ -336,7 +337,8 @@ static void test_pcmpestr_lengths(void **state)
 	    {(uint64_t)-2, (uint64_t)-5, false, 0x1b, FLAG_CF | FLAG_ZF | FLAG_SF | FLAG_OF},
 	    {1, 100, false, 0x9249, FLAG_CF | FLAG_SF | FLAG_OF},
 	    {0, 16, false, 0, 0 | FLAG_SF},
-	    {0x100000001ULL, 0xffffffff00000003ULL, false, 0x1, FLAG_CF | FLAG_ZF | FLAG_SF | FLAG_OF},
+	    {0x100000001ULL, 0xffffffff00000003ULL, false, 0x1,
+	     FLAG_CF | FLAG_ZF | FLAG_SF | FLAG_OF},
 	    {0x100000001ULL, 0xffffffff00000003ULL, true, 0xb6db, FLAG_CF | FLAG_OF},
 	    {0x80000000ULL, 0x80000000ULL, false, 0xb6db, FLAG_CF | FLAG_OF},
 	    {0x8000000000000000ULL, 0xfffffffffffffffdULL, true, 0x3, FLAG_CF | FLAG_ZF | FLAG_OF},
@@ -552,8 +554,9 @@ static void test_round_unmasked(void **state)
 	(void)state;
 	struct harness *h = sse4_new();
 	uint32_t mx = MXCSR_DEFAULT & ~(MXCSR_PE << MXCSR_MASKS_SHIFT);
-	static const uint8_t inexact[] = {0x66, 0x0f, 0x3a, 0x08, 0xc8, 0x00}; /* roundps xmm1, xmm0, 0 */
-	static const uint8_t quiet[] = {0x66, 0x0f, 0x3a, 0x08, 0xc8, 0x08};   /* ..., 8 */
+	/* roundps xmm1, xmm0, 0 and roundps xmm1, xmm0, 8 */
+	static const uint8_t inexact[] = {0x66, 0x0f, 0x3a, 0x08, 0xc8, 0x00};
+	static const uint8_t quiet[] = {0x66, 0x0f, 0x3a, 0x08, 0xc8, 0x08};
 	xset(h, 0, f2u(1.5f), 0, 0, 0);
 	xset(h, 1, 9, 9, 9, 9);
 	cpu_of(h)->fpu.mxcsr = mx;
@@ -673,7 +676,7 @@ static void test_insert_extract(void **state)
 	assert_int_equal(d, 0x00ffeedd);
 	assert_int_equal(h->state.gpr[GPR_RDI], 0xccbbaa99);
 	assert_xmm(h, 2, 0, 0, 0, 0x78000000);
-	assert_xmm(h, 3, 0, 2, 3, 0xccbbaa99); /* dword 2 of the source to dword 3, dword 0 zeroed */
+	assert_xmm(h, 3, 0, 2, 3, 0xccbbaa99); /* source dword 2 to dword 3; dword 0 zeroed */
 	harness_free(h);
 }
 

@@ -323,7 +323,10 @@ static const struct fmt F32 = {4, 23, 0x80000000u, 0x7f800000u, 0x007fffffu, 0x0
 static const struct fmt F64 = {8, 52, 1ULL << 63, 0x7ff0000000000000ULL,
 			       0x000fffffffffffffULL, 1ULL << 51, 0xfff8000000000000ULL};
 
-static bool is_nan(const struct fmt *f, uint64_t a) { return (a & f->exp) == f->exp && (a & f->frac); }
+static bool is_nan(const struct fmt *f, uint64_t a)
+{
+	return (a & f->exp) == f->exp && (a & f->frac);
+}
 static bool is_snan(const struct fmt *f, uint64_t a) { return is_nan(f, a) && !(a & f->quiet); }
 static bool is_denormal(const struct fmt *f, uint64_t a) { return !(a & f->exp) && (a & f->frac); }
 
@@ -405,7 +408,8 @@ static uint64_t fp_daz(const struct fpctx *c, const struct fmt *f, uint64_t a)
  * result of zero keeps the source's sign. Sets *inexact. */
 static uint64_t round_integral(const struct fmt *f, uint64_t a, unsigned mode, bool *inexact)
 {
-	unsigned bias = (unsigned)(f->exp >> (f->mbits + 1)), e = (unsigned)((a & f->exp) >> f->mbits);
+	unsigned bias = (unsigned)(f->exp >> (f->mbits + 1));
+	unsigned e = (unsigned)((a & f->exp) >> f->mbits);
 	uint64_t sign = a & f->sign, mag = a & ~f->sign;
 	bool neg = sign != 0;
 	*inexact = false;
@@ -512,9 +516,13 @@ static bool inexact_unbounded(const struct fmt *f, bool mul, uint64_t a, uint64_
 	__asm__ volatile("fnstcw %0" : "=m"(saved));
 	__asm__ volatile("fnclex\n\tfldcw %0" : : "m"(cw) : "memory");
 	if (mul)
-		__asm__ volatile("fmul %%st(1), %%st\n\tfnstsw %1" : "=t"(x), "=m"(sw) : "0"(x), "u"(y));
+		__asm__ volatile("fmul %%st(1), %%st\n\tfnstsw %1"
+				 : "=t"(x), "=m"(sw)
+				 : "0"(x), "u"(y));
 	else
-		__asm__ volatile("fadd %%st(1), %%st\n\tfnstsw %1" : "=t"(x), "=m"(sw) : "0"(x), "u"(y));
+		__asm__ volatile("fadd %%st(1), %%st\n\tfnstsw %1"
+				 : "=t"(x), "=m"(sw)
+				 : "0"(x), "u"(y));
 	__asm__ volatile("fnclex\n\tfldcw %0" : : "m"(saved) : "memory");
 	return sw & MXCSR_PE;
 }
@@ -588,8 +596,10 @@ static void dpp(struct soft_cpu *cpu, struct insn *i)
 	struct fpctx c;
 	operands(cpu, i, 16, true, &d, &s);
 	fp_begin(cpu, &c, true);
-	for (unsigned k = 0; k < n; k++)
-		p[k] = (i->imm & (0x10u << k)) ? fp_op(&c, f, true, elem(&d, f, k), elem(&s, f, k)) : 0;
+	for (unsigned k = 0; k < n; k++) {
+		bool on = i->imm & (0x10u << k);
+		p[k] = on ? fp_op(&c, f, true, elem(&d, f, k), elem(&s, f, k)) : 0; /* +0.0 */
+	}
 	fp_step_commit(cpu, &c);
 	if (n == 4) {
 		uint64_t lo = fp_op(&c, f, false, p[0], p[1]);
