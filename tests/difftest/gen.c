@@ -1349,7 +1349,8 @@ static void sse4_enc(struct enc *e, uint8_t pfx, uint8_t map, uint8_t op)
 /* [rbx + disp32] at offset off of the data area. */
 static struct op sse4_data_at(unsigned off)
 {
-	return (struct op){.mod = 2, .rm = DATA_BASE_REG, .disp = (int32_t)off - 0x1000, .dispsz = 4};
+	struct op o = {.mod = 2, .rm = DATA_BASE_REG, .disp = (int32_t)off - 0x1000, .dispsz = 4};
+	return o;
 }
 
 static void sse4_movdqu_load(struct gen *g, unsigned x, struct op m)
@@ -1463,8 +1464,8 @@ static void sse4_put16(struct gen *g, unsigned off, const uint8_t *b)
 	for (unsigned k = 0; k < 4; k++) {
 		uint32_t v;
 		memcpy(&v, &b[4 * k], 4);
-		struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true, .rm = sse4_data_at(off + 4 * k),
-				.imm = v, .immsz = 4};
+		struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true,
+				.rm = sse4_data_at(off + 4 * k), .imm = v, .immsz = 4};
 		put(g, &s);
 	}
 }
