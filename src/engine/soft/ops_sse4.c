@@ -3,9 +3,10 @@
  *
  * All forms are the legacy-SSE encodings 66 0F 38 xx and 66 0F 3A xx ib
  * (CRC32: F2 0F 38 F0/F1). 16-byte memory operands must be 16-byte
- * aligned (#GP(0)) except for PCMPxSTRx (vol. 2 §4.1: "memory operands
- * need not be aligned"); the forms that read fewer bytes (PMOVSX/ZX,
- * ROUNDSS/SD, INSERTPS, PINSRx) have no alignment requirement.
+ * aligned (#GP(0), vol. 2 table 2-21) except for PCMPxSTRx (their pages:
+ * no #GP for a misaligned memory operand); the forms that read fewer
+ * bytes (PMOVSX/ZX, ROUNDSS/SD, INSERTPS, PINSRx) have no alignment
+ * requirement.
  *
  * Floating point (ROUND*, DPPS/DPPD) follows the conventions of ops_sse.c:
  * DAZ on inputs, FTZ on results, the first source's NaN wins and SNaNs are
