@@ -1392,6 +1392,314 @@ static bool sse_groups_enabled(const struct dt_groups *en)
 	       dt_group_enabled(en, "sse_fp") || dt_group_enabled(en, "sse3") ||
 	       dt_group_enabled(en, "ssse3");
 }
+/* ==== SSE4.1 and SSE4.2 (group sse4; 64-bit only) ====
+ * Each template loads its XMM operands itself (the SSE prologue runs only
+ * with sse_mov enabled) and stores its results to the scratch slots; the
+ * floating-point ones sometimes load a random MXCSR first (rounding, DAZ,
+ * FTZ, now and then an unmasked exception) and store MXCSR after. The
+ * string compares build their operands from a small alphabet with nulls,
+ * so that every aggregation finds matches. */
+
+#define SSE4_PATTERN_OFF 0x3800 /* relative to DT_DATA_ADDR: string operands */
+
+static void sse4_enc(struct enc *e, uint8_t pfx, uint8_t map, uint8_t op)
+{
+	if (pfx)
+		e->pfx[e->npfx++] = pfx;
+	e->nopc = 3;
+	e->opc[0] = 0x0f;
+	e->opc[1] = map;
+	e->opc[2] = op;
+	e->modrm = true;
+}
+
+/* [rbx + disp32] at offset off of the data area. */
+static struct op sse4_data_at(unsigned off)
+{
+	struct op o = {.mod = 2, .rm = DATA_BASE_REG, .disp = (int32_t)off - 0x1000, .dispsz = 4};
+	return o;
+}
+
+static void sse4_movdqu_load(struct gen *g, unsigned x, struct op m)
+{
+	struct enc e = {0};
+	sse_enc(&e, 0xf3, 0x6f);
+	e.regf = x;
+	e.rm = m;
+	put(g, &e);
+}
+
+/* Gives xmm x 16 bytes of the data area (random bytes and FP specials),
+ * most of the time; otherwise it keeps what earlier templates left. */
+static void sse4_load(struct gen *g, unsigned x)
+{
+	if (chance(g, 75))
+		sse4_movdqu_load(g, x, mem(g, 1));
+}
+
+/* A memory operand for a 16-byte access that must be aligned. Never a
+ * misaligned one: this host's oracle reports #UD for those (PVM hands the
+ * #GP to KVM's instruction emulator, which knows only a few SSE
+ * instructions); the unit tests check #GP(0). */
+static struct op sse4_mem16(struct gen *g) { return mem(g, 16); }
+
+static void sse4_mxcsr(struct gen *g)
+{
+	if (!chance(g, 30))
+		return;
+	uint32_t v = 0x1f80 | (uint32_t)(rn(g, 4) << 13) | (chance(g, 30) ? 0x8000 : 0) |
+		     (chance(g, 30) ? 0x40 : 0);
+	if (chance(g, 8))
+		v &= ~(0x80u << rn(g, 6)); /* one unmasked exception */
+	struct op m = sse4_data_at(SCRATCH_OFF + 0x408);
+	struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true, .rm = m, .imm = v, .immsz = 4};
+	put(g, &s);
+	struct enc l = {.nopc = 2, .opc = {0x0f, 0xae}, .modrm = true, .regf = 2, .rm = m};
+	put(g, &l);
+}
+
+static void sse4_stmxcsr(struct gen *g)
+{
+	struct enc s = {.nopc = 2, .opc = {0x0f, 0xae}, .modrm = true, .regf = 3, .rm = slot(g)};
+	put(g, &s);
+}
+
+/* 66 0F 38 xx xmm, xmm/m128: packed integer, blends on XMM0, PTEST,
+ * PMOVSX/ZX (partial, unaligned reads), MOVNTDQA. */
+static void t_sse4_int(struct gen *g)
+{
+	static const uint8_t ops[] = {
+	    0x10, 0x14, 0x15, 0x17, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x28, 0x29, 0x2a, 0x2b,
+	    0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e,
+	    0x3f, 0x40, 0x41,
+	};
+	uint8_t op = ops[rn(g, sizeof(ops))];
+	bool pmovx = (op >= 0x20 && op <= 0x25) || (op >= 0x30 && op <= 0x35);
+	struct enc e = {0};
+	sse4_enc(&e, 0x66, 0x38, op);
+	e.regf = xreg(g);
+	sse4_load(g, e.regf);
+	if (op == 0x10 || op == 0x14 || op == 0x15)
+		sse4_load(g, 0); /* the implicit selector */
+	if (op == 0x2a || chance(g, 35)) {
+		e.rm = pmovx ? mem(g, 1) : sse4_mem16(g);
+	} else {
+		e.rm = rop(xreg(g));
+		sse4_load(g, e.rm.reg);
+	}
+	put(g, &e);
+	if (op != 0x17)
+		store_xmm(g, e.regf);
+}
+
+/* One single or double with a fraction worth rounding: quarters, halves
+ * (ties), values next to the largest non-integral ones, edge cases. */
+static uint64_t sse4_fp_value(struct gen *g, bool dbl)
+{
+	static const uint64_t s32[] = {0x80000000, 0x7f800000, 0xff800000, 0x7fc00001, 0x7f800001,
+				       0x00000001, 0x807fffff, 0x3effffff, 0x3f7fffff, 0x00800000,
+				       0x4b000000, 0xcafffffe};
+	static const uint64_t s64[] = {0x8000000000000000ULL, 0x7ff0000000000000ULL,
+				       0xfff8000000000001ULL, 0x7ff0000000000001ULL, 1,
+				       0x800fffffffffffffULL, 0x3fdfffffffffffffULL,
+				       0x3fefffffffffffffULL, 0x4330000000000000ULL,
+				       0xc32ffffffffffffeULL};
+	double v;
+	switch (rn(g, 5)) {
+	case 0: v = ((int)rn(g, 129) - 64) / 4.0; break;
+	case 1: v = ((int)rn(g, 17) - 8) + 0.5; break;
+	case 2: v = (dbl ? 2251799813685248.0 : 4194304.0) + ((int)rn(g, 9) - 4) / 2.0; break;
+	case 3: return dbl ? s64[rn(g, sizeof(s64) / 8)] : s32[rn(g, sizeof(s32) / 8)];
+	default: return dbl ? rnd(g) : (uint32_t)rnd(g);
+	}
+	if (chance(g, 20))
+		v = -v;
+	if (dbl) {
+		uint64_t b;
+		memcpy(&b, &v, 8);
+		return b;
+	}
+	float f = (float)v;
+	uint32_t b;
+	memcpy(&b, &f, 4);
+	return b;
+}
+
+/* Writes 16 bytes at data offset off with four MOV dword [rbx+disp32], imm32. */
+static void sse4_put16(struct gen *g, unsigned off, const uint8_t *b)
+{
+	for (unsigned k = 0; k < 4; k++) {
+		uint32_t v;
+		memcpy(&v, &b[4 * k], 4);
+		struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true,
+				.rm = sse4_data_at(off + 4 * k), .imm = v, .immsz = 4};
+		put(g, &s);
+	}
+}
+
+/* Writes 16 bytes of such values at data offset off. */
+static void sse4_fp_pattern(struct gen *g, unsigned off, bool dbl)
+{
+	uint8_t b[16];
+	for (unsigned k = 0; k < 16; k += dbl ? 8 : 4) {
+		uint64_t v = sse4_fp_value(g, dbl);
+		memcpy(&b[k], &v, dbl ? 8 : 4);
+	}
+	sse4_put16(g, off, b);
+}
+
+/* 66 0F 3A xx xmm, xmm/m, imm8: ROUNDxx, BLENDxx, DPPS/DPPD, MPSADBW, INSERTPS. */
+static void t_sse4_imm(struct gen *g)
+{
+	static const uint8_t ops[] = {0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+				      0x21, 0x40, 0x41, 0x42};
+	uint8_t op = ops[rn(g, sizeof(ops))];
+	bool fp = op <= 0x0b || op == 0x40 || op == 0x41;
+	bool dbl = op == 0x09 || op == 0x0b || op == 0x41;
+	bool fpdata = fp && chance(g, 60); /* values worth rounding instead of random bits */
+	bool partial = op == 0x0a || op == 0x0b || op == 0x21;
+	unsigned pat = SSE4_PATTERN_OFF + 0x40;
+	struct enc e = {0};
+	if (fp)
+		sse4_mxcsr(g);
+	sse4_enc(&e, 0x66, 0x3a, op);
+	e.regf = xreg(g);
+	if (fpdata) {
+		sse4_fp_pattern(g, pat, dbl);
+		sse4_movdqu_load(g, e.regf, sse4_data_at(pat));
+		sse4_fp_pattern(g, pat + 0x10, dbl);
+	} else {
+		sse4_load(g, e.regf);
+	}
+	if (chance(g, 35)) {
+		if (fpdata)
+			e.rm = sse4_data_at(pat + 0x10 + (partial ? 4 * rn(g, 3) : 0));
+		else
+			e.rm = partial ? mem(g, 1) : sse4_mem16(g);
+	} else {
+		e.rm = rop(xreg(g));
+		if (fpdata)
+			sse4_movdqu_load(g, e.rm.reg, sse4_data_at(pat + 0x10));
+		else
+			sse4_load(g, e.rm.reg);
+	}
+	e.imm = rn(g, 256), e.immsz = 1;
+	put(g, &e);
+	store_xmm(g, e.regf);
+	if (fp)
+		sse4_stmxcsr(g);
+}
+
+/* Between XMM and general registers or memory: PEXTRB/W/D/Q, EXTRACTPS,
+ * PINSRB/D/Q; and CRC32 of every size (F2 [66] [REX.W] 0F 38 F0/F1). */
+static void t_sse4_gpr(struct gen *g)
+{
+	static const uint8_t ops[] = {0x14, 0x15, 0x16, 0x17, 0x20, 0x22};
+	unsigned k = rn(g, sizeof(ops) + 2);
+	struct enc e = {0};
+	if (k >= sizeof(ops)) { /* CRC32 */
+		bool byte = k == sizeof(ops);
+		unsigned size = byte ? 1 : (unsigned[]){2, 4, 8}[rn(g, 3)];
+		struct bytemode bm = pick_bytemode(g);
+		e.pfx[e.npfx++] = 0xf2;
+		if (size == 2) { /* 66 before or after F2: the 16-bit form either way */
+			if (chance(g, 50))
+				e.pfx[e.npfx++] = 0x66;
+			else
+				e.pfx[0] = 0x66, e.pfx[e.npfx++] = 0xf2;
+		}
+		e.nopc = 3, e.opc[0] = 0x0f, e.opc[1] = 0x38, e.opc[2] = byte ? 0xf0 : 0xf1;
+		e.modrm = true;
+		e.w = size == 8 || (byte && chance(g, 30));
+		e.force_rex = byte && bm.rex;
+		e.regf = wreg(g);
+		e.rm = chance(g, 35) ? mem(g, 1) : rop(byte ? anyreg8(g, bm) : anyreg(g));
+		put(g, &e);
+		return;
+	}
+	uint8_t op = ops[k];
+	sse4_enc(&e, 0x66, 0x3a, op);
+	e.w = chance(g, 40);
+	e.regf = xreg(g);
+	sse4_load(g, e.regf);
+	e.imm = rn(g, 256), e.immsz = 1;
+	if (op >= 0x20) { /* insert: r/m source */
+		e.rm = chance(g, 35) ? mem(g, 1) : rop(anyreg(g));
+		put(g, &e);
+		store_xmm(g, e.regf);
+	} else { /* extract: r/m destination */
+		e.rm = chance(g, 35) ? mem(g, 1) : rop(wreg(g));
+		put(g, &e);
+	}
+}
+
+/* 16 bytes of a string-like pattern at data offset off, written with four
+ * MOV dword [rbx+disp32], imm32: characters from a small alphabet (signed
+ * and unsigned extremes included) and, most of the time, a null element. */
+static void sse4_pattern(struct gen *g, unsigned off, bool words)
+{
+	static const uint8_t alpha[] = {'a', 'b', 'c', 'z', 'A', 0x7f, 0x80, 0xff};
+	uint8_t b[16];
+	for (unsigned k = 0; k < 16; k++)
+		b[k] = alpha[rn(g, sizeof(alpha))];
+	if (words)
+		for (unsigned k = 1; k < 16; k += 2)
+			b[k] = chance(g, 70) ? 0 : b[k] & 0x80 ? 0xff : b[k];
+	if (chance(g, 65)) {
+		unsigned at = rn(g, 16) & (words ? ~1u : ~0u);
+		b[at] = 0;
+		if (words)
+			b[at + 1] = 0;
+	}
+	sse4_put16(g, off, b);
+}
+
+static uint64_t sse4_length(struct gen *g)
+{
+	switch (rn(g, 4)) {
+	case 0: return interesting(g);
+	case 1: return (uint64_t)((int64_t)rn(g, 41) - 20);
+	default: return rn(g, 18);
+	}
+}
+
+/* PCMPESTRM/PCMPESTRI/PCMPISTRM/PCMPISTRI with a random imm8 (every
+ * format, aggregation, polarity and output form), explicit lengths in
+ * EAX/EDX or RAX/RDX (REX.W) from small, negative and huge values. */
+static void t_sse4_pcmpstr(struct gen *g)
+{
+	uint8_t op = (uint8_t)(0x60 + rn(g, 4));
+	uint8_t imm = (uint8_t)rn(g, 256);
+	bool words = imm & 1;
+	struct enc e = {0};
+	sse4_enc(&e, 0x66, 0x3a, op);
+	e.regf = xreg(g);
+	sse4_pattern(g, SSE4_PATTERN_OFF, words);
+	sse4_movdqu_load(g, e.regf, sse4_data_at(SSE4_PATTERN_OFF));
+	unsigned text = SSE4_PATTERN_OFF + 0x20 + rn(g, 16); /* any alignment */
+	sse4_pattern(g, text, words);
+	if (chance(g, 10)) {
+		e.rm = rop(e.regf);
+	} else if (chance(g, 50)) {
+		e.rm = sse4_data_at(text);
+	} else {
+		e.rm = rop(xreg(g));
+		sse4_movdqu_load(g, e.rm.reg, sse4_data_at(text));
+	}
+	if (op < 0x62) {
+		e.w = chance(g, 30);
+		mov_reg_imm(g, 0, chance(g, 50) ? 8 : 4, sse4_length(g));
+		mov_reg_imm(g, 2, chance(g, 50) ? 8 : 4, sse4_length(g));
+	} else {
+		e.w = chance(g, 10); /* ignored */
+	}
+	e.imm = imm, e.immsz = 1;
+	put(g, &e);
+	if (!(op & 1))
+		store_xmm(g, 0);
+}
+
+/* ==== end of SSE4.1 and SSE4.2 ==== */
 
 /* ---- the template table ---- */
 
@@ -1442,6 +1750,10 @@ static const struct tmpl tmpls[] = {
     {"sse3", "fisttp", t_fisttp, BOTH, false, false},
     {"ssse3", "ssse3", t_ssse3, BOTH, false, false},
     {"io", "in/out/ins/outs", t_io, M32, false, true},
+    {"sse4", "sse4.1 integer", t_sse4_int, M64, false, false},
+    {"sse4", "sse4.1 imm8", t_sse4_imm, M64, false, false},
+    {"sse4", "sse4 gpr/crc32", t_sse4_gpr, M64, false, false},
+    {"sse4", "sse4.2 pcmpxstrx", t_sse4_pcmpstr, M64, false, false},
 };
 #define NTMPLS (sizeof(tmpls) / sizeof(tmpls[0]))
 
