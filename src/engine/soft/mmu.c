@@ -27,7 +27,12 @@
 
 void tlb_flush_all(struct soft_cpu *cpu)
 {
-	memset(&cpu->tlb, 0, sizeof(cpu->tlb));
+	uint64_t gen = (cpu->tlb_tag >> TLB_GEN_SHIFT) + 1;
+	if (gen > TLB_GEN_MAX || !(cpu->tlb_tag & TLB_VALID)) {
+		memset(&cpu->tlb, 0, sizeof(cpu->tlb));
+		gen = 1;
+	}
+	cpu->tlb_tag = (gen << TLB_GEN_SHIFT) | TLB_VALID;
 	cpu->code_la = ~0ULL;
 	cpu->code_gen++;
 	cpu->block_abort = true;
@@ -59,7 +64,7 @@ void tlb_flush_page(struct soft_cpu *cpu, uint64_t la)
 	cpu->block_abort = true;
 	for (int a = 0; a < 3; a++)
 		for (int u = 0; u < 2; u++)
-			if ((cpu->tlb.e[a][u][idx].tag & ~TLB_VALID) == page)
+			if ((cpu->tlb.e[a][u][idx].tag & ~0xfffULL) == page)
 				cpu->tlb.e[a][u][idx].tag = 0;
 }
 
@@ -231,7 +236,7 @@ const struct tlb_entry *mmu_fill(struct soft_cpu *cpu, uint64_t la, enum access 
 
 	e->gpa = w.gpa & ~0xfffULL;
 	e->host = guest_mem_ptr(cpu->mem, e->gpa, 0x1000);
-	e->tag = page | TLB_VALID;
+	e->tag = page | cpu->tlb_tag;
 	/* Pages holding decoded code are write-protected in the TLB: every
 	 * store to them takes the slow path, which invalidates the code
 	 * (lin_write_page). The entry is still good for this one access. */

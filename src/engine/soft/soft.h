@@ -260,11 +260,17 @@ enum access { ACC_READ = 0, ACC_WRITE = 1, ACC_FETCH = 2 };
 
 #define TLB_SIZE 512
 struct tlb_entry {
-	uint64_t tag;   /* linear page | TLB_VALID; 0 = empty */
+	uint64_t tag;   /* linear page | cpu->tlb_tag; anything else = empty */
 	uint8_t *host;  /* host address of the page, NULL for MMIO */
 	uint64_t gpa;   /* guest-physical page */
 };
 #define TLB_VALID 1ULL
+/* Bits 2-11 of a tag hold the TLB generation it was filled in: a flush of
+ * the whole TLB (every CR3 write) moves to the next generation, so that
+ * old entries stop matching without clearing 72 KiB; the arrays are only
+ * cleared when the generations run out. */
+#define TLB_GEN_SHIFT 2
+#define TLB_GEN_MAX 1023u
 /* Set in the tag of MMIO pages, so that no inline probe ever hits them:
  * accesses to MMIO always take the slow path to the VMM. */
 #define TLB_MMIO 2ULL
@@ -396,6 +402,7 @@ struct soft_cpu {
 	uint64_t ud_count;     /* #UD raised for an opcode shrike does not implement */
 
 	struct tlb tlb;
+	uint64_t tlb_tag; /* (generation << TLB_GEN_SHIFT) | TLB_VALID: what a current tag holds */
 	/* The page instructions are being fetched from, so that sequential
 	 * fetches skip segmentation and the TLB (64-bit mode only). Cleared by
 	 * every TLB flush and mode change. */
@@ -504,7 +511,7 @@ static inline const struct tlb_entry *mmu_translate(struct soft_cpu *cpu, uint64
 	bool user = cpu->cpl == 3 && !supervisor;
 	uint64_t page = la & ~0xfffULL;
 	const struct tlb_entry *e = &cpu->tlb.e[acc][user][(page >> 12) % TLB_SIZE];
-	if (__builtin_expect(e->tag == (page | TLB_VALID), 1))
+	if (__builtin_expect(e->tag == (page | cpu->tlb_tag), 1))
 		return e;
 	return mmu_fill(cpu, la, acc, supervisor);
 }
@@ -532,7 +539,7 @@ static inline uint8_t *mem_fast(struct soft_cpu *cpu, unsigned seg, uint64_t off
 		return NULL;
 	uint64_t page = la & ~0xfffULL;
 	const struct tlb_entry *e = &cpu->tlb.e[acc][cpu->cpl == 3][(page >> 12) % TLB_SIZE];
-	if (__builtin_expect(e->tag != (page | TLB_VALID) || !e->host, 0))
+	if (__builtin_expect(e->tag != (page | cpu->tlb_tag) || !e->host, 0))
 		return NULL;
 	return e->host + (la & 0xfff); /* a write hit is never to a code page (tlb_protect_code) */
 }

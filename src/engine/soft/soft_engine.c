@@ -154,6 +154,7 @@ static void soft_reset_state(struct soft_cpu *cpu)
 	cpu->fpu.mxcsr = 0x1f80;
 	cpu->msr.pat = 0x0007040600070406ULL;
 	cpu->lf.op = LF_NONE;
+	tlb_flush_all(cpu);
 	soft_mode_changed(cpu);
 }
 

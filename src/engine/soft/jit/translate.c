@@ -360,7 +360,7 @@ static void emit_probe(struct tctx *t, const struct insn *i, unsigned size, enum
 	emit_lea(e, 4, H_RAX, hmem_sib(H_RAX, H_RAX, 2, 0));
 	emit_lea(e, 8, H_RCX, hmem_base(H_RDI, (int32_t)size - 1));
 	emit_alu_ri(e, HALU_AND, 8, H_RCX, -4096);
-	emit_alu_ri(e, HALU_OR, 8, H_RCX, (int32_t)TLB_VALID);
+	emit_alu_rm(e, HALU_OR, 8, H_RCX, cpu_field((int32_t)offsetof(struct soft_cpu, tlb_tag)));
 	int32_t base = OFF_TLB(acc, t->user ? 1 : 0);
 	emit_alu_rm(e, HALU_CMP, 8, H_RCX, hmem_sib(H_RBP, H_RAX, 8, base));
 	size_t miss = emit_jcc_rel32(e, HCC_NE, 0);
