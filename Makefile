@@ -112,6 +112,7 @@ bench: all guests guest
 	bench/io-exit.sh
 	bench/soft-mips.sh
 	bench/boot.sh
+	bench/guest-work.sh
 	bench/virtio.sh
 
 clean:
