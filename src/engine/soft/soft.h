@@ -66,6 +66,7 @@ enum lazy_op {
 	LF_NONE, /* rflags holds the arithmetic flags */
 	LF_ADD, LF_ADC, LF_SUB, LF_SBB, LF_LOGIC, LF_INC, LF_DEC, LF_NEG,
 	LF_SHL, LF_SHR, LF_SAR, LF_MUL, LF_IMUL,
+	LF_HOST, /* res holds an x86 RFLAGS image with the arithmetic flags (jit/) */
 };
 
 struct lazy_flags {
@@ -634,7 +635,8 @@ static inline bool flags_cond_inline(struct soft_cpu *cpu, unsigned cc)
 		case 7: r = f->res == 0 || sf; break;
 		default: return flags_cond(cpu, cc);
 		}
-	} else if ((cc >> 1) == 2 && f->op != LF_NONE && f->op != LF_MUL && f->op != LF_IMUL) {
+	} else if ((cc >> 1) == 2 && f->op != LF_NONE && f->op != LF_MUL && f->op != LF_IMUL &&
+		   f->op != LF_HOST) {
 		r = f->res == 0;
 	} else {
 		return flags_cond(cpu, cc);

@@ -735,6 +735,8 @@ void emit_cmc(struct emit *e) { insn_plain(e, 0xf5); }
 /* PUSH/POP default to 64-bit operands in 64-bit mode: no REX.W. */
 void emit_push_r(struct emit *e, int r) { insn_opreg(e, 0, 0x50, r, 0, 0); }
 void emit_pop_r(struct emit *e, int r) { insn_opreg(e, 0, 0x58, r, 0, 0); }
+/* POP r/m64 (8F /0): 64-bit in 64-bit mode without REX.W. */
+void emit_pop_m(struct emit *e, struct hmem m) { insn_modrm(e, 0, 0x8f, 0, rm_mem(m), 0, 0); }
 void emit_mfence(struct emit *e) { insn_plain(e, 0x0faef0); }
 void emit_ret(struct emit *e) { insn_plain(e, 0xc3); }
 void emit_ud2(struct emit *e) { insn_plain(e, 0x0f0b); }

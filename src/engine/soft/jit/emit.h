@@ -206,6 +206,7 @@ void emit_cmc(struct emit *e);
 /* ---- stack, fences, traps ---- */
 void emit_push_r(struct emit *e, int r);
 void emit_pop_r(struct emit *e, int r);
+void emit_pop_m(struct emit *e, struct hmem m);
 void emit_mfence(struct emit *e);
 void emit_ret(struct emit *e);
 void emit_ud2(struct emit *e);

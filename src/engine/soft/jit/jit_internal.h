@@ -52,9 +52,7 @@ struct soft_jit {
 	uintptr_t enter;     /* uint64_t enter(struct soft_cpu *, uintptr_t code) */
 	uintptr_t epilogue;  /* where blocks jump to return to the dispatcher */
 	uintptr_t jc_exit[2][2]; /* [user][after a handler]: leave through the jump cache */
-	/* Flag conversions (translate.c): host flags or R8 → memory, memory →
-	 * host flags. */
-	uintptr_t rt_flags_store, rt_flags_store_r8, rt_flags_load;
+	uintptr_t rt_flags_load; /* memory → host flags (translate.c) */
 	struct jit_tb *hash[JIT_HASH_SIZE];
 	struct jit_tb *tbs;  /* [JIT_MAX_TBS] */
 	unsigned ntbs;

@@ -140,9 +140,21 @@ static uint64_t jit_flags_to_host(struct soft_cpu *cpu)
 	return (f & ARITH_MASK) | RFLAGS_FIXED;
 }
 
-/* Host flags (or R8, a saved copy) → cpu->s.rflags, lazy flags off. */
-static void materialize(struct tctx *t) { emit_call_rel32(&t->e, t->j->rt_flags_store); }
-static void materialize_r8(struct tctx *t) { emit_call_rel32(&t->e, t->j->rt_flags_store_r8); }
+/* Host flags (or R8, a saved copy) → memory, as the lazy-flags record
+ * LF_HOST: the host's RFLAGS image, decoded by flags.c when read. */
+#define OFF_LFRES ((int32_t)offsetof(struct soft_cpu, lf.res))
+static void materialize(struct tctx *t)
+{
+	emit_pushfq(&t->e);
+	emit_pop_m(&t->e, cpu_field(OFF_LFRES));
+	emit_mov_mi(&t->e, 1, cpu_field(OFF_LFOP), LF_HOST);
+}
+
+static void materialize_r8(struct tctx *t)
+{
+	emit_mov_mr(&t->e, 8, cpu_field(OFF_LFRES), H_R8);
+	emit_mov_mi(&t->e, 1, cpu_field(OFF_LFOP), LF_HOST);
+}
 static void load_flags_to_host(struct tctx *t) { emit_call_rel32(&t->e, t->j->rt_flags_load); }
 
 static void materialize_from(struct tctx *t, enum fstate fs)
@@ -153,27 +165,8 @@ static void materialize_from(struct tctx *t, enum fstate fs)
 		materialize_r8(t);
 }
 
-static void emit_store_flags_from_rax(struct emit *e)
-{
-	emit_alu_ri(e, HALU_AND, 4, H_RAX, ARITH_MASK);
-	emit_alu_mi(e, HALU_AND, 8, cpu_field(OFF_RFLAGS), ~ARITH_MASK);
-	emit_alu_mr(e, HALU_OR, 8, cpu_field(OFF_RFLAGS), H_RAX);
-	emit_mov_mi(e, 1, cpu_field(OFF_LFOP), LF_NONE);
-}
-
 static void emit_flag_routines(struct emit *e, struct soft_jit *j)
 {
-	emit_align(e, 16);
-	j->rt_flags_store = emit_here(e);
-	emit_pushfq(e);
-	emit_pop_r(e, H_RAX);
-	emit_store_flags_from_rax(e);
-	emit_ret(e);
-	emit_align(e, 16);
-	j->rt_flags_store_r8 = emit_here(e);
-	emit_mov_rr(e, 8, H_RAX, H_R8);
-	emit_store_flags_from_rax(e);
-	emit_ret(e);
 	/* Calls C: realign the stack the call misaligned. */
 	emit_align(e, 16);
 	j->rt_flags_load = emit_here(e);
