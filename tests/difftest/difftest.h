@@ -236,8 +236,9 @@ bool dt_mem_operand(const uint8_t *code, size_t len, size_t insn_len, unsigned m
 		    const struct cpu_state *before, uint64_t *la);
 /* After a step that completed on both sides: with an AMD oracle, copies
  * the vendor-specific fields of what the instruction stored (FXSAVE's
- * FIP/FCS/FDP/FDS and MXCSR_MASK) from the KVM side into the soft side's
- * memory, so that only architectural bytes are compared. */
+ * FOP/FIP/FCS/FDP/FDS when no x87 exception is pending, and MXCSR_MASK)
+ * from the KVM side into the soft side's memory, so that only the
+ * architectural bytes are compared. */
 void dt_vendor_fixup(const struct dt_ctx *c, const struct dt_opinfo *o, const uint8_t *code,
 		     size_t len, size_t insn_len, unsigned mode_bits, const struct cpu_state *before);
 

@@ -6,14 +6,18 @@
  * fields differ by vendor and are taken from the oracle instead of being
  * compared (like undefined flags):
  *
- *   FXSAVE (SDM vol. 2 FXSAVE, table 3-53; AMD APM vol. 5 FXSAVE): AMD
- *   stores FIP, FCS, FDP and FDS (bytes 8-23 of the image) as zero unless
- *   an unmasked x87 exception is pending (ES set), and reports
- *   MXCSR_MASK (bytes 28-31) as 0x2FFFF; Intel stores the last x87
- *   instruction and data pointers and 0xFFFF. */
+ *   FXSAVE (SDM vol. 2 FXSAVE, tables 3-43 and 3-46; AMD APM vol. 5
+ *   FXSAVE): AMD stores FOP, FIP, FCS, FDP and FDS (bytes 6-23 of the
+ *   image) as zero unless an unmasked x87 exception is pending (ES set in
+ *   the saved status word), and reports MXCSR_MASK (bytes 28-31) as
+ *   0x2FFFF; Intel stores the last x87 opcode and instruction and data
+ *   pointers, and 0xFFFF. With ES set both store the same pointers
+ *   (checked on this host), so those bytes are then compared. */
 #include <string.h>
 
 #include "difftest.h"
+
+#define FSW_ES_BIT 0x80 /* x87 status word: exception summary */
 
 bool dt_host_is_amd(void)
 {
@@ -162,6 +166,9 @@ void dt_vendor_fixup(const struct dt_ctx *c, const struct dt_opinfo *o, const ui
 	uint8_t *s = guest_mem_ptr(&c->soft.mem, la, 32);
 	if (!k || !s)
 		return;
-	memcpy(s + 8, k + 8, 16);  /* FIP, FCS, FDP, FDS */
+	if (!(k[2] & FSW_ES_BIT)) {
+		memcpy(s + 6, k + 6, 2);  /* FOP */
+		memcpy(s + 8, k + 8, 16); /* FIP, FCS, FDP, FDS */
+	}
 	memcpy(s + 28, k + 28, 4); /* MXCSR_MASK */
 }

@@ -121,30 +121,32 @@ static void pshufw(struct soft_cpu *cpu, struct insn *i) /* 0F 70: mm, mm/m64, i
 }
 
 /* MASKMOVQ mm1, mm2 (0F F7): the bytes of mm1 whose mask byte in mm2 has
- * its top bit set go to DS:rDI (segment overridable). Every page the
- * store touches is checked before the first byte is written; with an
- * all-zero mask no page is touched (as MASKMOVDQU, ops_sse.c). */
+ * its top bit set go to DS:rDI (segment overridable). Both pages of the
+ * 8 bytes are checked for writing before the first byte is written, even
+ * with an all-zero mask: the SDM leaves faults on masked-off bytes to the
+ * implementation, and the processor raises them (checked on hardware). */
 static void maskmovq(struct soft_cpu *cpu, struct insn *i)
 {
 	mmx_check(cpu);
-	uint64_t v = mmx_get(cpu, i->reg), m = mmx_get(cpu, i->rm) & 0x8080808080808080ULL;
+	uint64_t v = mmx_get(cpu, i->reg), m = mmx_get(cpu, i->rm);
 	uint64_t off = cpu->s.gpr[GPR_RDI] & size_mask(i->addrsize);
 	uint64_t la = seg_linear(cpu, i->seg, off, 8, ACC_WRITE);
-	if (m) {
-		mmu_translate(cpu, la, ACC_WRITE, false);
-		mmu_translate(cpu, la + 7, ACC_WRITE, false);
-		for (unsigned k = 0; k < 8; k++)
-			if ((m >> (8 * k)) & 0x80)
-				lin_write(cpu, la + k, 1, (v >> (8 * k)) & 0xff);
-	}
+	mmu_translate(cpu, la, ACC_WRITE, false);
+	mmu_translate(cpu, la + 7, ACC_WRITE, false);
+	for (unsigned k = 0; k < 8; k++)
+		if ((m >> (8 * k)) & 0x80)
+			lin_write(cpu, la + k, 1, (v >> (8 * k)) & 0xff);
 	mmx_enter(cpu);
 }
 
-/* EMMS (0F 77): marks every x87 register empty; TOP is left as it is. */
+/* EMMS (0F 77): marks every x87 register empty. The SDM says nothing of
+ * TOP; the processor sets it to 0 like the other MMX instructions
+ * (checked on hardware: FNSTSW and FXSAVE after FLD1, EMMS show TOP 0). */
 static void emms(struct soft_cpu *cpu, struct insn *i)
 {
 	(void)i;
 	mmx_check(cpu);
+	mmx_enter(cpu);
 	cpu->fpu.ftw = 0;
 }
 

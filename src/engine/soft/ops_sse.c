@@ -1288,8 +1288,9 @@ static void sse_cvts2si(struct soft_cpu *cpu, struct insn *i)
 /* ---- conversions with an MMX operand (vol. 3 tables 22-4 to 22-6) ----
  * The SSE preconditions and then #MF (mmx_check_sse); each switches the
  * x87 unit to MMX mode (fpu.h, mmx_enter) once nothing can fault any
- * more, except CVTPI2PD from memory, which touches no MMX state and takes
- * no x87 exception (vol. 2 CVTPI2PD). */
+ * more, except CVTPI2PD and CVTPI2PS from memory, which touch no MMX
+ * state and take no x87 exception. (The SDM says so of CVTPI2PD only;
+ * the processor treats CVTPI2PS the same, checked on hardware.) */
 
 /* CVTPI2PS xmm, mm/m64 (0F 2A): two dwords to singles in the low
  * quadword, the high one kept; CVTPI2PD xmm, mm/m64 (66 0F 2A): to two
@@ -1297,7 +1298,7 @@ static void sse_cvts2si(struct soft_cpu *cpu, struct insn *i)
 static void sse_cvtpi2p(struct soft_cpu *cpu, struct insn *i)
 {
 	const struct fpfmt *to = i->opsize_prefix ? &F64 : &F32;
-	bool mmx = i->mod == 3 || !i->opsize_prefix;
+	bool mmx = i->mod == 3;
 	union xmm d;
 	struct simd_fp c;
 	if (mmx)
