@@ -110,8 +110,10 @@ static inline void fpu_update_es(struct fpu_state *f)
 /* ---- MMX register file (SDM vol. 1 §9.5, vol. 1 §9.5.1 on the tag word,
  * vol. 3 §12.2 and §13.1) ----
  * MMi is the mantissa (bits 63-0) of physical x87 register Ri. Every MMX
- * instruction but EMMS sets TOP to 0 and marks all eight registers valid;
- * a write to MMi also sets bits 79-64 (sign and exponent) of Ri to ones.
+ * instruction sets TOP to 0 and marks all eight registers valid, but EMMS,
+ * which marks them empty (and also sets TOP to 0 on the processors this
+ * was checked on); a write to MMi also sets bits 79-64 (sign and
+ * exponent) of Ri to ones.
  * Because st[] is kept in stack order, setting TOP to 0 rotates the array
  * so that st[i] is Ri afterwards.
  *
