@@ -217,8 +217,10 @@ static void pinsrw(struct soft_cpu *cpu, struct insn *i) /* 66 0F C4 /r ib */
 }
 
 /* MASKMOVDQU (66 0F F7): the bytes of xmm1 whose mask byte in xmm2 has
- * its top bit set go to DS:rDI (segment overridable). Every page the
- * store touches is checked before the first byte is written. */
+ * its top bit set go to DS:rDI (segment overridable). Every page of the
+ * 16 bytes is checked for writing before the first byte is written, even
+ * with an all-zero mask: the SDM leaves faults on masked-off bytes to the
+ * implementation, and the processor raises them (checked on hardware). */
 static void maskmovdqu(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm v, m;
@@ -227,11 +229,6 @@ static void maskmovdqu(struct soft_cpu *cpu, struct insn *i)
 	xmm_get(cpu, i->rm, &m);
 	uint64_t off = cpu->s.gpr[GPR_RDI] & size_mask(i->addrsize);
 	uint64_t la = seg_linear(cpu, i->seg, off, 16, ACC_WRITE);
-	bool any = false;
-	for (unsigned k = 0; k < 16; k++)
-		any |= (m.b[k] & 0x80) != 0;
-	if (!any)
-		return;
 	mmu_translate(cpu, la, ACC_WRITE, false);
 	mmu_translate(cpu, la + 15, ACC_WRITE, false);
 	for (unsigned k = 0; k < 16; k++)
