@@ -509,14 +509,12 @@ static void packuswb(union xmm *d, const union xmm *s, unsigned bytes)
 	*d = r;
 }
 
-static int16_t sat32to16s(int32_t v) { return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v); }
-
 static void packssdw(union xmm *d, const union xmm *s, unsigned bytes)
 {
 	union xmm r = *d;
 	for (unsigned k = 0; k < bytes / 4; k++) {
-		r.sw[k] = sat32to16s(d->sd[k]);
-		r.sw[k + bytes / 4] = sat32to16s(s->sd[k]);
+		r.sw[k] = sat16s(d->sd[k]);
+		r.sw[k + bytes / 4] = sat16s(s->sd[k]);
 	}
 	*d = r;
 }
