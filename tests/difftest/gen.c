@@ -1290,6 +1290,183 @@ static void x87_epilogue(struct gen *g)
 	}
 }
 
+/* ---- MMX (native 64-bit only: KVM's emulator does not know MMX) ----
+ * MM register numbers 8-15 in a template set REX.R/REX.B, which MMX
+ * operands ignore. Results go to the scratch slots. */
+
+#define MMX_FXSAVE_OFF 0x3600 /* FXSAVE area of the epilogue, relative to DT_DATA_ADDR */
+
+static unsigned mmreg(struct gen *g) { return rn(g, 8) + (g->m64 && chance(g, 15) ? 8 : 0); }
+
+static void mmx_enc(struct enc *e, uint8_t pfx, uint8_t op) { sse_enc(e, pfx, op); }
+
+static void store_mm(struct gen *g, unsigned mm)
+{
+	struct enc e = {0};
+	mmx_enc(&e, 0, 0x7f); /* MOVQ m64, mm */
+	e.regf = mm & 7;
+	e.rm = slot(g);
+	put(g, &e);
+}
+
+/* The packed-integer and shift opcodes with an mm, mm/m64 form. */
+static const uint8_t mmx_int_ops[] = {
+    0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x74, 0x75,
+    0x76, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf,
+    0xe0, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe8, 0xe9, 0xea, 0xeb, 0xec, 0xed, 0xee, 0xef,
+    0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe,
+};
+
+static void t_mmx_int(struct gen *g)
+{
+	struct enc e = {0};
+	unsigned k = rn(g, sizeof(mmx_int_ops) + 6);
+	if (k >= sizeof(mmx_int_ops)) { /* shift by an immediate: 0F 71/72/73 /2 /4 /6 */
+		static const uint8_t sub[] = {2, 4, 6}, sub73[] = {2, 6};
+		uint8_t op = (uint8_t)(0x71 + (k - sizeof(mmx_int_ops)) % 3);
+		mmx_enc(&e, 0, op);
+		e.regf = op == 0x73 ? sub73[rn(g, 2)] : sub[rn(g, 3)];
+		e.rm = rop(mmreg(g));
+		e.imm = chance(g, 70) ? rn(g, 70) : rn(g, 256), e.immsz = 1;
+		put(g, &e);
+		store_mm(g, e.rm.reg);
+		return;
+	}
+	mmx_enc(&e, 0, mmx_int_ops[k]);
+	e.regf = mmreg(g);
+	e.rm = chance(g, 30) ? mem(g, 1) : rop(mmreg(g));
+	put(g, &e);
+	store_mm(g, e.regf);
+}
+
+/* MOVD/MOVQ to and from GPRs and memory, MOVQ, MOVNTQ, PSHUFW, PINSRW,
+ * PEXTRW, PMOVMSKB, MASKMOVQ, EMMS. */
+static void t_mmx_mov(struct gen *g)
+{
+	struct enc e = {0};
+	unsigned k = rn(g, 12);
+	switch (k) {
+	case 0: case 1: /* MOVD/MOVQ mm, r/m32/64 and r/m32/64, mm */
+		mmx_enc(&e, 0, k == 0 ? 0x6e : 0x7e);
+		e.w = chance(g, 50);
+		e.regf = mmreg(g);
+		e.rm = chance(g, 30) ? mem(g, 1) : rop(k == 0 ? anyreg(g) : wreg(g));
+		break;
+	case 2: case 3: /* MOVQ mm, mm/m64; MOVQ mm/m64, mm */
+		mmx_enc(&e, 0, k == 2 ? 0x6f : 0x7f);
+		e.regf = mmreg(g);
+		e.rm = chance(g, 50) ? mem(g, 1) : rop(mmreg(g));
+		break;
+	case 4: /* MOVNTQ m64, mm */
+		mmx_enc(&e, 0, 0xe7);
+		e.regf = mmreg(g);
+		e.rm = mem(g, 1);
+		break;
+	case 5: /* PSHUFW mm, mm/m64, imm8 */
+		mmx_enc(&e, 0, 0x70);
+		e.regf = mmreg(g);
+		e.rm = chance(g, 30) ? mem(g, 1) : rop(mmreg(g));
+		e.imm = rn(g, 256), e.immsz = 1;
+		break;
+	case 6: /* PINSRW mm, r32/m16, imm8 */
+		mmx_enc(&e, 0, 0xc4);
+		e.regf = mmreg(g);
+		e.rm = chance(g, 30) ? mem(g, 1) : rop(anyreg(g));
+		e.imm = rn(g, 8), e.immsz = 1;
+		break;
+	case 7: case 8: /* PEXTRW r32, mm, imm8; PMOVMSKB r32, mm */
+		mmx_enc(&e, 0, k == 7 ? 0xc5 : 0xd7);
+		e.w = chance(g, 20);
+		e.regf = wreg(g);
+		e.rm = rop(mmreg(g));
+		if (k == 7)
+			e.imm = rn(g, 8), e.immsz = 1;
+		break;
+	case 9: /* MASKMOVQ mm1, mm2 to [rdi] inside the data area */
+		lea_data(g, 7, (int32_t)rn(g, 0x3ff8) - 0x1000);
+		mmx_enc(&e, 0, 0xf7);
+		e.regf = mmreg(g);
+		e.rm = rop(mmreg(g));
+		break;
+	case 10: /* EMMS */
+		put_plain(g, (const uint8_t[]){0x0f, 0x77}, 2, 0, 0);
+		return;
+	default: { /* the same byte pattern in every lane: saturation edges */
+		static const uint64_t lanes[] = {0x7f7f7f7f7f7f7f7fULL, 0x8080808080808080ULL,
+						 0x7fff80007fff8000ULL, 0xffffffffffffffffULL,
+						 0x0001000100010001ULL, 0x7fffffff80000000ULL};
+		mov_reg_imm(g, 0, 8, lanes[rn(g, sizeof(lanes) / sizeof(lanes[0]))]);
+		mmx_enc(&e, 0, 0x6e);
+		e.w = true;
+		e.regf = mmreg(g);
+		e.rm = rop(0);
+		break;
+	}
+	}
+	put(g, &e);
+	if (k != 1 && k != 3 && k != 4 && k != 7 && k != 8 && k != 9)
+		store_mm(g, e.regf);
+	else if (k == 3 && e.rm.is_reg)
+		store_mm(g, e.rm.reg);
+}
+
+/* MOVQ2DQ, MOVDQ2Q and the conversions between MMX and XMM registers. */
+static void t_mmx_xmm(struct gen *g)
+{
+	static const struct {
+		uint8_t pfx, op;
+		bool to_xmm;   /* the destination is an XMM register */
+		uint8_t align; /* memory operand: its alignment; 0 = register only */
+	} ops[] = {
+	    {0xf3, 0xd6, true, 0}, {0xf2, 0xd6, false, 0}, {0, 0x2a, true, 1},
+	    {0x66, 0x2a, true, 1}, {0, 0x2c, false, 1},    {0, 0x2d, false, 1},
+	    {0x66, 0x2c, false, 16}, {0x66, 0x2d, false, 16},
+	};
+	unsigned k = rn(g, sizeof(ops) / sizeof(ops[0]));
+	struct enc e = {0};
+	mmx_enc(&e, ops[k].pfx, ops[k].op);
+	e.regf = ops[k].to_xmm ? xreg(g) : mmreg(g);
+	if (ops[k].align && chance(g, 30))
+		e.rm = mem(g, ops[k].align);
+	else
+		e.rm = rop(ops[k].to_xmm ? mmreg(g) : xreg(g));
+	put(g, &e);
+	if (ops[k].to_xmm)
+		store_xmm(g, e.regf);
+	else
+		store_mm(g, e.regf);
+}
+
+static void mmx_fxsave(struct gen *g)
+{
+	struct op m = {.mod = 2, .rm = DATA_BASE_REG, .disp = MMX_FXSAVE_OFF - 0x1000, .dispsz = 4};
+	struct enc e = {.nopc = 2, .opc = {0x0f, 0xae}, .modrm = true, .regf = 0, .rm = m};
+	put(g, &e);
+}
+
+/* FNINIT, then MM0-MM7 from the data area (TOP 0, every register valid). */
+static void mmx_prologue(struct gen *g)
+{
+	uint8_t b[2] = {0xdb, 0xe3};
+	put_plain(g, b, 2, 0, 0);
+	for (unsigned mm = 0; mm < 8; mm++) {
+		struct enc e = {0};
+		mmx_enc(&e, 0, 0x6f);
+		e.regf = mm;
+		e.rm = (struct op){.mod = 2, .rm = DATA_BASE_REG, .disp = (int32_t)(0x100 + mm * 8) - 0x1000, .dispsz = 4};
+		put(g, &e);
+	}
+}
+
+/* MM0-MM7 to the scratch slots, then FXSAVE: TOP, the abridged tag word
+ * and the 80-bit registers with their exponents. */
+static void mmx_epilogue(struct gen *g)
+{
+	for (unsigned mm = 0; mm < 8; mm++)
+		store_mm(g, mm);
+	mmx_fxsave(g);
+}
+
 /* ---- I/O (emulated modes: IOPL 3) ---- */
 
 static void t_io(struct gen *g)
@@ -1749,6 +1926,9 @@ static const struct tmpl tmpls[] = {
     {"sse3", "sse3", t_sse3, BOTH, false, false},
     {"sse3", "fisttp", t_fisttp, BOTH, false, false},
     {"ssse3", "ssse3", t_ssse3, BOTH, false, false},
+    {"mmx", "mmx integer", t_mmx_int, M64, false, false},
+    {"mmx", "mmx mov", t_mmx_mov, M64, false, false},
+    {"mmx", "mmx/xmm", t_mmx_xmm, M64, false, false},
     {"io", "in/out/ins/outs", t_io, M32, false, true},
     {"sse4", "sse4.1 integer", t_sse4_int, M64, false, false},
     {"sse4", "sse4.1 imm8", t_sse4_imm, M64, false, false},
@@ -1871,11 +2051,14 @@ int dt_generate(struct dt_gen *out, uint64_t seed, enum dt_mode mode,
 	fill_data(g);
 	init_state(g, mode, &out->test.init);
 
-	bool sse = g->m64 && sse_groups_enabled(enabled);
+	bool mmx = g->m64 && dt_group_enabled(enabled, "mmx");
+	bool sse = g->m64 && (sse_groups_enabled(enabled) || mmx);
 	bool x87 = g->m64 && (dt_group_enabled(enabled, "x87") || dt_group_enabled(enabled, "sse3"));
 	g->tag = "prologue";
 	if (sse)
 		sse_prologue(g);
+	if (mmx)
+		mmx_prologue(g);
 	if (x87)
 		x87_prologue(g);
 	for (unsigned n = 0; n < ninsns && !g->full; n++) {
@@ -1891,6 +2074,8 @@ int dt_generate(struct dt_gen *out, uint64_t seed, enum dt_mode mode,
 	g->tag = "epilogue";
 	if (x87)
 		x87_epilogue(g);
+	if (mmx)
+		mmx_epilogue(g);
 	if (sse)
 		sse_epilogue(g);
 

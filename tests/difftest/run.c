@@ -744,6 +744,9 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 			if (p)
 				*p &= (uint8_t)~1u; /* RF is bit 16 */
 		}
+		if (!faulted)
+			dt_vendor_fixup(c, &si.op, si.bytes, si.nbytes, insn_length(&si, &c->soft.st),
+					dt_mode_bits(t->mode), &si.before);
 		uint64_t where = 0;
 		int range = compare_memory(&c->kvm, &c->soft, &where);
 		if (range >= 0) {
