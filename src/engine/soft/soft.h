@@ -424,6 +424,7 @@ struct soft_cpu {
 	/* Instructions translated code may still run before returning to the
 	 * run loop (jit/); it goes negative when the budget is spent. */
 	int32_t jit_budget;
+	uint64_t jit_scratch; /* translated code keeps a value here across a call */
 	const struct soft_optable *optable;
 	const struct guest_mem *mem;
 	struct soft_engine *engine;

@@ -103,13 +103,66 @@ struct tctx {
 	enum fstate fs;
 	bool user;          /* CPL 3: the TLB index of the generated probes */
 	unsigned nstubs, first_pending;
+	/* Write-through register cache: guest register n lives in host
+	 * register cached[n] (or -1) for the whole block; every write also
+	 * goes to memory, so memory is always current for C code, faults and
+	 * exits, and only a handler call (which may write any register)
+	 * requires reloading the cache. */
+	int8_t cached[16];
+	uint16_t cached_set;
 	struct stub stubs[MAX_STUBS];
 };
+
+#define CACHE_REGS 5
+static const int8_t cache_hregs[CACHE_REGS] = {H_RBX, H_R12, H_R13, H_R14, H_R15};
 
 /* ---- small emitters ---- */
 
 static struct hmem gpr_slot(unsigned n) { return hmem_base(H_RBP, OFF_GPR(n & 15)); }
 static struct hmem cpu_field(int32_t off) { return hmem_base(H_RBP, off); }
+
+static int hreg_of(const struct tctx *t, unsigned n) { return t->cached[n & 15]; }
+
+/* host ← guest register n, as MOV r, r/m of that size (32 zero-extends;
+ * 8 and 16 leave the rest of the host register as it was). */
+static void g_load(struct tctx *t, unsigned size, int host, unsigned n)
+{
+	int h = hreg_of(t, n);
+	if (h >= 0)
+		emit_mov_rr(&t->e, size, host, h);
+	else
+		emit_mov_rm(&t->e, size, host, gpr_slot(n));
+}
+
+/* host op= guest register n. */
+static void g_alu(struct tctx *t, enum halu op, unsigned size, int host, unsigned n)
+{
+	int h = hreg_of(t, n);
+	if (h >= 0)
+		emit_alu_rr(&t->e, op, size, host, h);
+	else
+		emit_alu_rm(&t->e, op, size, host, gpr_slot(n));
+}
+
+/* Guest register n += delta, without touching the host's flags. */
+static void g_add_noflags(struct tctx *t, unsigned n, int32_t delta)
+{
+	int h = hreg_of(t, n);
+	if (h < 0) {
+		emit_mov_rm(&t->e, 8, H_RDX, gpr_slot(n));
+		h = H_RDX;
+	}
+	emit_lea(&t->e, 8, h, hmem_base(h, delta));
+	emit_mov_mr(&t->e, 8, gpr_slot(n), h);
+}
+
+/* Reloads the cache after a handler may have written any register. */
+static void g_reload(struct tctx *t)
+{
+	for (unsigned n = 0; n < 16; n++)
+		if (t->cached[n] >= 0)
+			emit_mov_rm(&t->e, 8, t->cached[n], gpr_slot(n));
+}
 
 static void store_imm64(struct tctx *t, int32_t off, uint64_t v)
 {
@@ -209,13 +262,14 @@ static void flags_before_probe(struct tctx *t)
 }
 
 /* The same after a TLB probe: RCX (the operand's host address) survives
- * in RBX, which the C helpers preserve. */
+ * the helper call in cpu->jit_scratch. */
+#define OFF_SCRATCH ((int32_t)offsetof(struct soft_cpu, jit_scratch))
 static void flags_to_host_keep_rcx(struct tctx *t)
 {
 	if (t->fs == F_MEM) {
-		emit_mov_rr(&t->e, 8, H_RBX, H_RCX);
+		emit_mov_mr(&t->e, 8, cpu_field(OFF_SCRATCH), H_RCX);
 		load_flags_to_host(t);
-		emit_mov_rr(&t->e, 8, H_RCX, H_RBX);
+		emit_mov_rm(&t->e, 8, H_RCX, cpu_field(OFF_SCRATCH));
 		t->fs = F_BOTH;
 	} else if (t->fs == F_R8) {
 		emit_push_r(&t->e, H_R8);
@@ -304,16 +358,27 @@ static void emit_address(struct tctx *t, const struct insn *i, bool linear)
 	struct emit *e = &t->e;
 	int32_t disp = i->disp;
 	bool have = false;
+	int base = -1, index = -1;
 	if (i->base != REG_NONE) {
-		emit_mov_rm(e, 8, H_RSI, gpr_slot(i->base));
-		have = true;
+		base = hreg_of(t, i->base);
+		if (base < 0) {
+			emit_mov_rm(e, 8, H_RSI, gpr_slot(i->base));
+			base = H_RSI;
+		}
 	}
 	if (i->index != REG_NONE) {
-		emit_mov_rm(e, 8, H_RDX, gpr_slot(i->index));
-		if (have)
-			emit_lea(e, 8, H_RSI, hmem_sib(H_RSI, H_RDX, i->scale, disp));
-		else
-			emit_lea(e, 8, H_RSI, hmem_sib(HREG_NONE, H_RDX, i->scale, disp));
+		index = hreg_of(t, i->index);
+		if (index < 0) {
+			emit_mov_rm(e, 8, H_RDX, gpr_slot(i->index));
+			index = H_RDX;
+		}
+	}
+	if (index >= 0) {
+		emit_lea(e, 8, H_RSI, hmem_sib(base >= 0 ? base : HREG_NONE, index, i->scale, disp));
+		have = true;
+		disp = 0;
+	} else if (base >= 0) {
+		emit_lea(e, 8, H_RSI, hmem_base(base, disp));
 		have = true;
 		disp = 0;
 	}
@@ -407,6 +472,7 @@ static void tr_fallback(struct tctx *t, const struct insn *i)
 	flags_to_mem(t);
 	struct jit_call *c = keep_call(t, i, t->rip[t->k], t->rip[t->k + 1]);
 	emit_handler_call(t, c, t->k + 1);
+	g_reload(t);
 	t->fs = F_MEM;
 }
 
@@ -425,6 +491,12 @@ static bool byte_reg_ok(const struct insn *i, unsigned size, unsigned reg)
  * writes zero the upper half, 8/16-bit writes merge. */
 static void store_reg(struct tctx *t, unsigned n, unsigned size)
 {
+	int h = hreg_of(t, n);
+	if (h >= 0) {
+		emit_mov_rr(&t->e, size, h, H_RAX); /* 32 zero-extends, 8/16 merge */
+		emit_mov_mr(&t->e, 8, gpr_slot(n), h);
+		return;
+	}
 	if (size == 4)
 		emit_mov_rr(&t->e, 4, H_RAX, H_RAX);
 	emit_mov_mr(&t->e, size == 4 ? 8 : size, gpr_slot(n), H_RAX);
@@ -465,25 +537,25 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 			emit_probe(t, i, size, ACC_READ, &slow);
 			if (reads_cf)
 				flags_to_host_keep_rcx(t);
-			emit_mov_rm(e, size, H_RAX, gpr_slot(dst));
+			g_load(t, size, H_RAX, dst);
 			emit_alu_rm(e, op, size, H_RAX, hmem_base(H_RCX, 0));
 			produced_flags(t);
 			if (writes)
-				emit_mov_mr(e, size == 4 ? 8 : size, gpr_slot(dst), H_RAX);
+				store_reg(t, dst, size);
 			end_mem(t, slow);
 			return true;
 		}
 		if (reads_cf)
 			flags_to_host(t);
-		emit_mov_rm(e, size, H_RAX, gpr_slot(dst));
+		g_load(t, size, H_RAX, dst);
 		if (imm)
 			emit_alu_ri(e, op, size, H_RAX, iv);
 		else
-			emit_alu_rm(e, op, size, H_RAX, gpr_slot(dir_reg ? i->rm : i->reg));
+			g_alu(t, op, size, H_RAX, dir_reg ? i->rm : i->reg);
 		produced_flags(t);
 		/* MOV keeps the host flags; a 32-bit operation zero-extended RAX. */
 		if (writes)
-			emit_mov_mr(e, size == 4 ? 8 : size, gpr_slot(dst), H_RAX);
+			store_reg(t, dst, size);
 		return true;
 	}
 	/* Memory destination. */
@@ -494,7 +566,7 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 	if (imm) {
 		emit_alu_mi(e, op, size, hmem_base(H_RCX, 0), iv);
 	} else {
-		emit_mov_rm(e, size, H_RAX, gpr_slot(i->reg));
+		g_load(t, size, H_RAX, i->reg);
 		emit_alu_mr(e, op, size, hmem_base(H_RCX, 0), H_RAX);
 	}
 	produced_flags(t);
@@ -513,18 +585,17 @@ static bool tr_test(struct tctx *t, const struct insn *i, unsigned size, bool im
 	if (imm && size == 8 && (uint64_t)(int64_t)iv != immv)
 		return false;
 	struct stub *slow = NULL;
-	struct hmem m;
 	if (i->mod == 3) {
-		m = gpr_slot(i->rm);
+		g_load(t, size, H_RCX, i->rm);
 	} else {
 		emit_probe(t, i, size, ACC_READ, &slow);
-		m = hmem_base(H_RCX, 0);
+		emit_mov_rm(e, size, H_RCX, hmem_base(H_RCX, 0));
 	}
 	if (imm) {
-		emit_test_mi(e, size, m, iv);
+		emit_test_ri(e, size, H_RCX, iv);
 	} else {
-		emit_mov_rm(e, size, H_RAX, gpr_slot(i->reg));
-		emit_test_mr(e, size, m, H_RAX);
+		g_load(t, size, H_RAX, i->reg);
+		emit_test_rr(e, size, H_RCX, H_RAX);
 	}
 	produced_flags(t);
 	if (slow)
@@ -539,7 +610,7 @@ static bool tr_mov(struct tctx *t, const struct insn *i, unsigned size, bool to_
 		return false;
 	if (i->mod == 3) {
 		unsigned dst = to_reg ? i->reg : i->rm, src = to_reg ? i->rm : i->reg;
-		emit_mov_rm(e, size == 4 ? 4 : size, H_RAX, gpr_slot(src));
+		g_load(t, size == 4 ? 4 : size, H_RAX, src);
 		store_reg(t, dst, size);
 		return true;
 	}
@@ -549,7 +620,7 @@ static bool tr_mov(struct tctx *t, const struct insn *i, unsigned size, bool to_
 		emit_mov_rm(e, size, H_RAX, hmem_base(H_RCX, 0));
 		store_reg(t, i->reg, size);
 	} else {
-		emit_mov_rm(e, size, H_RAX, gpr_slot(i->reg));
+		g_load(t, size, H_RAX, i->reg);
 		emit_mov_mr(e, size, hmem_base(H_RCX, 0), H_RAX);
 	}
 	end_mem(t, slow);
@@ -599,18 +670,27 @@ static bool tr_movx(struct tctx *t, const struct insn *i, unsigned ssz, bool sig
 		return false;
 	struct stub *slow = NULL;
 	struct hmem m;
+	int h = i->mod == 3 ? hreg_of(t, i->rm) : -1;
 	if (i->mod == 3) {
 		m = gpr_slot(i->rm);
 	} else {
 		emit_probe(t, i, ssz, ACC_READ, &slow);
 		m = hmem_base(H_RCX, 0);
 	}
-	if (ssz == 4) /* MOVSXD */
+	if (h >= 0) {
+		if (ssz == 4)
+			emit_movsxd_rr(e, H_RAX, h);
+		else if (sign)
+			emit_movsx_rr(e, 8, ssz, H_RAX, h);
+		else
+			emit_movzx_rr(e, 4, ssz, H_RAX, h);
+	} else if (ssz == 4) { /* MOVSXD */
 		emit_movsxd_rm(e, H_RAX, m);
-	else if (sign)
+	} else if (sign) {
 		emit_movsx_rm(e, 8, ssz, H_RAX, m);
-	else
+	} else {
 		emit_movzx_rm(e, 4, ssz, H_RAX, m);
+	}
 	store_reg(t, i->reg, dsz);
 	if (slow)
 		end_mem(t, slow);
@@ -631,15 +711,11 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	if (need_cf && i->mod == 3)
 		flags_to_host(t);
 	if (i->mod == 3) {
-		if (size == 4) {
-			emit_mov_rm(e, 4, H_RAX, gpr_slot(i->rm));
-			emit_unary_r(e, op, 4, H_RAX);
-			emit_mov_mr(e, 8, gpr_slot(i->rm), H_RAX);
-		} else {
-			emit_unary_m(e, op, size, gpr_slot(i->rm));
-		}
+		g_load(t, size, H_RAX, i->rm);
+		emit_unary_r(e, op, size, H_RAX);
 		if (flags)
 			produced_flags(t);
+		store_reg(t, i->rm, size); /* moves only: the flags stay */
 		return true;
 	}
 	struct stub *slow;
@@ -669,36 +745,32 @@ static bool tr_shift(struct tctx *t, const struct insn *i, unsigned size, int co
 	uint8_t written = count < 0 ? 0 : op <= HSH_ROR ? (FL_CF | FL_OF) : FL_ALL;
 	bool need_old = (t->live_after[t->k] & ~written) != 0;
 	struct stub *slow = NULL;
-	struct hmem m;
-	int host = H_RAX;
 	if (i->mod == 3) {
 		if (need_old)
 			flags_to_host(t);
-		m = gpr_slot(i->rm);
-	} else {
-		emit_probe(t, i, size, ACC_WRITE, &slow);
-		emit_mov_rr(e, 8, H_RBX, H_RCX);
-		if (need_old)
-			flags_to_host_keep_rcx(t);
-		m = hmem_base(H_RBX, 0);
-	}
-	if (count < 0)
-		emit_movzx_rm(e, 4, 1, H_RCX, gpr_slot(GPR_RCX));
-	if (i->mod == 3 && size == 4) {
-		emit_mov_rm(e, 4, host, m);
 		if (count < 0)
-			emit_shift_rcl(e, (enum hshift)op, 4, host);
+			g_load(t, 1, H_RCX, GPR_RCX);
+		g_load(t, size, H_RAX, i->rm);
+		if (count < 0)
+			emit_shift_rcl(e, (enum hshift)op, size, H_RAX);
 		else
-			emit_shift_ri(e, (enum hshift)op, 4, host, (uint8_t)masked);
-		emit_mov_mr(e, 8, m, host);
-	} else if (count < 0) {
-		emit_shift_mcl(e, (enum hshift)op, size, m);
+			emit_shift_ri(e, (enum hshift)op, size, H_RAX, (uint8_t)masked);
+		produced_flags(t);
+		store_reg(t, i->rm, size);
+		return true;
+	}
+	emit_probe(t, i, size, ACC_WRITE, &slow);
+	if (need_old)
+		flags_to_host_keep_rcx(t);
+	emit_mov_rr(e, 8, H_RDX, H_RCX);
+	if (count < 0) {
+		g_load(t, 1, H_RCX, GPR_RCX);
+		emit_shift_mcl(e, (enum hshift)op, size, hmem_base(H_RDX, 0));
 	} else {
-		emit_shift_mi(e, (enum hshift)op, size, m, (uint8_t)masked);
+		emit_shift_mi(e, (enum hshift)op, size, hmem_base(H_RDX, 0), (uint8_t)masked);
 	}
 	produced_flags(t);
-	if (slow)
-		end_mem(t, slow);
+	end_mem(t, slow);
 	return true;
 }
 
@@ -708,13 +780,15 @@ static bool tr_imul(struct tctx *t, const struct insn *i, bool has_imm, int32_t 
 	unsigned size = i->opsize;
 	if (size < 4 || i->mod != 3)
 		return false;
-	emit_mov_rm(e, size, H_RAX, gpr_slot(i->rm));
-	if (has_imm)
+	g_load(t, size, H_RAX, i->rm);
+	if (has_imm) {
 		emit_imul_rri(e, size, H_RAX, H_RAX, imm);
-	else
-		emit_imul_rm(e, size, H_RAX, gpr_slot(i->reg));
+	} else {
+		g_load(t, size, H_RDX, i->reg);
+		emit_imul_rr(e, size, H_RAX, H_RDX);
+	}
 	produced_flags(t);
-	emit_mov_mr(e, 8, gpr_slot(i->reg), H_RAX); /* imul r32 zero-extended RAX */
+	store_reg(t, i->reg, size);
 	return true;
 }
 
@@ -724,7 +798,8 @@ static bool tr_setcc(struct tctx *t, const struct insn *i, unsigned cc)
 	if (i->mod != 3 || !byte_reg_ok(i, 1, i->rm))
 		return false;
 	flags_to_host(t);
-	emit_setcc_m(&t->e, (enum hcc)cc, gpr_slot(i->rm));
+	emit_setcc_r(&t->e, (enum hcc)cc, H_RAX);
+	store_reg(t, i->rm, 1);
 	return true;
 }
 
@@ -735,9 +810,10 @@ static bool tr_cmov(struct tctx *t, const struct insn *i, unsigned cc)
 	if (i->mod != 3 || size < 4)
 		return false;
 	flags_to_host(t);
-	emit_mov_rm(e, size, H_RAX, gpr_slot(i->reg));
-	emit_cmov_rm(e, (enum hcc)cc, size, H_RAX, gpr_slot(i->rm));
-	emit_mov_mr(e, 8, gpr_slot(i->reg), H_RAX); /* cmov r32 zero-extends, moved or not */
+	g_load(t, size, H_RAX, i->reg);
+	g_load(t, size, H_RDX, i->rm);
+	emit_cmov_rr(e, (enum hcc)cc, size, H_RAX, H_RDX);
+	store_reg(t, i->reg, size); /* cmov r32 zero-extends, moved or not */
 	return true;
 }
 
@@ -778,9 +854,9 @@ static bool tr_push(struct tctx *t, const struct insn *i, unsigned reg)
 		return false;
 	struct stub *slow;
 	push_value_rax_store(t, &slow);
-	emit_mov_rm(e, 8, H_RAX, gpr_slot(reg));
+	g_load(t, 8, H_RAX, reg);
 	emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
-	emit_alu_mi(e, HALU_SUB, 8, gpr_slot(GPR_RSP), 8);
+	g_add_noflags(t, GPR_RSP, -8);
 	end_mem(t, slow);
 	return true;
 }
@@ -794,8 +870,8 @@ static bool tr_pop(struct tctx *t, const struct insn *i, unsigned reg)
 	struct stub *slow;
 	emit_probe(t, &top, 8, ACC_READ, &slow);
 	emit_mov_rm(e, 8, H_RAX, hmem_base(H_RCX, 0));
-	emit_alu_mi(e, HALU_ADD, 8, gpr_slot(GPR_RSP), 8);
-	emit_mov_mr(e, 8, gpr_slot(reg), H_RAX); /* POP RSP: the popped value wins */
+	g_add_noflags(t, GPR_RSP, 8);
+	store_reg(t, reg, 8); /* POP RSP: the popped value wins */
 	end_mem(t, slow);
 	return true;
 }
@@ -810,7 +886,7 @@ static bool tr_call(struct tctx *t, const struct insn *i)
 	push_value_rax_store(t, &slow);
 	emit_mov_ri(e, 8, H_RAX, ret);
 	emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
-	emit_alu_mi(e, HALU_SUB, 8, gpr_slot(GPR_RSP), 8);
+	g_add_noflags(t, GPR_RSP, -8);
 	end_mem(t, slow);
 	size_t br = emit_jmp_rel32(e, 0);
 	exit_to(t, br, target, t->k + 1);
@@ -832,7 +908,7 @@ static bool tr_ret(struct tctx *t, const struct insn *i)
 	emit_shift_ri(e, HSH_SAR, 8, H_RDX, 16);
 	emit_alu_rr(e, HALU_CMP, 8, H_RDX, H_RAX);
 	size_t bad = emit_jcc_rel32(e, HCC_NE, 0);
-	emit_alu_mi(e, HALU_ADD, 8, gpr_slot(GPR_RSP), 8);
+	g_add_noflags(t, GPR_RSP, 8);
 	emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RAX);
 	end_mem(t, slow);
 	/* The slow path and the fast one both continue here with RIP set. */
@@ -1043,6 +1119,47 @@ static bool ends_translation(const struct insn *i)
 	return false;
 }
 
+/* The guest registers the block uses most (at least twice) get host
+ * registers. */
+static void choose_cached(struct tctx *t)
+{
+	unsigned uses[16] = {0};
+	for (unsigned k = 0; k < t->n; k++) {
+		const struct insn *i = &t->insn[k];
+		if (i->has_modrm) {
+			uses[i->reg & 15]++;
+			if (i->mod == 3)
+				uses[i->rm & 15]++;
+		}
+		if (i->base != REG_NONE && !(i->has_modrm && i->mod == 3))
+			uses[i->base & 15]++;
+		if (i->index != REG_NONE && !(i->has_modrm && i->mod == 3))
+			uses[i->index & 15]++;
+		if (i->map == OPMAP_1B && ((i->opcode >= 0x50 && i->opcode <= 0x5f) || i->opcode == 0xc3 ||
+					   i->opcode == 0xe8)) {
+			uses[GPR_RSP] += 2;
+			if (i->opcode <= 0x5f)
+				uses[(i->opcode & 7) | ((i->rex & 1) << 3)]++;
+		}
+		if (i->map == OPMAP_1B && i->opcode >= 0xb0 && i->opcode <= 0xbf)
+			uses[(i->opcode & 7) | ((i->rex & 1) << 3)]++;
+	}
+	memset(t->cached, -1, sizeof(t->cached));
+	t->cached_set = 0;
+	for (unsigned c = 0; c < CACHE_REGS; c++) {
+		unsigned best = 16, most = 1;
+		for (unsigned n = 0; n < 16; n++)
+			if (uses[n] > most && !(t->cached_set & (1u << n))) {
+				best = n;
+				most = uses[n];
+			}
+		if (best == 16)
+			break;
+		t->cached[best] = cache_hregs[c];
+		t->cached_set |= (uint16_t)(1u << best);
+	}
+}
+
 static void decode_block(struct tctx *t, const uint8_t *code)
 {
 	unsigned room = 0x1000 - (unsigned)(t->gpa & 0xfff), pos = 0;
@@ -1125,11 +1242,15 @@ static void emit_slow_stub(struct tctx *t, const struct stub *s)
 		materialize_r8(t);
 	t->fs = F_MEM; /* the exits below see the handler's flags, in memory */
 	emit_handler_call(t, s->call, s->icount);
-	/* Continue in the state the fast path ends in (the call clobbered R8). */
-	if (s->fs_after == F_R8)
-		emit_mov_rm(e, 8, H_R8, cpu_field(OFF_RFLAGS));
-	else if (s->fs_after != F_MEM)
+	/* Continue with the fast path's registers and flag state (the call
+	 * clobbered R8). */
+	g_reload(t);
+	if (s->fs_after != F_MEM)
 		load_flags_to_host(t);
+	if (s->fs_after == F_R8) {
+		emit_pushfq(e);
+		emit_pop_r(e, H_R8);
+	}
 	emit_jmp_rel32(e, e->exec + s->resume);
 }
 
@@ -1164,6 +1285,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	if (t->n == 0)
 		return -EINVAL;
 	compute_liveness(t);
+	choose_cached(t);
 
 	uint8_t *rw;
 	uintptr_t rx;
@@ -1174,6 +1296,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	emit_init(&t->e, rw, JIT_MAX_CODE, rx);
 	tb->code = rx;
 	emit_prologue(t, tb);
+	g_reload(t);
 	t->fs = F_MEM;
 	for (t->k = 0; t->k < t->n && emit_ok(&t->e); t->k++) {
 		const struct insn *i = &t->insn[t->k];
