@@ -144,6 +144,29 @@ static void g_alu(struct tctx *t, enum halu op, unsigned size, int host, unsigne
 		emit_alu_rm(&t->e, op, size, host, gpr_slot(n));
 }
 
+/* The host register an instruction computes guest register n in: its
+ * cache register (operated on in place), or RAX loaded with its value. */
+static int g_work(struct tctx *t, unsigned n, unsigned size)
+{
+	int h = hreg_of(t, n);
+	if (h >= 0)
+		return h;
+	g_load(t, size, H_RAX, n);
+	return H_RAX;
+}
+
+static void store_reg(struct tctx *t, unsigned n, unsigned size);
+
+/* Writes the result computed in w back (g_work's counterpart): moves
+ * only, so the host's flags stay. */
+static void g_finish(struct tctx *t, unsigned n, unsigned size, int w)
+{
+	if (w == H_RAX)
+		store_reg(t, n, size);
+	else
+		emit_mov_mr(&t->e, 8, gpr_slot(n), w);
+}
+
 /* Guest register n += delta, without touching the host's flags. */
 static void g_add_noflags(struct tctx *t, unsigned n, int32_t delta)
 {
@@ -537,25 +560,25 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 			emit_probe(t, i, size, ACC_READ, &slow);
 			if (reads_cf)
 				flags_to_host_keep_rcx(t);
-			g_load(t, size, H_RAX, dst);
-			emit_alu_rm(e, op, size, H_RAX, hmem_base(H_RCX, 0));
+			int w = g_work(t, dst, size);
+			emit_alu_rm(e, op, size, w, hmem_base(H_RCX, 0));
 			produced_flags(t);
 			if (writes)
-				store_reg(t, dst, size);
+				g_finish(t, dst, size, w);
 			end_mem(t, slow);
 			return true;
 		}
 		if (reads_cf)
 			flags_to_host(t);
-		g_load(t, size, H_RAX, dst);
+		int w = g_work(t, dst, size);
 		if (imm)
-			emit_alu_ri(e, op, size, H_RAX, iv);
+			emit_alu_ri(e, op, size, w, iv);
 		else
-			g_alu(t, op, size, H_RAX, dir_reg ? i->rm : i->reg);
+			g_alu(t, op, size, w, dir_reg ? i->rm : i->reg);
 		produced_flags(t);
-		/* MOV keeps the host flags; a 32-bit operation zero-extended RAX. */
+		/* MOV keeps the host flags; a 32-bit operation zero-extended it. */
 		if (writes)
-			store_reg(t, dst, size);
+			g_finish(t, dst, size, w);
 		return true;
 	}
 	/* Memory destination. */
@@ -610,15 +633,25 @@ static bool tr_mov(struct tctx *t, const struct insn *i, unsigned size, bool to_
 		return false;
 	if (i->mod == 3) {
 		unsigned dst = to_reg ? i->reg : i->rm, src = to_reg ? i->rm : i->reg;
-		g_load(t, size == 4 ? 4 : size, H_RAX, src);
+		int h = hreg_of(t, dst);
+		if (h >= 0) {
+			g_load(t, size, h, src);
+			emit_mov_mr(e, 8, gpr_slot(dst), h);
+			return true;
+		}
+		g_load(t, size, H_RAX, src);
 		store_reg(t, dst, size);
 		return true;
 	}
 	struct stub *slow;
 	emit_probe(t, i, size, to_reg ? ACC_READ : ACC_WRITE, &slow);
 	if (to_reg) {
-		emit_mov_rm(e, size, H_RAX, hmem_base(H_RCX, 0));
-		store_reg(t, i->reg, size);
+		int h = hreg_of(t, i->reg);
+		emit_mov_rm(e, size, h >= 0 ? h : H_RAX, hmem_base(H_RCX, 0));
+		if (h >= 0)
+			emit_mov_mr(e, 8, gpr_slot(i->reg), h);
+		else
+			store_reg(t, i->reg, size);
 	} else {
 		g_load(t, size, H_RAX, i->reg);
 		emit_mov_mr(e, size, hmem_base(H_RCX, 0), H_RAX);
@@ -677,21 +710,27 @@ static bool tr_movx(struct tctx *t, const struct insn *i, unsigned ssz, bool sig
 		emit_probe(t, i, ssz, ACC_READ, &slow);
 		m = hmem_base(H_RCX, 0);
 	}
+	/* The 64-bit sign extension, truncated by the store for a 32-bit
+	 * destination (which zero-extends). */
+	int d = hreg_of(t, i->reg) >= 0 && dsz != 2 ? hreg_of(t, i->reg) : H_RAX;
 	if (h >= 0) {
 		if (ssz == 4)
-			emit_movsxd_rr(e, H_RAX, h);
+			emit_movsxd_rr(e, d, h);
 		else if (sign)
-			emit_movsx_rr(e, 8, ssz, H_RAX, h);
+			emit_movsx_rr(e, dsz, ssz, d, h);
 		else
-			emit_movzx_rr(e, 4, ssz, H_RAX, h);
+			emit_movzx_rr(e, 4, ssz, d, h);
 	} else if (ssz == 4) { /* MOVSXD */
-		emit_movsxd_rm(e, H_RAX, m);
+		emit_movsxd_rm(e, d, m);
 	} else if (sign) {
-		emit_movsx_rm(e, 8, ssz, H_RAX, m);
+		emit_movsx_rm(e, dsz, ssz, d, m);
 	} else {
-		emit_movzx_rm(e, 4, ssz, H_RAX, m);
+		emit_movzx_rm(e, 4, ssz, d, m);
 	}
-	store_reg(t, i->reg, dsz);
+	if (d == H_RAX)
+		store_reg(t, i->reg, dsz);
+	else
+		emit_mov_mr(e, 8, gpr_slot(i->reg), d);
 	if (slow)
 		end_mem(t, slow);
 	return true;
@@ -711,11 +750,11 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	if (need_cf && i->mod == 3)
 		flags_to_host(t);
 	if (i->mod == 3) {
-		g_load(t, size, H_RAX, i->rm);
-		emit_unary_r(e, op, size, H_RAX);
+		int w = g_work(t, i->rm, size);
+		emit_unary_r(e, op, size, w);
 		if (flags)
 			produced_flags(t);
-		store_reg(t, i->rm, size); /* moves only: the flags stay */
+		g_finish(t, i->rm, size, w);
 		return true;
 	}
 	struct stub *slow;
@@ -750,13 +789,13 @@ static bool tr_shift(struct tctx *t, const struct insn *i, unsigned size, int co
 			flags_to_host(t);
 		if (count < 0)
 			g_load(t, 1, H_RCX, GPR_RCX);
-		g_load(t, size, H_RAX, i->rm);
+		int w = g_work(t, i->rm, size);
 		if (count < 0)
-			emit_shift_rcl(e, (enum hshift)op, size, H_RAX);
+			emit_shift_rcl(e, (enum hshift)op, size, w);
 		else
-			emit_shift_ri(e, (enum hshift)op, size, H_RAX, (uint8_t)masked);
+			emit_shift_ri(e, (enum hshift)op, size, w, (uint8_t)masked);
 		produced_flags(t);
-		store_reg(t, i->rm, size);
+		g_finish(t, i->rm, size, w);
 		return true;
 	}
 	emit_probe(t, i, size, ACC_WRITE, &slow);
@@ -780,15 +819,21 @@ static bool tr_imul(struct tctx *t, const struct insn *i, bool has_imm, int32_t 
 	unsigned size = i->opsize;
 	if (size < 4 || i->mod != 3)
 		return false;
-	g_load(t, size, H_RAX, i->rm);
+	int src = hreg_of(t, i->rm);
+	if (src < 0) {
+		g_load(t, size, H_RDX, i->rm);
+		src = H_RDX;
+	}
+	int w;
 	if (has_imm) {
-		emit_imul_rri(e, size, H_RAX, H_RAX, imm);
+		w = hreg_of(t, i->reg) >= 0 ? hreg_of(t, i->reg) : H_RAX;
+		emit_imul_rri(e, size, w, src, imm);
 	} else {
-		g_load(t, size, H_RDX, i->reg);
-		emit_imul_rr(e, size, H_RAX, H_RDX);
+		w = g_work(t, i->reg, size);
+		emit_imul_rr(e, size, w, src);
 	}
 	produced_flags(t);
-	store_reg(t, i->reg, size);
+	g_finish(t, i->reg, size, w);
 	return true;
 }
 
@@ -798,8 +843,9 @@ static bool tr_setcc(struct tctx *t, const struct insn *i, unsigned cc)
 	if (i->mod != 3 || !byte_reg_ok(i, 1, i->rm))
 		return false;
 	flags_to_host(t);
-	emit_setcc_r(&t->e, (enum hcc)cc, H_RAX);
-	store_reg(t, i->rm, 1);
+	int h = hreg_of(t, i->rm);
+	emit_setcc_r(&t->e, (enum hcc)cc, h >= 0 ? h : H_RAX);
+	g_finish(t, i->rm, 1, h >= 0 ? h : H_RAX);
 	return true;
 }
 
@@ -810,10 +856,13 @@ static bool tr_cmov(struct tctx *t, const struct insn *i, unsigned cc)
 	if (i->mod != 3 || size < 4)
 		return false;
 	flags_to_host(t);
-	g_load(t, size, H_RAX, i->reg);
-	g_load(t, size, H_RDX, i->rm);
-	emit_cmov_rr(e, (enum hcc)cc, size, H_RAX, H_RDX);
-	store_reg(t, i->reg, size); /* cmov r32 zero-extends, moved or not */
+	int w = g_work(t, i->reg, size);
+	int src = hreg_of(t, i->rm);
+	if (src >= 0)
+		emit_cmov_rr(e, (enum hcc)cc, size, w, src);
+	else
+		emit_cmov_rm(e, (enum hcc)cc, size, w, gpr_slot(i->rm));
+	g_finish(t, i->reg, size, w); /* cmov r32 zero-extends, moved or not */
 	return true;
 }
 
