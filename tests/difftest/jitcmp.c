@@ -12,38 +12,43 @@
  * §6.14.2: RIP, CS, RFLAGS, RSP, SS). A test that takes an exception of
  * its own stops at that exception's stub the same way, a kernel64 test at
  * the HLT itself, a triple fault with VCPU_EXIT_SHUTDOWN; a run that does
- * not stop within JIT_TIMEOUT_MS is kicked by a watchdog. Then everything
- * is compared: GPRs, RIP, RFLAGS, segment, control and descriptor-table
- * registers, every range of dt_compared (the frame with the user's RIP,
- * RFLAGS and RSP included), the port-I/O and MMIO accesses, the exception
- * reported and the exit. XMM and x87 registers are not part of struct
- * cpu_state: they are compared through what the tests store to memory.
- * Nor can they be loaded through the engine interface, so every run
- * starts with a preamble high in the code area, FXRSTOR (a reset image:
- * FCW 037F, MXCSR 1F80, registers zero) and a JMP to the test: each run
- * starts from the same x87/SSE state on both vCPUs, whatever ran before.
+ * not stop within JIT_TIMEOUT_MS is kicked by a watchdog (both sides
+ * timing out is an endless test, counted, not compared). Then everything
+ * is compared, bit for bit: GPRs, RIP, RFLAGS, segment, control and
+ * descriptor-table registers, every range of dt_compared (the frame with
+ * the user's RIP, RFLAGS and RSP included), the port-I/O and MMIO
+ * accesses, the exception reported and the exit.
+ *
+ * x87 and SSE. Their registers are not part of struct cpu_state, so they
+ * are compared through what the tests store to memory; nor can they be
+ * loaded through the engine interface, so every run starts with a
+ * preamble high in the code area, FXRSTOR of a reset image (FCW 037F,
+ * MXCSR 1F80, registers zero) and a JMP to the test: both vCPUs start
+ * each run from the same x87/SSE state, whatever ran before.
  *
  * Undefined flags. The translator computes flags with the host's
  * instructions (an AMD processor here), so flags the SDM leaves undefined
  * may differ from the interpreter's, and reach registers and memory
- * through PUSHF, SETcc, ADC, a branch or an exception frame. Whole runs are
- * first compared bit for bit. On a mismatch the interpreter runs the test
- * again, single-stepped, four times: as it is, and with the flags each
- * instruction leaves undefined (flagmask.c) replaced after it by zeros,
- * by ones, and by their complement. The bits of the final state that
- * differ between these runs depend on undefined flags (the outcome as a
- * whole when the exception, exit or accesses differ). A mismatch is a
- * divergence when it touches a bit that does not depend on them. The
- * three replacements give every value to one undefined flag and to the
- * conditions that combine two (SF != OF, CF | ZF); a dependence they
- * miss shows as a reported divergence, not a hidden one. The stepped run
- * without replacement must equal the free run: if not, the interpreter
- * disagrees with itself, which is reported too.
+ * through PUSHF, SETcc, ADC, a branch, arithmetic or an exception frame.
+ * When the whole runs differ, they are run again side by side as the KVM
+ * comparison does (run.c), which decides soundly: the interpreter
+ * single-steps, and whenever it arrives at an address of the test for
+ * the first time, the translator runs the test cut there (HLT from that
+ * address on: it stops exactly where the interpreter is) and the two
+ * states are compared, with the flags the last instruction left
+ * undefined (flagmask.c) ignored; those flags are then copied from the
+ * translator into the interpreter, which continues. A step whose states
+ * differ in anything else is a divergence, and names the instruction. If
+ * no step differs, the interpreter's final state, with every undefined
+ * flag taken from the translator, must equal the translator's whole run
+ * exactly: then the first difference came from undefined flags only.
+ * Otherwise (the translator computes something differently in the whole
+ * sequence than in its cut-down prefixes, or a loop revisits an address
+ * whose undefined flags could not be copied), it is a divergence too, and
+ * the shortest diverging prefix of the test is searched for.
  *
- * A divergence is narrowed down: the test is cut after each instruction
- * the interpreter executed (HLT from there on) and the shortest cut that
- * still diverges names the instruction; that instruction then runs alone
- * from the interpreter's state before it (registers, data and stack). */
+ * The stepped interpreter is itself checked: without the copying, its
+ * run must equal its free run. A difference there is reported too. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -53,17 +58,20 @@
 #include "difftest.h"
 
 #define JIT_TIMEOUT_MS 3000
-#define MAX_REENTRIES 16     /* INTR exits from a watchdog kick of an earlier run */
-#define STUB_STEPS 64        /* steps allowed beyond the test's own in a stepped run */
+#define MAX_REENTRIES 16 /* INTR exits from a watchdog kick of an earlier run */
+#define STUB_STEPS 64    /* steps allowed beyond the test's own in a stepped run */
 #define HLT_BYTE 0xf4
 #define MAX_CUTS 4096
+#define FLAG_RF 0x10000ULL
+#define FLAG_TF 0x100ULL
+#define NO_STEP UINT32_MAX
 
-/* Code-area offsets, above any test (DT_GEN_CODE_MAX): the preamble,
- * its FXRSTOR image, and the capture stub (FXSAVE to the data area, for
- * the state before an instruction run alone). */
+/* Code-area offsets above any test: the preamble, its FXRSTOR image, and
+ * the capture stub (FXSAVE to the data area, for running an instruction
+ * alone from the state before it). */
 #define PRE_OFF 0xf000u
-#define IMG_OFF 0xf100u
 #define CAP_OFF 0xf040u
+#define IMG_OFF 0xf100u
 #define FXSAVE_BYTES 512
 _Static_assert(DT_GEN_CODE_MAX <= PRE_OFF && DT_CORPUS_CODE_MAX <= PRE_OFF, "tests fit below");
 
@@ -79,25 +87,23 @@ struct jsnap {
 	uint8_t *mem; /* the dt_compared ranges, one after the other */
 };
 
-/* Bits that differ between outcomes (or that depend on undefined flags). */
-enum { SYS_CR0 = SEG_COUNT, SYS_CR2, SYS_CR3, SYS_CR4, SYS_EFER, SYS_GDTR, SYS_IDTR, SYS_COUNT };
-
-struct jdiff {
-	uint64_t gpr[GPR_COUNT], rip, rflags;
-	uint32_t sys;  /* bit per segment register and SYS_* field */
-	bool outcome;  /* exit, exception vector or accesses */
-	bool any_mem;
-	uint8_t *mem;
-};
-
-enum perturb { P_NONE, P_ZERO, P_ONE, P_FLIP };
-
 enum verdict {
 	J_AGREE,
-	J_EXPLAINED, /* differences only in bits that depend on undefined flags */
+	J_EXPLAINED, /* differences that undefined flags explain */
 	J_LOOP,      /* neither side ended in time */
 	J_DIVERGE,
 	J_SELF,      /* the interpreter's stepped and free runs differ */
+};
+
+/* What a side-by-side run found. */
+struct lockstep {
+	bool ended;         /* the interpreter reached the end of the test */
+	bool diverged;      /* a step differed */
+	unsigned step;      /* that step, an index into the trace */
+	uint64_t rip;       /* the instruction's address */
+	uint64_t undefined; /* the flags it leaves undefined */
+	struct cpu_state before;
+	unsigned copied;    /* steps whose undefined flags came from the translator */
 };
 
 struct dt_jit_ctx {
@@ -109,23 +115,22 @@ struct dt_jit_ctx {
 	unsigned reports;
 	uint64_t apic_base;
 	size_t mem_bytes;
-	struct jsnap a, b, s0, s1; /* interpreter, translator, stepped, stepped and perturbed */
-	struct jdiff diff, dep, self, zero; /* zero: explains nothing */
+	/* interpreter, translator, stepped interpreter, translator on a
+	 * prefix, interpreter in mid-run */
+	struct jsnap a, b, s, p, m;
+	struct lockstep ls;
 	uint8_t code[DT_CODE_SIZE]; /* the code area of the run: test + HLT */
-	uint64_t end;               /* linear address where the test's code ends */
-	/* The interpreter's stepped trace: the RIP before each step. */
-	unsigned ntrace;
+	uint64_t end;               /* linear address where the run's code ends */
+	unsigned ntrace;            /* the stepped interpreter's RIPs */
 	uint64_t trace[DT_GEN_CODE_MAX + STUB_STEPS];
 	/* The state before an instruction, for running it alone. */
 	uint8_t data[DT_DATA_SIZE], stack[DT_STACK_SIZE], fpu[FXSAVE_BYTES];
-	struct cpu_state before;
 	uint8_t alone_code[DT_CODE_SIZE];
 	char what[512];
 };
 
 bool dt_jit_mode(enum dt_mode m) { return m == DT_MODE_LONG64 || m == DT_MODE_KERNEL64; }
 
-const struct dt_jit_stats *dt_jit_get_stats(const struct dt_jit_ctx *c) { return &c->stats; }
 
 static size_t compared_bytes(void)
 {
@@ -146,13 +151,10 @@ int dt_jit_init(struct dt_jit_ctx **out, const char *objdump, bool verbose, char
 	c->objdump = objdump;
 	c->verbose = verbose;
 	c->mem_bytes = compared_bytes();
-	struct jsnap *snaps[] = {&c->a, &c->b, &c->s0, &c->s1};
-	struct jdiff *diffs[] = {&c->diff, &c->dep, &c->self, &c->zero};
+	struct jsnap *snaps[] = {&c->a, &c->b, &c->s, &c->p, &c->m};
 	bool ok = true;
-	for (size_t k = 0; k < 4; k++)
-		ok = ok && (snaps[k]->mem = malloc(c->mem_bytes)) != NULL;
-	for (size_t k = 0; k < 4; k++)
-		ok = ok && (diffs[k]->mem = calloc(1, c->mem_bytes)) != NULL;
+	for (size_t k = 0; k < sizeof(snaps) / sizeof(snaps[0]); k++)
+		ok = ok && (snaps[k]->mem = calloc(1, c->mem_bytes)) != NULL;
 	if (!ok) {
 		snprintf(err, errlen, "out of memory");
 		dt_jit_fini(c);
@@ -179,6 +181,22 @@ int dt_jit_init(struct dt_jit_ctx **out, const char *objdump, bool verbose, char
 	return 0;
 }
 
+static void add_translator_stats(struct dt_jit_ctx *c)
+{
+	struct engine_vcpu_stats vs;
+	memset(&vs, 0, sizeof(vs));
+	if (c->jit.vcpu && c->jit.ops->vcpu_stats)
+		c->jit.ops->vcpu_stats(c->jit.vcpu, &vs);
+	c->stats.blocks = vs.jit.blocks;
+	c->stats.fallbacks = vs.jit.fallbacks;
+}
+
+const struct dt_jit_stats *dt_jit_get_stats(struct dt_jit_ctx *c)
+{
+	add_translator_stats(c);
+	return &c->stats;
+}
+
 void dt_jit_fini(struct dt_jit_ctx *c)
 {
 	if (!c)
@@ -187,14 +205,9 @@ void dt_jit_fini(struct dt_jit_ctx *c)
 	dt_watchdog_stop(c->wd_jit);
 	dt_side_fini(&c->interp);
 	dt_side_fini(&c->jit);
-	free(c->a.mem);
-	free(c->b.mem);
-	free(c->s0.mem);
-	free(c->s1.mem);
-	free(c->diff.mem);
-	free(c->dep.mem);
-	free(c->self.mem);
-	free(c->zero.mem);
+	struct jsnap *snaps[] = {&c->a, &c->b, &c->s, &c->p, &c->m};
+	for (size_t k = 0; k < sizeof(snaps) / sizeof(snaps[0]); k++)
+		free(snaps[k]->mem);
 	free(c);
 }
 
@@ -217,31 +230,29 @@ static void put_le(uint8_t *p, uint64_t v, unsigned n)
 
 /* The test as it runs here: its first `cut` bytes of code, HLT after, and
  * the preamble that loads the x87/SSE state `fpu` (NULL: the reset image)
- * and jumps to the test's first instruction. */
+ * and jumps to the test's first instruction. 64-bit code: CS base 0. */
 static void frame_test(struct dt_jit_ctx *c, const struct dt_test *t, size_t cut,
 		       const uint8_t *fpu, struct dt_test *ft)
 {
+	static const uint8_t fxrstor_rip[] = {0x48, 0x0f, 0xae, 0x0d}; /* FXRSTOR64 [RIP+d32] */
+	static const uint8_t fxsave_abs[] = {0x48, 0x0f, 0xae, 0x04, 0x25}; /* FXSAVE64 [d32] */
 	if (cut > t->len)
 		cut = t->len;
 	memset(c->code, HLT_BYTE, sizeof(c->code));
 	memcpy(c->code, t->code, cut);
 	uint8_t *pre = c->code + PRE_OFF, *img = c->code + IMG_OFF, *cap = c->code + CAP_OFF;
-	/* FXRSTOR64 [RIP + disp32]; JMP rel32 (64-bit code: CS base 0). */
-	static const uint8_t fxrstor[] = {0x48, 0x0f, 0xae, 0x0d};
-	memcpy(pre, fxrstor, 4);
+	memcpy(pre, fxrstor_rip, 4);
 	put_le(pre + 4, IMG_OFF - (PRE_OFF + 8), 4);
-	pre[8] = 0xe9;
+	pre[8] = 0xe9; /* JMP rel32 */
 	put_le(pre + 9, t->init.rip - (DT_CODE_ADDR + PRE_OFF + 13), 4);
 	if (fpu) {
 		memcpy(img, fpu, FXSAVE_BYTES);
 	} else {
 		memset(img, 0, FXSAVE_BYTES);
-		put_le(img, 0x37f, 2);      /* FCW: all exceptions masked, extended precision */
+		put_le(img, 0x37f, 2);       /* FCW: exceptions masked, extended precision */
 		put_le(img + 24, 0x1f80, 4); /* MXCSR */
 	}
-	/* FXSAVE64 [DT_DATA_ADDR] (SIB with no base: disp32). */
-	static const uint8_t fxsave[] = {0x48, 0x0f, 0xae, 0x04, 0x25};
-	memcpy(cap, fxsave, 5);
+	memcpy(cap, fxsave_abs, 5);
 	put_le(cap + 5, DT_DATA_ADDR, 4);
 	*ft = *t;
 	ft->code = c->code;
@@ -282,8 +293,8 @@ static void snapshot(struct dt_side *s, struct jsnap *o)
 	}
 }
 
-/* run() once more while it returns at once for a kick that was meant for
- * an earlier run (the watchdog fired after that run had ended). */
+/* run(), again while it returns at once for a kick meant for an earlier
+ * run (the watchdog fired just after that run had ended). */
 static int run_vcpu(struct dt_side *s, struct vcpu_exit *x)
 {
 	int rc = 0;
@@ -332,87 +343,36 @@ static size_t read_code(struct dt_side *s, uint64_t la, uint8_t bytes[15])
 	return 0;
 }
 
-/* Replaces the flags the instruction just executed left undefined. */
-static int perturb_flags(struct dt_side *s, enum perturb p, const uint8_t *bytes, size_t nb,
-			 const struct cpu_state *before, enum dt_mode mode)
+/* The flags the instruction just executed (bytes, from `before` to the
+ * side's current state) leaves undefined. */
+static uint64_t undefined_flags(const struct dt_side *s, const uint8_t *bytes, size_t nb,
+				const struct cpu_state *before, enum dt_mode mode)
 {
 	struct dt_opinfo op;
+	if (dt_in_stubs(before) || dt_in_stubs(&s->st))
+		return 0; /* a fault or interrupt was delivered: no flag written */
 	dt_opinfo_decode(bytes, nb, dt_mode_bits(mode), &op);
 	uint64_t la = dt_linear_rip(before), next = dt_linear_rip(&s->st);
 	size_t len = next > la && next - la <= nb ? (size_t)(next - la) : nb;
-	uint64_t u = dt_undefined_flags(&op, bytes, len, before), f = s->st.rflags;
-	if (p == P_ZERO)
-		f &= ~u;
-	else if (p == P_ONE)
-		f |= u;
-	else if (p == P_FLIP)
-		f ^= u;
-	if (f == s->st.rflags)
-		return 0;
-	s->st.rflags = f;
-	return dt_side_load(s, &s->st);
-}
-
-/* Runs the framed test on the interpreter one instruction at a time,
- * replacing undefined flags as p says, recording the trace when asked,
- * and stopping before step stop_at (UINT32_MAX: at the end). o->timeout
- * says the run did not end within the test's step budget. */
-static int run_stepped(struct dt_jit_ctx *c, const struct dt_test *ft, enum perturb p,
-		       unsigned stop_at, bool trace, struct jsnap *o)
-{
-	struct dt_side *s = &c->interp;
-	int rc = load(s, ft, true);
-	unsigned limit = ft->max_steps + STUB_STEPS;
-	bool ended = false;
-	if (trace)
-		c->ntrace = 0;
-	for (unsigned n = 0; !rc && n < limit; n++) {
-		struct cpu_state before = s->st;
-		uint8_t bytes[15];
-		if (trace && c->ntrace < sizeof(c->trace) / sizeof(c->trace[0]))
-			c->trace[c->ntrace++] = dt_linear_rip(&before);
-		if (n == stop_at) {
-			ended = true;
-			break;
-		}
-		size_t nb = read_code(s, dt_linear_rip(&before), bytes);
-		struct vcpu_exit x;
-		rc = run_vcpu(s, &x);
-		if (rc)
-			break;
-		s->last_exit = x.kind;
-		s->last_detail = x.detail.code;
-		rc = s->ops->get_state(s->vcpu, &s->st);
-		if (x.kind != VCPU_EXIT_DEBUG) {
-			ended = true;
-			break;
-		}
-		/* Not for a fault or interrupt (delivery changed no flag), nor
-		 * in the stubs. */
-		if (!rc && p != P_NONE && !dt_in_stubs(&before) && !dt_in_stubs(&s->st))
-			rc = perturb_flags(s, p, bytes, nb, &before, ft->mode);
-	}
-	if (rc)
-		return rc;
-	snapshot(s, o);
-	o->timeout = !ended;
-	o->icount = 0;
-	return 0;
+	return dt_undefined_flags(&op, bytes, len, before);
 }
 
 /* ---- comparing ---- */
 
-static void diff_clear(struct dt_jit_ctx *c, struct jdiff *d)
-{
-	uint8_t *mem = d->mem;
-	memset(d, 0, sizeof(*d));
-	d->mem = mem;
-	memset(mem, 0, c->mem_bytes);
-}
+/* What a step comparison leaves out (see skipped()). */
+enum skip { SKIP_NONE, SKIP_CPL0, SKIP_CPL3 };
 
-static bool events_equal(const struct jsnap *a, const struct jsnap *b)
+/* Appends to the string buf of len bytes. */
+#define NOTE(buf, len, ...)                                                                        \
+	do {                                                                                       \
+		size_t n_ = strlen(buf);                                                           \
+		if (n_ + 1 < (len))                                                                \
+			snprintf((buf) + n_, (len) - n_, __VA_ARGS__);                             \
+	} while (0)
+
+static bool events_equal(const struct jsnap *a, const struct jsnap *b, unsigned nev_b)
 {
-	if (a->nev != b->nev || a->lost_ev != b->lost_ev)
+	if (a->nev != nev_b || a->lost_ev != b->lost_ev)
 		return false;
 	for (unsigned n = 0; n < a->nev; n++) {
 		const struct dt_event *x = &a->ev[n], *y = &b->ev[n];
@@ -424,91 +384,263 @@ static bool events_equal(const struct jsnap *a, const struct jsnap *b)
 	return true;
 }
 
-/* d |= the bits in which a and b differ. */
-static void diff_or(const struct dt_jit_ctx *c, struct jdiff *d, const struct jsnap *a,
-		    const struct jsnap *b)
+static void note_system(char *what, size_t len, const struct cpu_state *x, const struct cpu_state *y,
+			unsigned first_seg)
 {
-	for (int r = 0; r < GPR_COUNT; r++)
-		d->gpr[r] |= a->st.gpr[r] ^ b->st.gpr[r];
-	d->rip |= a->st.rip ^ b->st.rip;
-	d->rflags |= a->st.rflags ^ b->st.rflags;
-	for (int r = 0; r < SEG_COUNT; r++)
-		if (!dt_seg_equal(&a->st.seg[r], &b->st.seg[r]))
-			d->sys |= 1u << r;
-	const struct cpu_state *x = &a->st, *y = &b->st;
-	d->sys |= (uint32_t)(x->cr0 != y->cr0) << SYS_CR0 | (uint32_t)(x->cr2 != y->cr2) << SYS_CR2 |
-		  (uint32_t)(x->cr3 != y->cr3) << SYS_CR3 | (uint32_t)(x->cr4 != y->cr4) << SYS_CR4 |
-		  (uint32_t)(x->efer != y->efer) << SYS_EFER |
-		  (uint32_t)(x->gdt.base != y->gdt.base || x->gdt.limit != y->gdt.limit) << SYS_GDTR |
-		  (uint32_t)(x->idt.base != y->idt.base || x->idt.limit != y->idt.limit) << SYS_IDTR;
-	if (a->exit != b->exit || a->exc_vector != b->exc_vector || !events_equal(a, b) ||
-	    a->timeout != b->timeout)
-		d->outcome = true;
-	if (memcmp(a->mem, b->mem, c->mem_bytes) == 0)
+	size_t n = strlen(what);
+	for (unsigned r = first_seg; r < SEG_COUNT; r++)
+		if (!dt_seg_equal(&x->seg[r], &y->seg[r]))
+			n += (size_t)snprintf(what + n, n < len ? len - n : 0, " %s", dt_seg_names[r]);
+	if (n >= len)
 		return;
-	d->any_mem = true;
-	for (size_t k = 0; k < c->mem_bytes; k++)
-		d->mem[k] |= a->mem[k] ^ b->mem[k];
+	snprintf(what + n, len - n, "%s%s%s%s%s%s%s", x->cr0 != y->cr0 ? " cr0" : "",
+		 x->cr2 != y->cr2 ? " cr2" : "", x->cr3 != y->cr3 ? " cr3" : "",
+		 x->cr4 != y->cr4 ? " cr4" : "", x->efer != y->efer ? " efer" : "",
+		 x->gdt.base != y->gdt.base || x->gdt.limit != y->gdt.limit ? " gdtr" : "",
+		 x->idt.base != y->idt.base || x->idt.limit != y->idt.limit ? " idtr" : "");
 }
 
-/* Whether d has a bit that dep does not explain; names the fields in c->what. */
-static bool diff_beyond(struct dt_jit_ctx *c, const struct jdiff *d, const struct jdiff *dep)
+/* Whether range g is left out: a step comparison leaves out the code
+ * (cut short on the translator's side) and, at CPL3, the ring-0 stack
+ * (the translator's #GP frame). */
+static bool skipped(const struct dt_range *g, enum skip skip)
 {
-	char *w = c->what;
-	size_t cap = sizeof(c->what), n = 0;
-	w[0] = 0;
-#define NOTE(...) (n += (size_t)snprintf(w + n, n < cap ? cap - n : 0, __VA_ARGS__), n = n < cap ? n : cap - 1)
-	if (d->outcome && !dep->outcome)
-		NOTE(" outcome");
+	if (skip == SKIP_NONE)
+		return false;
+	return g->base == DT_CODE_ADDR || (skip == SKIP_CPL3 && g->base == DT_KSTACK_ADDR);
+}
+
+/* Names the memory ranges where a and b differ. */
+static void note_memory(char *what, size_t len, const struct jsnap *a, const struct jsnap *b,
+			enum skip skip)
+{
+	size_t off = 0, n = strlen(what);
+	for (unsigned r = 0; r < dt_ncompared; r++) {
+		const struct dt_range *g = &dt_compared[r];
+		if (!skipped(g, skip) && memcmp(a->mem + off, b->mem + off, g->size))
+			n += (size_t)snprintf(what + n, n < len ? len - n : 0, " memory(%s)", g->name);
+		off += g->size;
+	}
+}
+
+/* Whole outcomes, bit for bit; the differing fields go to what. */
+static bool outcomes_differ(const struct jsnap *x, const struct jsnap *y, char *what, size_t len)
+{
+	what[0] = 0;
+	if (x->timeout != y->timeout || x->exit != y->exit || x->exc_vector != y->exc_vector ||
+	    !events_equal(x, y, y->nev))
+		snprintf(what, len, " outcome");
+	size_t n = strlen(what);
 	for (int r = 0; r < GPR_COUNT; r++)
-		if (d->gpr[r] & ~dep->gpr[r])
-			NOTE(" %s", dt_gpr_names[r]);
-	if (d->rip & ~dep->rip)
-		NOTE(" rip");
-	if (d->rflags & ~dep->rflags)
-		NOTE(" rflags");
-	static const char *const sys_names[SYS_COUNT - SEG_COUNT] = {"cr0",  "cr2",  "cr3", "cr4",
-								      "efer", "gdtr", "idtr"};
-	for (int k = 0; k < SYS_COUNT; k++)
-		if ((d->sys & ~dep->sys) & (1u << k))
-			NOTE(" %s", k < SEG_COUNT ? dt_seg_names[k] : sys_names[k - SEG_COUNT]);
-	if (d->any_mem) {
-		size_t off = 0;
-		for (unsigned r = 0; r < dt_ncompared; r++) {
-			for (size_t k = 0; k < dt_compared[r].size; k++)
-				if (d->mem[off + k] & ~dep->mem[off + k]) {
-					NOTE(" memory(%s)", dt_compared[r].name);
-					break;
-				}
-			off += dt_compared[r].size;
+		if (x->st.gpr[r] != y->st.gpr[r])
+			n += (size_t)snprintf(what + n, n < len ? len - n : 0, " %s", dt_gpr_names[r]);
+	if (n < len && x->st.rip != y->st.rip)
+		n += (size_t)snprintf(what + n, len - n, " rip");
+	if (n < len && x->st.rflags != y->st.rflags)
+		snprintf(what + n, len - n, " rflags");
+	note_system(what, len, &x->st, &y->st, 0);
+	note_memory(what, len, x, y, SKIP_NONE);
+	return what[0] != 0;
+}
+
+/* The user's RIP, RFLAGS, RSP, CS and SS: from the exception frame when
+ * the run stopped in a stub (SDM vol. 3 §6.14.2), else the registers. */
+struct user_view {
+	bool framed;
+	uint64_t rip, rflags, rsp, error, cs, ss;
+};
+
+static bool snap_read(const struct jsnap *o, uint64_t gpa, void *buf, size_t len)
+{
+	size_t off = 0;
+	for (unsigned r = 0; r < dt_ncompared; r++) {
+		const struct dt_range *g = &dt_compared[r];
+		if (gpa >= g->base && gpa + len <= g->base + g->size) {
+			memcpy(buf, o->mem + off + (gpa - g->base), len);
+			return true;
+		}
+		off += g->size;
+	}
+	return false;
+}
+
+static struct user_view user_view(const struct jsnap *o)
+{
+	struct user_view u = {.rip = o->st.rip, .rflags = o->st.rflags, .rsp = o->st.gpr[GPR_RSP],
+			      .cs = o->st.seg[SEG_CS].selector, .ss = o->st.seg[SEG_SS].selector};
+	uint64_t fr[6];
+	bool err = dt_vector_has_error(o->exc_vector);
+	if (o->exc_vector < 0 || !dt_in_stubs(&o->st) || !snap_read(o, o->st.gpr[GPR_RSP], fr, sizeof(fr)))
+		return u;
+	u.framed = true;
+	u.error = err ? fr[0] : 0;
+	u.rip = fr[err ? 1 : 0];
+	u.cs = fr[err ? 2 : 1] & 0xffff;
+	u.rflags = fr[err ? 3 : 2];
+	u.rsp = fr[err ? 4 : 3];
+	u.ss = fr[err ? 5 : 4] & 0xffff;
+	return u;
+}
+
+/* Whether the translator's run of the test cut at `arrival` (p) stopped
+ * there, in the state the stepped interpreter (m) is in, ignoring the
+ * flags in `ignore`. CPL3: p stopped at the vector-13 stub and its user
+ * state is in the frame; kernel64: p halted at the HLT. */
+static bool step_differs(const struct jsnap *p, const struct jsnap *m, uint64_t arrival,
+			 uint64_t ignore, bool cpl0, char *what, size_t len)
+{
+	struct user_view u = user_view(p);
+	struct cpu_state ps = p->st;
+	unsigned nev = p->nev;
+	what[0] = 0;
+	if (cpl0) {
+		if (p->timeout || p->exit != VCPU_EXIT_HLT || p->exc_vector >= 0 ||
+		    ps.rip != arrival + 1) {
+			snprintf(what, len, " outcome");
+			return true;
+		}
+		ps.rip = arrival;
+	} else {
+		if (p->timeout || p->exc_vector != 13 || !u.framed || u.rip != arrival || u.error != 0 ||
+		    nev == 0) {
+			snprintf(what, len, " outcome");
+			return true;
+		}
+		nev--; /* the stub's port write */
+		ps.rip = u.rip;
+		ps.rflags = u.rflags & ~FLAG_RF; /* a fault pushes RF=1 */
+		ps.gpr[GPR_RSP] = u.rsp;
+		ps.seg[SEG_CS] = m->st.seg[SEG_CS];
+		ps.seg[SEG_SS] = m->st.seg[SEG_SS];
+		if (u.cs != m->st.seg[SEG_CS].selector)
+			NOTE(what, len, " cs");
+		if (u.ss != m->st.seg[SEG_SS].selector)
+			NOTE(what, len, " ss");
+	}
+	if (m->exc_vector >= 0 || !events_equal(m, p, nev))
+		NOTE(what, len, " accesses");
+	for (int r = 0; r < GPR_COUNT; r++)
+		if (ps.gpr[r] != m->st.gpr[r])
+			NOTE(what, len, " %s", dt_gpr_names[r]);
+	if (ps.rip != m->st.rip)
+		NOTE(what, len, " rip");
+	if ((ps.rflags ^ m->st.rflags) & ~(ignore | FLAG_RF))
+		NOTE(what, len, " rflags");
+	char sys[256] = "";
+	note_system(sys, sizeof(sys), &ps, &m->st, 0);
+	NOTE(what, len, "%s", sys);
+	char mem[256] = "";
+	note_memory(mem, sizeof(mem), p, m, cpl0 ? SKIP_CPL0 : SKIP_CPL3);
+	NOTE(what, len, "%s", mem);
+	return what[0] != 0;
+}
+
+/* The translator's flags at the step just compared. */
+static uint64_t translator_flags(const struct jsnap *p, bool cpl0)
+{
+	return cpl0 ? p->st.rflags : user_view(p).rflags;
+}
+
+/* ---- side by side ---- */
+
+/* The interpreter, single-stepped through the framed test t (cut after
+ * `cut` bytes, x87/SSE state fpu). With `beside`, the translator runs the
+ * test cut at each address the interpreter first arrives at, the states
+ * are compared (a difference ends the run, in c->ls) and the flags the
+ * last instruction left undefined are copied from the translator. The
+ * trace is recorded; the run stops before step stop_at (NO_STEP: at the
+ * end). The interpreter's final state goes to c->s. */
+static int step_through(struct dt_jit_ctx *c, const struct dt_test *t, size_t cut,
+			const uint8_t *fpu, bool beside, unsigned stop_at)
+{
+	struct dt_side *s = &c->interp;
+	struct lockstep *ls = &c->ls;
+	struct dt_test ft;
+	bool cpl0 = t->mode == DT_MODE_KERNEL64;
+	frame_test(c, t, cut, fpu, &ft);
+	uint64_t lo = DT_CODE_ADDR, hi = c->end, seen = 0; /* seen: past the highest address run */
+	int rc = load(s, &ft, true);
+	unsigned limit = t->max_steps + STUB_STEPS;
+	memset(ls, 0, sizeof(*ls));
+	c->ntrace = 0;
+	for (unsigned n = 0; !rc && n < limit; n++) {
+		struct cpu_state before = s->st;
+		uint64_t la = dt_linear_rip(&before);
+		uint8_t bytes[15];
+		struct vcpu_exit x;
+		if (c->ntrace < sizeof(c->trace) / sizeof(c->trace[0]))
+			c->trace[c->ntrace++] = la;
+		if (n == stop_at) {
+			ls->ended = true;
+			break;
+		}
+		if (la >= lo && la < hi && la + 1 > seen)
+			seen = la + 1;
+		size_t nb = read_code(s, la, bytes);
+		if ((rc = run_vcpu(s, &x)))
+			break;
+		s->last_exit = x.kind;
+		s->last_detail = x.detail.code;
+		if ((rc = s->ops->get_state(s->vcpu, &s->st)))
+			break;
+		if (x.kind != VCPU_EXIT_DEBUG) {
+			ls->ended = true;
+			break;
+		}
+		/* A first arrival at the test's code, or past its end (HLT from
+		 * there on either way): the translator stops there too. */
+		uint64_t next = dt_linear_rip(&s->st);
+		if (!beside || next < lo || next >= DT_CODE_ADDR + PRE_OFF || next < seen)
+			continue;
+		uint64_t undef = undefined_flags(s, bytes, nb, &before, t->mode);
+		struct dt_test pt;
+		snapshot(s, &c->m);
+		frame_test(c, t, next < hi ? next - DT_CODE_ADDR : hi - DT_CODE_ADDR, fpu, &pt);
+		if ((rc = run_free(&c->jit, c->wd_jit, &pt, &c->p)))
+			break;
+		c->end = hi;
+		if (step_differs(&c->p, &c->m, next, undef, cpl0, c->what, sizeof(c->what))) {
+			ls->diverged = true;
+			ls->step = n;
+			ls->rip = la;
+			ls->undefined = undef;
+			ls->before = before;
+			break;
+		}
+		uint64_t f = (s->st.rflags & ~undef) | (translator_flags(&c->p, cpl0) & undef);
+		if (f != s->st.rflags) {
+			s->st.rflags = f;
+			ls->copied++;
+			rc = dt_side_load(s, &s->st);
 		}
 	}
-#undef NOTE
-	return w[0] != 0;
+	if (rc)
+		return rc;
+	snapshot(s, &c->s);
+	c->s.timeout = !ls->ended;
+	return 0;
 }
 
 /* Runs the test (its code cut after `cut` bytes, x87/SSE state from fpu)
- * on both sides and judges the outcome; c->a and c->b keep the runs, c->dep what depends
- * on undefined flags (when a mismatch was analysed). */
+ * on both sides and judges the outcome. c->a and c->b keep the whole
+ * runs; after a mismatch c->ls says where a step diverged, if one did. */
 static int judge(struct dt_jit_ctx *c, const struct dt_test *t, size_t cut, const uint8_t *fpu,
 		 enum verdict *v)
 {
 	struct dt_test ft;
+	char self[sizeof(c->what)];
 	frame_test(c, t, cut, fpu, &ft);
 	int rc = run_free(&c->interp, c->wd_interp, &ft, &c->a);
 	if (!rc)
 		rc = run_free(&c->jit, c->wd_jit, &ft, &c->b);
 	if (rc)
 		return rc;
-	diff_clear(c, &c->dep);
-	diff_clear(c, &c->diff);
-	c->what[0] = 0;
+	memset(&c->ls, 0, sizeof(c->ls));
 	if (c->a.timeout && c->b.timeout) {
 		*v = J_LOOP;
 		return 0;
 	}
-	diff_or(c, &c->diff, &c->a, &c->b);
-	if (!diff_beyond(c, &c->diff, &c->dep)) {
+	if (!outcomes_differ(&c->a, &c->b, c->what, sizeof(c->what))) {
 		*v = J_AGREE;
 		return 0;
 	}
@@ -518,26 +650,30 @@ static int judge(struct dt_jit_ctx *c, const struct dt_test *t, size_t cut, cons
 		*v = J_DIVERGE;
 		return 0;
 	}
-	/* Which bits depend on undefined flags. */
-	if ((rc = run_stepped(c, &ft, P_NONE, UINT32_MAX, false, &c->s0)))
+	/* The stepped interpreter must agree with its free run. */
+	if ((rc = step_through(c, t, cut, fpu, false, NO_STEP)))
 		return rc;
-	diff_clear(c, &c->self);
-	diff_or(c, &c->self, &c->s0, &c->a);
-	static const enum perturb ways[] = {P_ZERO, P_ONE, P_FLIP};
-	for (size_t k = 0; k < sizeof(ways) / sizeof(ways[0]); k++) {
-		if ((rc = run_stepped(c, &ft, ways[k], UINT32_MAX, false, &c->s1)))
-			return rc;
-		diff_or(c, &c->dep, &c->s0, &c->s1);
-	}
-	char self_what[sizeof(c->what)];
-	bool self = diff_beyond(c, &c->self, &c->zero);
-	snprintf(self_what, sizeof(self_what), "%s", c->what);
-	if (diff_beyond(c, &c->diff, &c->dep)) {
+	bool self_differs = outcomes_differ(&c->s, &c->a, self, sizeof(self));
+	if ((rc = step_through(c, t, cut, fpu, true, NO_STEP)))
+		return rc;
+	frame_test(c, t, cut, fpu, &ft); /* c->end and c->code of the whole test again */
+	if (c->ls.diverged) {
 		*v = J_DIVERGE;
 		return 0;
 	}
-	if (self) {
-		snprintf(c->what, sizeof(c->what), "%s", self_what);
+	if (!c->ls.ended) {
+		snprintf(c->what, sizeof(c->what), " the stepped interpreter did not end in %u steps",
+			 t->max_steps + STUB_STEPS);
+		*v = J_DIVERGE;
+		return 0;
+	}
+	/* The interpreter with the translator's undefined flags. */
+	if (outcomes_differ(&c->s, &c->b, c->what, sizeof(c->what))) {
+		*v = J_DIVERGE;
+		return 0;
+	}
+	if (self_differs) {
+		snprintf(c->what, sizeof(c->what), "%s", self);
 		*v = J_SELF;
 		return 0;
 	}
@@ -546,39 +682,6 @@ static int judge(struct dt_jit_ctx *c, const struct dt_test *t, size_t cut, cons
 }
 
 /* ---- reporting ---- */
-
-/* The user's RIP, RFLAGS and RSP: from the exception frame when the run
- * stopped in a stub (SDM vol. 3 §6.14.2), else the registers. */
-struct user_view {
-	bool framed;
-	uint64_t rip, rflags, rsp, error;
-};
-
-static struct user_view user_view(const struct jsnap *o)
-{
-	struct user_view u = {.rip = o->st.rip, .rflags = o->st.rflags, .rsp = o->st.gpr[GPR_RSP]};
-	uint64_t fr[6];
-	bool err = dt_vector_has_error(o->exc_vector);
-	if (o->exc_vector < 0 || !dt_in_stubs(&o->st))
-		return u;
-	/* The frame is in the snapshot's ring-0 stack range. */
-	size_t off = 0;
-	for (unsigned r = 0; r < dt_ncompared; r++) {
-		const struct dt_range *g = &dt_compared[r];
-		uint64_t at = o->st.gpr[GPR_RSP];
-		if (at >= g->base && at + sizeof(fr) <= g->base + g->size) {
-			memcpy(fr, o->mem + off + (at - g->base), sizeof(fr));
-			u.framed = true;
-			u.error = err ? fr[0] : 0;
-			u.rip = fr[err ? 1 : 0];
-			u.rflags = fr[err ? 3 : 2];
-			u.rsp = fr[err ? 4 : 3];
-			return u;
-		}
-		off += g->size;
-	}
-	return u;
-}
 
 static const char *exc_name(int v)
 {
@@ -590,10 +693,11 @@ static const char *exc_name(int v)
 	return v >= 0 && v < (int)(sizeof(names) / sizeof(names[0])) ? names[v] : "vector";
 }
 
-static void print_outcome(const struct dt_jit_ctx *c, const char *who, const struct jsnap *o)
+static void print_outcome(const struct dt_jit_ctx *c, const char *who, const struct jsnap *o,
+			  bool icount)
 {
 	struct user_view u = user_view(o);
-	printf("  %-12s", who);
+	printf("  %-13s", who);
 	if (o->timeout)
 		printf("did not end within %d ms (rip %" PRIx64 ")", JIT_TIMEOUT_MS, o->st.rip);
 	else if (o->exc_vector == 13 && u.framed && u.rip == c->end && u.error == 0)
@@ -603,7 +707,9 @@ static void print_outcome(const struct dt_jit_ctx *c, const char *who, const str
 		       o->exc_vector, u.rip, u.error);
 	else
 		printf("exit %s at rip %" PRIx64, vcpu_exit_kind_name(o->exit), o->st.rip);
-	printf("; %" PRIu64 " instructions retired\n", o->icount);
+	if (icount)
+		printf(" (%" PRIu64 " instructions retired, engine statistics)", o->icount);
+	printf("\n");
 }
 
 static void print_events(const char *who, const struct jsnap *o)
@@ -619,75 +725,64 @@ static void print_events(const char *who, const struct jsnap *o)
 	printf("%s\n", o->nev > 8 ? " ..." : "");
 }
 
-static void row(const char *name, uint64_t a, uint64_t b, uint64_t dep)
+static void row(const char *name, uint64_t a, uint64_t b, uint64_t ignore)
 {
-	printf("  %-14s %016" PRIx64 "   %016" PRIx64 "%s", name, a, b,
-	       (a ^ b) & ~dep ? "  <--" : "");
-	if (dep)
-		printf("   (bits %" PRIx64 " depend on undefined flags)", dep);
-	printf("\n");
+	printf("  %-13s %016" PRIx64 "   %016" PRIx64 "%s\n", name, a, b,
+	       (a ^ b) & ~ignore ? "  <--" : "");
 }
 
-static uint64_t mem_dep_word(const struct jdiff *dep, uint64_t gpa)
+/* Registers of two states side by side; a, b: the user's view (the frame
+ * when one was pushed). */
+static void print_regs(const char *ha, const char *hb, const struct cpu_state *a,
+		       const struct cpu_state *b, uint64_t ignore)
 {
-	size_t off = 0;
-	uint64_t w = 0;
-	for (unsigned r = 0; r < dt_ncompared; r++) {
-		const struct dt_range *g = &dt_compared[r];
-		if (gpa >= g->base && gpa + 8 <= g->base + g->size) {
-			memcpy(&w, dep->mem + off + (gpa - g->base), 8);
-			return w;
-		}
-		off += g->size;
-	}
-	return 0;
-}
-
-static void print_states(const struct jsnap *a, const struct jsnap *b, const struct jdiff *dep)
-{
-	struct user_view ua = user_view(a), ub = user_view(b);
-	printf("  %-14s %-16s   %-16s\n", "", "interpreter", "translator");
+	printf("  %-13s %-16s   %-16s\n", "", ha, hb);
 	for (int r = 0; r < GPR_COUNT; r++)
-		row(dt_gpr_names[r], a->st.gpr[r], b->st.gpr[r], dep->gpr[r]);
-	row("rip", a->st.rip, b->st.rip, dep->rip);
-	row("rflags", a->st.rflags, b->st.rflags, dep->rflags);
-	if (ua.framed || ub.framed) {
-		uint64_t ra = a->st.gpr[GPR_RSP] + (dt_vector_has_error(a->exc_vector) ? 8 : 0);
-		row("frame rip", ua.rip, ub.rip, mem_dep_word(dep, ra));
-		row("frame rflags", ua.rflags, ub.rflags, mem_dep_word(dep, ra + 16));
-		row("frame rsp", ua.rsp, ub.rsp, mem_dep_word(dep, ra + 24));
-	}
+		row(dt_gpr_names[r], a->gpr[r], b->gpr[r], 0);
+	row("rip", a->rip, b->rip, 0);
+	row("rflags", a->rflags, b->rflags, ignore);
+	if (ignore)
+		printf("  %-13s (undefined flags %03" PRIx64 " not compared)\n", "", ignore);
 	for (int r = 0; r < SEG_COUNT; r++)
-		if (!dt_seg_equal(&a->st.seg[r], &b->st.seg[r]))
-			printf("  %-14s %04x base %" PRIx64 "   %04x base %" PRIx64 "  <--\n",
-			       dt_seg_names[r], a->st.seg[r].selector, a->st.seg[r].base,
-			       b->st.seg[r].selector, b->st.seg[r].base);
-	if (a->st.cr0 != b->st.cr0 || a->st.cr4 != b->st.cr4 || a->st.efer != b->st.efer ||
-	    a->st.cr2 != b->st.cr2 || a->st.cr3 != b->st.cr3) {
-		row("cr0", a->st.cr0, b->st.cr0, 0);
-		row("cr2", a->st.cr2, b->st.cr2, 0);
-		row("cr3", a->st.cr3, b->st.cr3, 0);
-		row("cr4", a->st.cr4, b->st.cr4, 0);
-		row("efer", a->st.efer, b->st.efer, 0);
+		if (!dt_seg_equal(&a->seg[r], &b->seg[r]))
+			printf("  %-13s %04x base %" PRIx64 "   %04x base %" PRIx64 "  <--\n",
+			       dt_seg_names[r], a->seg[r].selector, a->seg[r].base, b->seg[r].selector,
+			       b->seg[r].base);
+	if (a->cr0 != b->cr0 || a->cr2 != b->cr2 || a->cr3 != b->cr3 || a->cr4 != b->cr4 ||
+	    a->efer != b->efer) {
+		row("cr0", a->cr0, b->cr0, 0);
+		row("cr2", a->cr2, b->cr2, 0);
+		row("cr3", a->cr3, b->cr3, 0);
+		row("cr4", a->cr4, b->cr4, 0);
+		row("efer", a->efer, b->efer, 0);
 	}
+}
+
+/* A whole run's state with the user's RIP, RFLAGS and RSP from its frame. */
+static struct cpu_state user_state(const struct jsnap *o)
+{
+	struct user_view u = user_view(o);
+	struct cpu_state s = o->st;
+	s.rip = u.rip;
+	s.rflags = u.rflags;
+	s.gpr[GPR_RSP] = u.rsp;
+	return s;
 }
 
 /* Up to four rows of differing memory, 16 bytes each. */
-static void print_memory(const struct jsnap *a, const struct jsnap *b, const struct jdiff *dep)
+static void print_memory(const char *ha, const char *hb, const struct jsnap *a,
+			 const struct jsnap *b, enum skip skip)
 {
 	size_t off = 0;
 	unsigned shown = 0;
 	for (unsigned r = 0; r < dt_ncompared && shown < 4; r++) {
 		const struct dt_range *g = &dt_compared[r];
-		for (size_t k = 0; k < g->size && shown < 4; k += 16) {
-			bool differs = false;
-			for (size_t i = k; i < k + 16 && i < g->size; i++)
-				differs = differs || ((a->mem[off + i] ^ b->mem[off + i]) & ~dep->mem[off + i]);
-			if (!differs)
+		for (size_t k = 0; k < g->size && shown < 4 && !skipped(g, skip); k += 16) {
+			if (!memcmp(a->mem + off + k, b->mem + off + k, 16))
 				continue;
-			printf("  memory (%s) %08" PRIx64 ":\n    interpreter ", g->name, g->base + k);
+			printf("  memory (%s) at %08" PRIx64 ":\n    %-12s", g->name, g->base + k, ha);
 			dt_print_hex(a->mem + off + k, 16);
-			printf("\n    translator  ");
+			printf("\n    %-12s", hb);
 			dt_print_hex(b->mem + off + k, 16);
 			printf("\n");
 			shown++;
@@ -698,21 +793,18 @@ static void print_memory(const struct jsnap *a, const struct jsnap *b, const str
 
 struct listing {
 	uint64_t mark; /* code offset to mark, or ~0 */
-	bool marked;
 };
 
 static void print_listing_line(void *opaque, uint64_t off, const char *text)
 {
-	struct listing *l = opaque;
-	bool here = off == l->mark;
-	printf("   %s%5" PRIx64 ":%s\n", here ? "=>" : "  ", off, text);
-	l->marked = l->marked || here;
+	const struct listing *l = opaque;
+	printf("   %s%5" PRIx64 ":%s\n", off == l->mark ? "=>" : "  ", off, text);
 }
 
 static void print_sequence(const struct dt_jit_ctx *c, const struct dt_test *t, uint64_t mark)
 {
 	struct listing l = {.mark = mark};
-	printf("  the sequence (%zu bytes%s):\n", t->len, mark != ~0ULL ? "; => the instruction found" : "");
+	printf("  the sequence (%zu bytes%s):\n", t->len, mark != ~0ULL ? "; => the instruction" : "");
 	if (dt_disassemble(c->objdump, t->mode, t->code, t->len, print_listing_line, &l) < 0) {
 		printf("    ");
 		dt_print_hex(t->code, t->len);
@@ -722,31 +814,33 @@ static void print_sequence(const struct dt_jit_ctx *c, const struct dt_test *t, 
 
 static void print_repro(const struct dt_test *t)
 {
-	if (!t->repro)
-		return;
-	/* The KVM repro line with --jit in front: same test, this comparison. */
-	const char *r = t->repro;
-	if (strncmp(r, "difftest ", 9) == 0)
-		printf("  reproduce: build/difftest --jit %s\n", r + 9);
-	else
-		printf("  reproduce: %s (with --jit)\n", r);
+	/* The KVM comparison's command line with --jit: the same test here. */
+	if (t->repro && strncmp(t->repro, "difftest ", 9) == 0)
+		printf("  reproduce: build/difftest --jit %s\n", t->repro + 9);
+	else if (t->repro)
+		printf("  reproduce: %s (with --jit)\n", t->repro);
 }
 
-/* ---- narrowing a divergence down ---- */
-
-struct culprit {
-	bool found;
-	uint64_t off;      /* code offset of the instruction */
-	size_t len;        /* its length, 0 if unknown */
-	unsigned step;     /* its first execution in the stepped trace */
-	enum verdict alone;
-	bool alone_ran;
-};
-
-static int cmp_u64(const void *x, const void *y)
+static void print_insn_line(void *opaque, uint64_t off, const char *text)
 {
-	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-	return a < b ? -1 : a > b;
+	bool *done = opaque;
+	if (off == 0 && !*done)
+		printf("%s", text);
+	*done = true;
+}
+
+/* The instruction at code offset off, disassembled (or its bytes). */
+static void print_insn(const struct dt_jit_ctx *c, const struct dt_test *t, uint64_t off)
+{
+	size_t room = off < t->len ? (t->len - off < 15 ? t->len - off : 15) : 0;
+	bool done = false;
+	printf("+%" PRIx64 ":", off);
+	if (room && dt_disassemble(c->objdump, t->mode, t->code + off, room, print_insn_line, &done) < 0) {
+		printf(" ");
+		dt_print_hex(t->code + off, room);
+	}
+	if (t->tags && off < t->len && t->tags[off])
+		printf("   (template '%s')", t->tags[off]);
 }
 
 static void insn_length_line(void *opaque, uint64_t off, const char *text)
@@ -757,18 +851,33 @@ static void insn_length_line(void *opaque, uint64_t off, const char *text)
 		*len = (size_t)off;
 }
 
-/* The shortest prefix of t (cut at the start of an instruction the
- * interpreter executed) that still diverges. */
-static int find_culprit(struct dt_jit_ctx *c, const struct dt_test *t, struct culprit *cu)
+static size_t insn_length(const struct dt_jit_ctx *c, const struct dt_test *t, uint64_t off)
+{
+	size_t room = t->len - off < 15 ? t->len - off : 15, len = 0;
+	if (dt_disassemble(c->objdump, t->mode, t->code + off, room, insn_length_line, &len) < 0)
+		return 0;
+	return len ? len : room; /* one line: the test's last instruction */
+}
+
+/* ---- narrowing a divergence down ---- */
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* The shortest prefix of t, cut at an instruction the interpreter ran,
+ * that still diverges (for differences no single step shows). Returns
+ * the offset of its last instruction in *off, or ~0. */
+static int shortest_prefix(struct dt_jit_ctx *c, const struct dt_test *t, uint64_t *off)
 {
 	static uint64_t cuts[MAX_CUTS];
-	struct dt_test ft;
-	memset(cu, 0, sizeof(*cu));
-	frame_test(c, t, t->len, NULL, &ft);
-	int rc = run_stepped(c, &ft, P_NONE, UINT32_MAX, true, &c->s0);
+	unsigned ncuts = 0;
+	*off = ~0ULL;
+	int rc = step_through(c, t, t->len, NULL, false, NO_STEP);
 	if (rc)
 		return rc;
-	unsigned ncuts = 0;
 	for (unsigned k = 0; k < c->ntrace && ncuts < MAX_CUTS; k++)
 		if (c->trace[k] >= DT_CODE_ADDR && c->trace[k] < DT_CODE_ADDR + t->len)
 			cuts[ncuts++] = c->trace[k] - DT_CODE_ADDR;
@@ -777,47 +886,31 @@ static int find_culprit(struct dt_jit_ctx *c, const struct dt_test *t, struct cu
 	for (unsigned k = 0; k < ncuts; k++)
 		if (u == 0 || cuts[k] != cuts[u - 1])
 			cuts[u++] = cuts[k];
-	ncuts = u;
-	/* Cut k keeps the instructions that start before cuts[k + 1]. */
-	for (unsigned k = 0; k < ncuts; k++) {
-		size_t cut = k + 1 < ncuts ? (size_t)cuts[k + 1] : t->len;
+	for (unsigned k = 0; k < u; k++) {
 		enum verdict v;
-		if ((rc = judge(c, t, cut, NULL, &v)))
+		if ((rc = judge(c, t, k + 1 < u ? (size_t)cuts[k + 1] : t->len, NULL, &v)))
 			return rc;
 		if (v == J_DIVERGE) {
-			cu->found = true;
-			cu->off = cuts[k];
-			break;
+			*off = cuts[k];
+			return 0;
 		}
 	}
-	if (!cu->found)
-		return 0;
-	/* Where execution first reaches it (the trace is judge's to keep). */
-	cu->step = UINT32_MAX;
-	for (unsigned k = 0; k < c->ntrace; k++)
-		if (c->trace[k] == DT_CODE_ADDR + cu->off) {
-			cu->step = k;
-			break;
-		}
-	size_t room = t->len - cu->off < 15 ? t->len - cu->off : 15;
-	dt_disassemble(c->objdump, t->mode, t->code + cu->off, room, insn_length_line, &cu->len);
-	if (cu->len == 0 && c->objdump)
-		cu->len = room; /* the test's last instruction: objdump printed one line */
 	return 0;
 }
 
-/* The interpreter's state before step `step` of the framed test:
- * registers, data and stack areas, and the x87/SSE state, which the
- * capture stub's FXSAVE writes to the data area (read, then dropped). */
-static int capture_before(struct dt_jit_ctx *c, const struct dt_test *ft, unsigned step)
+/* The interpreter's state before step `step` of t (with the translator's
+ * undefined flags): registers, data and stack areas, and the x87/SSE
+ * state, which the capture stub's FXSAVE writes to the data area. */
+static int capture_before(struct dt_jit_ctx *c, const struct dt_test *t, unsigned step,
+			  struct cpu_state *before)
 {
 	struct dt_side *s = &c->interp;
-	int rc = run_stepped(c, ft, P_NONE, step, false, &c->s0);
+	int rc = step_through(c, t, t->len, NULL, true, step);
 	if (rc)
 		return rc;
-	if (c->s0.timeout || s->last_exit != VCPU_EXIT_DEBUG)
+	if (c->ls.diverged || !c->ls.ended || s->last_exit != VCPU_EXIT_DEBUG)
 		return -ENOENT;
-	c->before = s->st;
+	*before = s->st;
 	const uint8_t *d = guest_mem_ptr(&s->mem, DT_DATA_ADDR, DT_DATA_SIZE);
 	const uint8_t *st = guest_mem_ptr(&s->mem, DT_STACK_ADDR, DT_STACK_SIZE);
 	if (!d || !st)
@@ -825,137 +918,136 @@ static int capture_before(struct dt_jit_ctx *c, const struct dt_test *ft, unsign
 	memcpy(c->data, d, DT_DATA_SIZE);
 	memcpy(c->stack, st, DT_STACK_SIZE);
 	struct cpu_state cap = s->st;
-	cap.rip = DT_CODE_ADDR + CAP_OFF;
 	struct vcpu_exit x;
-	if ((rc = dt_side_load(s, &cap)) || (rc = run_vcpu(s, &x)))
-		return rc;
-	if ((rc = s->ops->get_state(s->vcpu, &s->st)))
+	cap.rip = DT_CODE_ADDR + CAP_OFF;
+	if ((rc = dt_side_load(s, &cap)) || (rc = run_vcpu(s, &x)) ||
+	    (rc = s->ops->get_state(s->vcpu, &s->st)))
 		return rc;
 	if (x.kind != VCPU_EXIT_DEBUG || s->st.rip != DT_CODE_ADDR + CAP_OFF + 9)
 		return -ENOENT; /* the FXSAVE faulted (CR0.TS, EM, ...) */
-	if (guest_mem_read(&s->mem, DT_DATA_ADDR, c->fpu, FXSAVE_BYTES))
-		return -EFAULT;
-	return 0;
+	return guest_mem_read(&s->mem, DT_DATA_ADDR, c->fpu, FXSAVE_BYTES) ? -EFAULT : 0;
 }
 
-/* The culprit alone, from the interpreter's state before its first
- * execution (CPL3 tests only: a CPL0 test may have changed more of the
- * machine than the registers, data and stack). */
-static int run_alone(struct dt_jit_ctx *c, const struct dt_test *t, struct culprit *cu,
-		     struct dt_test *alone)
+/* Runs the instruction at code offset off alone, from the interpreter's
+ * state before step `step` (CPL3 tests only: a CPL0 test may have changed
+ * more of the machine than registers and the data and stack areas). */
+static int run_alone(struct dt_jit_ctx *c, const struct dt_test *t, uint64_t off, unsigned step,
+		     bool full)
 {
-	struct dt_test ft;
-	if (t->mode != DT_MODE_LONG64 || !cu->len || cu->step == UINT32_MAX)
+	static const char *const verdicts[] = {"agrees", "agrees (but for undefined flags)",
+					       "loops on both", "diverges",
+					       "the interpreter differs from itself"};
+	struct dt_test alone;
+	size_t len = insn_length(c, t, off);
+	if (t->mode != DT_MODE_LONG64 || !len)
 		return 0;
-	frame_test(c, t, t->len, NULL, &ft);
-	int rc = capture_before(c, &ft, cu->step);
+	int rc = capture_before(c, t, step, &alone.init);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc)
 		return rc;
 	memset(c->alone_code, HLT_BYTE, sizeof(c->alone_code));
-	memcpy(c->alone_code + cu->off, t->code + cu->off, cu->len);
-	*alone = *t;
-	alone->code = c->alone_code;
-	alone->len = cu->off + cu->len;
-	alone->data = c->data;
-	alone->stack = c->stack;
-	alone->init = c->before;
-	alone->tags = NULL;
-	if ((rc = judge(c, alone, alone->len, c->fpu, &cu->alone)))
+	memcpy(c->alone_code + off, t->code + off, len);
+	struct cpu_state init = alone.init;
+	alone = *t;
+	alone.code = c->alone_code;
+	alone.len = off + len;
+	alone.data = c->data;
+	alone.stack = c->stack;
+	alone.init = init;
+	alone.tags = NULL;
+	enum verdict v;
+	if ((rc = judge(c, &alone, alone.len, c->fpu, &v)))
 		return rc;
-	cu->alone_ran = true;
-	return 0;
-}
-
-static void print_culprit_line(void *opaque, uint64_t off, const char *text)
-{
-	(void)opaque;
-	if (off == 0)
-		printf("%s", text);
-}
-
-static void describe_culprit(const struct dt_jit_ctx *c, const struct dt_test *t,
-			     const struct culprit *cu)
-{
-	printf("  shortest diverging prefix ends with +%" PRIx64 ":", cu->off);
-	size_t room = cu->len ? cu->len : (t->len - cu->off < 15 ? t->len - cu->off : 15);
-	if (dt_disassemble(c->objdump, t->mode, t->code + cu->off, room, print_culprit_line, NULL) < 0) {
-		printf(" ");
-		dt_print_hex(t->code + cu->off, room);
-	}
-	if (t->tags && t->tags[cu->off])
-		printf("   (template '%s')", t->tags[cu->off]);
-	printf("\n");
-}
-
-static void report(struct dt_jit_ctx *c, const struct dt_test *t, enum verdict v)
-{
-	bool full = c->reports++ < DT_FULL_REPORTS;
-	printf("%sJIT DIVERGENCE in test %s (group %s, mode %s, seed %" PRIu64 "): %s:%s\n",
-	       full ? "\n" : "", t->name, t->group ? t->group : "-", dt_mode_name(t->mode), t->seed,
-	       v == J_SELF ? "the interpreter's stepped and free runs differ"
-			   : "the translator and the interpreter differ",
-	       c->what);
-	if (!full)
-		return;
-	const struct jsnap *b = v == J_SELF ? &c->s0 : &c->b;
-	print_outcome(c, "interpreter:", &c->a);
-	print_outcome(c, v == J_SELF ? "stepped:" : "translator:", b);
-	print_events("interpreter", &c->a);
-	print_events(v == J_SELF ? "stepped" : "translator", b);
-	const struct jdiff *dep = v == J_SELF ? &c->zero : &c->dep;
-	print_states(&c->a, b, dep);
-	print_memory(&c->a, b, dep);
-}
-
-static void report_alone(struct dt_jit_ctx *c, const struct dt_test *alone, const struct culprit *cu,
-			 bool full)
-{
-	static const char *const verdicts[] = {"agrees", "agrees (but for undefined flags)",
-					       "loops on both", "diverges", "interpreter differs from itself"};
-	printf("  that instruction alone, from the interpreter's state before it: %s%s%s\n",
-	       verdicts[cu->alone], cu->alone == J_DIVERGE ? ":" : "",
-	       cu->alone == J_DIVERGE ? c->what : "");
-	if (!full || cu->alone != J_DIVERGE)
-		return;
-	printf("  state before it (data and stack areas as the sequence left them):\n");
+	printf("  alone, from the interpreter's state before it (registers, data, stack, x87/SSE): "
+	       "%s%s\n",
+	       verdicts[v], v == J_DIVERGE ? c->what : "");
+	if (!full || v != J_DIVERGE)
+		return 0;
+	printf("    rip %016" PRIx64 "  rflags %016" PRIx64 "\n", init.rip, init.rflags);
 	for (int r = 0; r < GPR_COUNT; r += 4)
 		printf("    %-3s %016" PRIx64 "  %-3s %016" PRIx64 "  %-3s %016" PRIx64 "  %-3s %016" PRIx64
 		       "\n",
-		       dt_gpr_names[r], alone->init.gpr[r], dt_gpr_names[r + 1], alone->init.gpr[r + 1],
-		       dt_gpr_names[r + 2], alone->init.gpr[r + 2], dt_gpr_names[r + 3],
-		       alone->init.gpr[r + 3]);
-	printf("    rip %016" PRIx64 "  rflags %016" PRIx64 "\n", alone->init.rip, alone->init.rflags);
-	printf("  after it:\n");
-	print_outcome(c, "interpreter:", &c->a);
-	print_outcome(c, "translator:", &c->b);
-	print_states(&c->a, &c->b, &c->dep);
-	print_memory(&c->a, &c->b, &c->dep);
+		       dt_gpr_names[r], init.gpr[r], dt_gpr_names[r + 1], init.gpr[r + 1],
+		       dt_gpr_names[r + 2], init.gpr[r + 2], dt_gpr_names[r + 3], init.gpr[r + 3]);
+	return 0;
 }
 
-/* Narrows the divergence of t down and reports what it finds. */
-static int narrow(struct dt_jit_ctx *c, const struct dt_test *t, bool full)
+/* ---- one test ---- */
+
+/* A divergence at a step: the states after it, side by side. */
+static void report_step(struct dt_jit_ctx *c, const struct dt_test *t, bool full)
 {
-	struct culprit cu;
-	struct dt_test alone;
-	int rc = find_culprit(c, t, &cu);
-	if (rc)
-		return rc;
-	if (!cu.found) {
-		printf("  no prefix of the sequence diverges by itself\n");
+	const struct lockstep *ls = &c->ls;
+	bool cpl0 = t->mode == DT_MODE_KERNEL64;
+	printf("  diverges at step %u, ", ls->step);
+	print_insn(c, t, ls->rip - DT_CODE_ADDR);
+	printf("\n");
+	if (!full)
+		return;
+	struct cpu_state p = cpl0 ? c->p.st : user_state(&c->p);
+	if (cpl0)
+		p.rip--; /* past the HLT that stopped it */
+	p.rflags &= ~FLAG_RF;
+	printf("  after it (translator: the test cut after it, user state from its frame):\n");
+	print_events("interpreter", &c->m);
+	print_events("translator", &c->p);
+	print_regs("interpreter", "translator", &c->m.st, &p, ls->undefined);
+	print_memory("interpreter", "translator", &c->m, &c->p, cpl0 ? SKIP_CPL0 : SKIP_CPL3);
+}
+
+/* The whole runs, side by side. */
+static void report_whole(struct dt_jit_ctx *c, const char *ha, const char *hb,
+			 const struct jsnap *a, const struct jsnap *b)
+{
+	struct cpu_state ua = user_state(a), ub = user_state(b);
+	print_outcome(c, ha, a, true);
+	print_outcome(c, hb, b, true);
+	print_events(ha, a);
+	print_events(hb, b);
+	printf("  the whole runs (rip, rflags, rsp: the user's, from the exception frame):\n");
+	print_regs(ha, hb, &ua, &ub, 0);
+	print_memory(ha, hb, a, b, SKIP_NONE);
+}
+
+static int report(struct dt_jit_ctx *c, const struct dt_test *t, enum verdict v)
+{
+	bool full = c->reports++ < DT_FULL_REPORTS;
+	uint64_t mark = ~0ULL;
+	int rc = 0;
+	printf("%sJIT DIVERGENCE in test %s (group %s, mode %s, seed %" PRIu64 "):%s%s\n",
+	       full ? "\n" : "", t->name, t->group ? t->group : "-", dt_mode_name(t->mode), t->seed,
+	       v == J_SELF ? " the interpreter's stepped and free runs differ:" : "", c->what);
+	if (v == J_SELF) {
+		if (full)
+			report_whole(c, "free:", "stepped:", &c->a, &c->s);
+	} else if (c->ls.diverged) {
+		struct lockstep ls = c->ls;
+		report_step(c, t, full);
+		mark = ls.rip - DT_CODE_ADDR;
+		rc = run_alone(c, t, mark, ls.step, full);
 	} else {
-		describe_culprit(c, t, &cu);
-		if ((rc = run_alone(c, t, &cu, &alone)))
-			return rc;
-		if (cu.alone_ran)
-			report_alone(c, &alone, &cu, full);
+		if (full)
+			report_whole(c, "interpreter:", "translator:", &c->a, &c->b);
+		if (c->s.timeout == false && c->ls.ended)
+			printf("  no single step differs; the interpreter given the translator's "
+			       "undefined flags (%u copied) still ends differently\n",
+			       c->ls.copied);
+		if (!rc)
+			rc = shortest_prefix(c, t, &mark);
+		if (!rc && mark != ~0ULL) {
+			printf("  the shortest diverging prefix ends with ");
+			print_insn(c, t, mark);
+			printf("\n");
+		} else if (!rc) {
+			printf("  no shorter prefix diverges\n");
+		}
 	}
-	if (full)
-		print_sequence(c, t, cu.found ? cu.off : ~0ULL);
+	if (!rc && full)
+		print_sequence(c, t, mark);
 	print_repro(t);
 	fflush(stdout);
-	return 0;
+	return rc;
 }
 
 int dt_jit_run_test(struct dt_jit_ctx *c, const struct dt_test *t)
@@ -965,7 +1057,7 @@ int dt_jit_run_test(struct dt_jit_ctx *c, const struct dt_test *t)
 		return 0;
 	c->stats.tests++;
 	int rc = judge(c, t, t->len, NULL, &v);
-	if (!rc && (v == J_DIVERGE || v == J_SELF) && (c->a.timeout || c->b.timeout))
+	if (!rc && v == J_DIVERGE && (c->a.timeout || c->b.timeout))
 		rc = judge(c, t, t->len, NULL, &v); /* a timeout on one side: once more (host load) */
 	if (rc)
 		return rc;
@@ -975,9 +1067,8 @@ int dt_jit_run_test(struct dt_jit_ctx *c, const struct dt_test *t)
 	case J_EXPLAINED:
 		c->stats.explained++;
 		if (c->verbose)
-			printf("  %s: translator and interpreter differ only in bits that depend on "
-			       "undefined flags\n",
-			       t->name);
+			printf("  %s: differs only through undefined flags (%u copied)\n", t->name,
+			       c->ls.copied);
 		return 0;
 	case J_LOOP:
 		c->stats.loops++;
@@ -987,13 +1078,6 @@ int dt_jit_run_test(struct dt_jit_ctx *c, const struct dt_test *t)
 	default: break;
 	}
 	c->stats.failures++;
-	bool full = c->reports < DT_FULL_REPORTS;
-	report(c, t, v);
-	if (v == J_SELF) {
-		print_sequence(c, t, ~0ULL);
-		print_repro(t);
-		return 1;
-	}
-	rc = narrow(c, t, full);
+	rc = report(c, t, v);
 	return rc ? rc : 1;
 }

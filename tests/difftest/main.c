@@ -403,9 +403,11 @@ static int compare_jit(const struct options *o, const struct dt_groups *g, uint6
 	double secs = seconds_since(&t0);
 	const struct dt_jit_stats *s = dt_jit_get_stats(j);
 	printf("difftest: jit: %" PRIu64 " sequences, %" PRIu64 " divergent (%" PRIu64
-	       " instructions; %" PRIu64 " differed only where undefined flags reach, %" PRIu64
-	       " ended on neither side); %.1f s\n",
-	       s->tests, cmp.failures, s->instructions, s->explained, s->loops, secs);
+	       " instructions; %" PRIu64 " differed through undefined flags only, %" PRIu64
+	       " ended on neither side; %" PRIu64 " translations, %" PRIu64
+	       " handler calls from translated code); %.1f s\n",
+	       s->tests, cmp.failures, s->instructions, s->explained, s->loops, s->blocks,
+	       s->fallbacks, secs);
 	*failures = cmp.failures;
 	dt_jit_fini(j);
 	return rc;
