@@ -65,6 +65,7 @@
 #define FLAG_RF 0x10000ULL
 #define FLAG_TF 0x100ULL
 #define NO_STEP UINT32_MAX
+#define MAX_WINDOW 48 /* instructions */
 
 /* Code-area offsets above any test: the preamble, its FXRSTOR image, and
  * the capture stub (FXSAVE to the data area, for running an instruction
@@ -101,6 +102,7 @@ struct lockstep {
 	bool diverged;      /* a step differed */
 	unsigned step;      /* that step, an index into the trace */
 	uint64_t rip;       /* the instruction's address */
+	uint64_t arrival;   /* where the interpreter went next: the translator's cut */
 	uint64_t undefined; /* the flags it leaves undefined */
 	struct cpu_state before;
 	unsigned copied;    /* steps whose undefined flags came from the translator */
@@ -123,7 +125,7 @@ struct dt_jit_ctx {
 	uint64_t end;               /* linear address where the run's code ends */
 	unsigned ntrace;            /* the stepped interpreter's RIPs */
 	uint64_t trace[DT_GEN_CODE_MAX + STUB_STEPS];
-	/* The state before an instruction, for running it alone. */
+	/* The state before a window of instructions, for running it alone. */
 	uint8_t data[DT_DATA_SIZE], stack[DT_STACK_SIZE], fpu[FXSAVE_BYTES];
 	uint8_t alone_code[DT_CODE_SIZE];
 	char what[512];
@@ -603,6 +605,7 @@ static int step_through(struct dt_jit_ctx *c, const struct dt_test *t, size_t cu
 			ls->diverged = true;
 			ls->step = n;
 			ls->rip = la;
+			ls->arrival = next;
 			ls->undefined = undef;
 			ls->before = before;
 			break;
@@ -792,18 +795,20 @@ static void print_memory(const char *ha, const char *hb, const struct jsnap *a,
 }
 
 struct listing {
+	uint64_t base; /* code offset of the listing's first byte */
 	uint64_t mark; /* code offset to mark, or ~0 */
 };
 
 static void print_listing_line(void *opaque, uint64_t off, const char *text)
 {
 	const struct listing *l = opaque;
+	off += l->base;
 	printf("   %s%5" PRIx64 ":%s\n", off == l->mark ? "=>" : "  ", off, text);
 }
 
 static void print_sequence(const struct dt_jit_ctx *c, const struct dt_test *t, uint64_t mark)
 {
-	struct listing l = {.mark = mark};
+	struct listing l = {.base = 0, .mark = mark};
 	printf("  the sequence (%zu bytes%s):\n", t->len, mark != ~0ULL ? "; => the instruction" : "");
 	if (dt_disassemble(c->objdump, t->mode, t->code, t->len, print_listing_line, &l) < 0) {
 		printf("    ");
@@ -843,22 +848,6 @@ static void print_insn(const struct dt_jit_ctx *c, const struct dt_test *t, uint
 		printf("   (template '%s')", t->tags[off]);
 }
 
-static void insn_length_line(void *opaque, uint64_t off, const char *text)
-{
-	size_t *len = opaque;
-	(void)text;
-	if (off > 0 && *len == 0)
-		*len = (size_t)off;
-}
-
-static size_t insn_length(const struct dt_jit_ctx *c, const struct dt_test *t, uint64_t off)
-{
-	size_t room = t->len - off < 15 ? t->len - off : 15, len = 0;
-	if (dt_disassemble(c->objdump, t->mode, t->code + off, room, insn_length_line, &len) < 0)
-		return 0;
-	return len ? len : room; /* one line: the test's last instruction */
-}
-
 /* ---- narrowing a divergence down ---- */
 
 static int cmp_u64(const void *x, const void *y)
@@ -869,8 +858,9 @@ static int cmp_u64(const void *x, const void *y)
 
 /* The shortest prefix of t, cut at an instruction the interpreter ran,
  * that still diverges (for differences no single step shows). Returns
- * the offset of its last instruction in *off, or ~0. */
-static int shortest_prefix(struct dt_jit_ctx *c, const struct dt_test *t, uint64_t *off)
+ * the offset of its last instruction in *off (or ~0) and the cut in *cut. */
+static int shortest_prefix(struct dt_jit_ctx *c, const struct dt_test *t, uint64_t *off,
+			   size_t *cut)
 {
 	static uint64_t cuts[MAX_CUTS];
 	unsigned ncuts = 0;
@@ -888,7 +878,8 @@ static int shortest_prefix(struct dt_jit_ctx *c, const struct dt_test *t, uint64
 			cuts[u++] = cuts[k];
 	for (unsigned k = 0; k < u; k++) {
 		enum verdict v;
-		if ((rc = judge(c, t, k + 1 < u ? (size_t)cuts[k + 1] : t->len, NULL, &v)))
+		*cut = k + 1 < u ? (size_t)cuts[k + 1] : t->len;
+		if ((rc = judge(c, t, *cut, NULL, &v)))
 			return rc;
 		if (v == J_DIVERGE) {
 			*off = cuts[k];
@@ -898,17 +889,17 @@ static int shortest_prefix(struct dt_jit_ctx *c, const struct dt_test *t, uint64
 	return 0;
 }
 
-/* The interpreter's state before step `step` of t (with the translator's
- * undefined flags): registers, data and stack areas, and the x87/SSE
- * state, which the capture stub's FXSAVE writes to the data area. */
+/* The interpreter's state before step `step` of t: registers, data and
+ * stack areas, and the x87/SSE state, which the capture stub's FXSAVE
+ * writes to the data area (already copied). */
 static int capture_before(struct dt_jit_ctx *c, const struct dt_test *t, unsigned step,
 			  struct cpu_state *before)
 {
 	struct dt_side *s = &c->interp;
-	int rc = step_through(c, t, t->len, NULL, true, step);
+	int rc = step_through(c, t, t->len, NULL, false, step);
 	if (rc)
 		return rc;
-	if (c->ls.diverged || !c->ls.ended || s->last_exit != VCPU_EXIT_DEBUG)
+	if (!c->ls.ended || s->last_exit != VCPU_EXIT_DEBUG || c->ntrace <= step)
 		return -ENOENT;
 	*before = s->st;
 	const uint8_t *d = guest_mem_ptr(&s->mem, DT_DATA_ADDR, DT_DATA_SIZE);
@@ -928,48 +919,86 @@ static int capture_before(struct dt_jit_ctx *c, const struct dt_test *t, unsigne
 	return guest_mem_read(&s->mem, DT_DATA_ADDR, c->fpu, FXSAVE_BYTES) ? -EFAULT : 0;
 }
 
-/* Runs the instruction at code offset off alone, from the interpreter's
- * state before step `step` (CPL3 tests only: a CPL0 test may have changed
- * more of the machine than registers and the data and stack areas). */
-static int run_alone(struct dt_jit_ctx *c, const struct dt_test *t, uint64_t off, unsigned step,
-		     bool full)
+static void print_window(const struct dt_jit_ctx *c, const struct dt_test *w, uint64_t start)
 {
-	static const char *const verdicts[] = {"agrees", "agrees (but for undefined flags)",
-					       "loops on both", "diverges",
-					       "the interpreter differs from itself"};
-	struct dt_test alone;
-	size_t len = insn_length(c, t, off);
-	if (t->mode != DT_MODE_LONG64 || !len)
-		return 0;
-	int rc = capture_before(c, t, step, &alone.init);
-	if (rc == -ENOENT)
-		return 0;
-	if (rc)
-		return rc;
-	memset(c->alone_code, HLT_BYTE, sizeof(c->alone_code));
-	memcpy(c->alone_code + off, t->code + off, len);
-	struct cpu_state init = alone.init;
-	alone = *t;
-	alone.code = c->alone_code;
-	alone.len = off + len;
-	alone.data = c->data;
-	alone.stack = c->stack;
-	alone.init = init;
-	alone.tags = NULL;
-	enum verdict v;
-	if ((rc = judge(c, &alone, alone.len, c->fpu, &v)))
-		return rc;
-	printf("  alone, from the interpreter's state before it (registers, data, stack, x87/SSE): "
-	       "%s%s\n",
-	       verdicts[v], v == J_DIVERGE ? c->what : "");
-	if (!full || v != J_DIVERGE)
-		return 0;
-	printf("    rip %016" PRIx64 "  rflags %016" PRIx64 "\n", init.rip, init.rflags);
+	const struct cpu_state *s = &w->init;
+	struct listing l = {.base = start - DT_CODE_ADDR, .mark = ~0ULL};
+	printf("    rip %016" PRIx64 "  rflags %016" PRIx64 "\n", s->rip, s->rflags);
 	for (int r = 0; r < GPR_COUNT; r += 4)
 		printf("    %-3s %016" PRIx64 "  %-3s %016" PRIx64 "  %-3s %016" PRIx64 "  %-3s %016" PRIx64
 		       "\n",
-		       dt_gpr_names[r], init.gpr[r], dt_gpr_names[r + 1], init.gpr[r + 1],
-		       dt_gpr_names[r + 2], init.gpr[r + 2], dt_gpr_names[r + 3], init.gpr[r + 3]);
+		       dt_gpr_names[r], s->gpr[r], dt_gpr_names[r + 1], s->gpr[r + 1],
+		       dt_gpr_names[r + 2], s->gpr[r + 2], dt_gpr_names[r + 3], s->gpr[r + 3]);
+	uint64_t off = start - DT_CODE_ADDR;
+	if (dt_disassemble(c->objdump, w->mode, w->code + off, w->len - off, print_listing_line, &l) < 0) {
+		printf("    ");
+		dt_print_hex(w->code + off, w->len - off);
+		printf("\n");
+	}
+}
+
+/* The smallest window of the instructions run up to step `last` (an index
+ * into the stepped trace) that diverges on its own: the code from the
+ * window's first instruction up to `cut` (where the diverging run's code
+ * was cut), HLT elsewhere, run from the interpreter's state before the
+ * window. One instruction first (the instruction alone), then wider, for
+ * bugs that need the code around an instruction (in the same
+ * translation). CPL3 tests only: a CPL0 test may have changed more of the
+ * machine than registers, data and stack. Sets *mark to the window's
+ * first instruction. */
+static int smallest_window(struct dt_jit_ctx *c, const struct dt_test *t, unsigned last,
+			   size_t cut, bool full, uint64_t *mark)
+{
+	static uint64_t steps[MAX_WINDOW];
+	unsigned n = 0;
+	int rc = step_through(c, t, t->len, NULL, false, last + 1);
+	if (rc || t->mode != DT_MODE_LONG64 || c->ntrace <= last)
+		return rc;
+	uint64_t a_last = c->trace[last], end = DT_CODE_ADDR + (cut < t->len ? cut : t->len);
+	if (a_last < DT_CODE_ADDR || a_last >= end)
+		return 0;
+	/* The steps in the test's code, latest first. */
+	for (unsigned k = last + 1; k-- > 0 && n < MAX_WINDOW;)
+		if (c->trace[k] >= DT_CODE_ADDR && c->trace[k] <= a_last)
+			steps[n++] = (uint64_t)k << 32 | (c->trace[k] - DT_CODE_ADDR);
+	for (unsigned w = 0; w < n; w++) {
+		uint64_t start = DT_CODE_ADDR + (uint32_t)steps[w];
+		struct dt_test win;
+		struct cpu_state init;
+		if ((rc = capture_before(c, t, (unsigned)(steps[w] >> 32), &init)) == -ENOENT)
+			break;
+		if (rc)
+			return rc;
+		memset(c->alone_code, HLT_BYTE, sizeof(c->alone_code));
+		memcpy(c->alone_code + (start - DT_CODE_ADDR), t->code + (start - DT_CODE_ADDR),
+		       end - start);
+		win = *t;
+		win.code = c->alone_code;
+		win.len = end - DT_CODE_ADDR;
+		win.data = c->data;
+		win.stack = c->stack;
+		win.init = init;
+		win.tags = NULL;
+		enum verdict v;
+		if ((rc = judge(c, &win, win.len, c->fpu, &v)))
+			return rc;
+		if (v != J_DIVERGE)
+			continue;
+		*mark = start - DT_CODE_ADDR;
+		if (w == 0)
+			printf("  the instruction alone diverges:%s\n", c->what);
+		else
+			printf("  the instruction alone agrees; the smallest window that diverges is the %u "
+			       "instructions run from +%" PRIx64 ":%s\n",
+			       w + 1, (uint64_t)(start - DT_CODE_ADDR), c->what);
+		if (full) {
+			printf("  from the interpreter's state before it (registers; data, stack and "
+			       "x87/SSE as the sequence left them):\n");
+			print_window(c, &win, start);
+		}
+		return 0;
+	}
+	printf("  no window of up to %u instructions ending there diverges on its own\n", n);
 	return 0;
 }
 
@@ -986,12 +1015,23 @@ static void report_step(struct dt_jit_ctx *c, const struct dt_test *t, bool full
 	if (!full)
 		return;
 	struct cpu_state p = cpl0 ? c->p.st : user_state(&c->p);
-	if (cpl0)
+	struct jsnap pe = c->p; /* for its accesses, less the stub's port write */
+	if (cpl0) {
 		p.rip--; /* past the HLT that stopped it */
+	} else {
+		struct user_view u = user_view(&c->p);
+		if (u.cs == c->m.st.seg[SEG_CS].selector)
+			p.seg[SEG_CS] = c->m.st.seg[SEG_CS];
+		if (u.ss == c->m.st.seg[SEG_SS].selector)
+			p.seg[SEG_SS] = c->m.st.seg[SEG_SS];
+		if (pe.nev && pe.exc_vector == 13)
+			pe.nev--;
+	}
 	p.rflags &= ~FLAG_RF;
-	printf("  after it (translator: the test cut after it, user state from its frame):\n");
+	printf("  after it (translator: the test cut at %" PRIx64 ", user state from its frame):\n",
+	       (uint64_t)(ls->arrival - DT_CODE_ADDR));
 	print_events("interpreter", &c->m);
-	print_events("translator", &c->p);
+	print_events("translator", &pe);
 	print_regs("interpreter", "translator", &c->m.st, &p, ls->undefined);
 	print_memory("interpreter", "translator", &c->m, &c->p, cpl0 ? SKIP_CPL0 : SKIP_CPL3);
 }
@@ -1025,7 +1065,7 @@ static int report(struct dt_jit_ctx *c, const struct dt_test *t, enum verdict v)
 		struct lockstep ls = c->ls;
 		report_step(c, t, full);
 		mark = ls.rip - DT_CODE_ADDR;
-		rc = run_alone(c, t, mark, ls.step, full);
+		rc = smallest_window(c, t, ls.step, ls.arrival - DT_CODE_ADDR, full, &mark);
 	} else {
 		if (full)
 			report_whole(c, "interpreter:", "translator:", &c->a, &c->b);
@@ -1033,12 +1073,19 @@ static int report(struct dt_jit_ctx *c, const struct dt_test *t, enum verdict v)
 			printf("  no single step differs; the interpreter given the translator's "
 			       "undefined flags (%u copied) still ends differently\n",
 			       c->ls.copied);
+		size_t cut = t->len;
 		if (!rc)
-			rc = shortest_prefix(c, t, &mark);
+			rc = shortest_prefix(c, t, &mark, &cut);
 		if (!rc && mark != ~0ULL) {
 			printf("  the shortest diverging prefix ends with ");
 			print_insn(c, t, mark);
 			printf("\n");
+			rc = step_through(c, t, t->len, NULL, false, NO_STEP);
+			unsigned last = 0;
+			while (!rc && last < c->ntrace && c->trace[last] != DT_CODE_ADDR + mark)
+				last++;
+			if (!rc && last < c->ntrace)
+				rc = smallest_window(c, t, last, cut, full, &mark);
 		} else if (!rc) {
 			printf("  no shorter prefix diverges\n");
 		}
