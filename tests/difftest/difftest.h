@@ -1,11 +1,13 @@
 /* The differential tester: KVM (the real processor) is the oracle for the
- * soft CPU. Both engines get the same architectural state (struct
- * cpu_state) and the same guest memory, are single-stepped through the
- * public engine interface (engine/engine.h), and are compared after every
- * instruction: GPRs, RIP, RFLAGS (minus the flags the Intel SDM vol. 2
- * calls undefined for the instruction just executed), segment registers,
- * CR0/CR2/CR3/CR4, EFER, the pages a test can touch, and the sequence of
- * port-I/O and MMIO accesses.
+ * soft CPU (and, in jitcmp.c, the soft engine's interpreter for its
+ * translator: whole runs compared, no KVM needed). Both engines get the
+ * same architectural state (struct cpu_state) and the same guest memory,
+ * are single-stepped through the public engine interface
+ * (engine/engine.h), and are compared after every instruction: GPRs, RIP,
+ * RFLAGS (minus the flags the Intel SDM vol. 2 calls undefined for the
+ * instruction just executed), segment registers, CR0/CR2/CR3/CR4, EFER,
+ * the pages a test can touch, and the sequence of port-I/O and MMIO
+ * accesses.
  *
  * Where the oracle is: on a PVM host (KVM nested in a VM), code at CPL3
  * runs natively while CPL0 code is run by the host's instruction emulator,
