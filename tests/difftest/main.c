@@ -5,10 +5,12 @@
  * on a divergence, 2 on a usage or tester error. */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "difftest.h"
 
@@ -170,14 +172,14 @@ static void print_groups(const struct dt_groups *g)
 	printf("\n");
 }
 
-static void skipped_banner(const char *why)
+static void skipped_banner(const char *why, bool jit_follows)
 {
 	printf("\n"
 	       "######################################################################\n"
 	       "##  difftest SKIPPED: KVM is not usable here (%s)\n"
-	       "##  The soft CPU was NOT compared against the real processor.\n"
+	       "##  The soft CPU was NOT compared against the real processor%s\n"
 	       "######################################################################\n\n",
-	       why);
+	       why, jit_follows ? "\n##  (its translator is still compared with its interpreter)." : ".");
 }
 
 /* One comparison: KVM against the soft CPU (run.c), or the translator
@@ -191,6 +193,44 @@ struct comparison {
 	bool keep_going;
 	uint64_t failures;
 };
+
+/* What a crash of the tester reports (a fault in translated code, say):
+ * the test that was running, formatted before each test, written by the
+ * signal handler with write(2). The only mutable globals here: a signal
+ * handler has no other way to them. */
+static char crash_msg[512];
+static volatile sig_atomic_t crash_len;
+
+static void crash_handler(int sig)
+{
+	(void)sig;
+	if (crash_len > 0 && write(STDERR_FILENO, crash_msg, (size_t)crash_len) < 0)
+		crash_len = 0;
+	raise(sig); /* SA_RESETHAND restored the default action: it ends the process */
+}
+
+static void crash_handler_install(void)
+{
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = crash_handler;
+	sa.sa_flags = (int)(SA_RESETHAND | SA_NODEFER);
+	for (size_t k = 0; k < sizeof(sigs) / sizeof(sigs[0]); k++)
+		sigaction(sigs[k], &sa, NULL);
+}
+
+static void crash_note(const struct comparison *cmp, const struct dt_test *t)
+{
+	const char *r = t->repro ? t->repro : "";
+	bool jit = strcmp(cmp->prefix, "") != 0;
+	if (jit && strncmp(r, "difftest ", 9) == 0)
+		r += 9;
+	int n = snprintf(crash_msg, sizeof(crash_msg),
+			 "\ndifftest: %scrashed in test %s; reproduce: %s%s\n", cmp->prefix, t->name,
+			 jit ? "build/difftest --jit " : "", r);
+	crash_len = n < 0 ? 0 : n < (int)sizeof(crash_msg) ? n : (int)sizeof(crash_msg) - 1;
+}
 
 static int kvm_run(void *ctx, const struct dt_test *t) { return dt_run_test_retry(ctx, t); }
 static bool kvm_mode_ok(enum dt_mode m) { (void)m; return true; }
@@ -244,6 +284,7 @@ static int run_corpus(struct comparison *cmp, const struct options *o, const str
 			dt_corpus_instantiate(ct, (enum dt_mode)m, &t, repro, sizeof(repro));
 			if (verbose)
 				printf("%scorpus %s\n", cmp->prefix, t.name);
+			crash_note(cmp, &t);
 			rc = account(cmp, cmp->run(cmp->ctx, &t), stop);
 			ran++;
 		}
@@ -284,6 +325,7 @@ static int run_generator(struct comparison *cmp, const struct options *o, const 
 			if (verbose)
 				printf("%sgenerated %s (%zu bytes)\n", cmp->prefix, gen->test.name,
 				       gen->test.len);
+			crash_note(cmp, &gen->test);
 			rc = account(cmp, cmp->run(cmp->ctx, &gen->test), stop);
 		}
 		printf("difftest: %sgenerator: %u sequences in %s, %" PRIu64 " instructions\n",
@@ -344,7 +386,7 @@ static int compare_with_kvm(const struct options *o, const struct dt_groups *g, 
 	if (!c)
 		return -ENOMEM;
 	if (!kvm_engine_ops.available(&why) || ctx_init(c, err, sizeof(err))) {
-		skipped_banner(why.text[0] ? why.text : err);
+		skipped_banner(why.text[0] ? why.text : err, !o->no_jit);
 		free(c);
 		return 0;
 	}
@@ -421,6 +463,7 @@ int main(int argc, char **argv)
 	int rc = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	crash_handler_install();
 	memset(&o, 0, sizeof(o));
 	if (parse_args(argc, argv, &o) || (o.jit_only && o.no_jit)) {
 		usage();
