@@ -35,6 +35,7 @@ void tlb_flush_all(struct soft_cpu *cpu)
 	cpu->tlb_tag = (gen << TLB_GEN_SHIFT) | TLB_VALID;
 	cpu->code_la = ~0ULL;
 	cpu->code_gen++;
+	cpu->map_gen++;
 	cpu->block_abort = true;
 }
 
@@ -61,6 +62,7 @@ void tlb_flush_page(struct soft_cpu *cpu, uint64_t la)
 	if (cpu->code_la == page)
 		cpu->code_la = ~0ULL;
 	cpu->code_gen++; /* chain links may lead into this page */
+	cpu->map_gen++;
 	cpu->block_abort = true;
 	for (int a = 0; a < 3; a++)
 		for (int u = 0; u < 2; u++)

@@ -404,6 +404,10 @@ struct soft_cpu {
 
 	struct tlb tlb;
 	uint64_t tlb_tag; /* (generation << TLB_GEN_SHIFT) | TLB_VALID: what a current tag holds */
+	/* Bumped by every TLB flush, whole or one page: what linear addresses
+	 * map to may have changed (the translator's jump cache holds while it
+	 * does not; unlike code_gen, mode and CPL changes leave it). */
+	uint64_t map_gen;
 	/* The page instructions are being fetched from, so that sequential
 	 * fetches skip segmentation and the TLB (64-bit mode only). Cleared by
 	 * every TLB flush and mode change. */

@@ -197,9 +197,9 @@ uint32_t jit_run_handler(struct soft_cpu *cpu, struct jit_call *c)
 
 static void jc_sync(struct soft_jit *j, const struct soft_cpu *cpu)
 {
-	if (j->jc_gen != cpu->code_gen) {
+	if (j->jc_gen != cpu->map_gen) {
 		memset(j->jc, 0, sizeof(j->jc));
-		j->jc_gen = cpu->code_gen;
+		j->jc_gen = cpu->map_gen;
 	}
 }
 

@@ -58,8 +58,8 @@ struct soft_jit {
 	unsigned ntbs;
 	struct jit_call *insns; /* [JIT_INSN_ARENA], handler calls */
 	unsigned ninsns;
-	/* The jump cache holds while cpu->code_gen (the TLB's contents) is
-	 * jc_gen; the dispatcher empties it otherwise. */
+	/* The jump cache holds while cpu->map_gen (what linear addresses map
+	 * to) is jc_gen; the dispatcher empties it otherwise. */
 	uint64_t jc_gen;
 	struct jit_jc jc[JIT_JC_SIZE];
 	uint64_t fallback_count[JIT_OPS]; /* incremented by generated code */

@@ -1398,7 +1398,7 @@ static void emit_jump_cache(struct emit *e, const struct soft_jit *j, bool user,
 		plain = emit_jcc_rel8(e, HCC_NE, 0);
 	}
 	emit_mov_ri(e, 8, H_RDX, (uint64_t)(uintptr_t)j);
-	emit_mov_rm(e, 8, H_RAX, cpu_field((int32_t)offsetof(struct soft_cpu, code_gen)));
+	emit_mov_rm(e, 8, H_RAX, cpu_field((int32_t)offsetof(struct soft_cpu, map_gen)));
 	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct soft_jit, jc_gen)));
 	plain2 = emit_jcc_rel8(e, HCC_NE, 0);
 	emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_RIP));
