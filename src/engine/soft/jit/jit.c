@@ -43,7 +43,6 @@ struct soft_jit *soft_jit_new(size_t cache_bytes)
 		return NULL;
 	j->tbs = calloc(JIT_MAX_TBS, sizeof(*j->tbs));
 	j->insns = calloc(JIT_INSN_ARENA, sizeof(*j->insns));
-	j->jc_gen = ~0ULL;
 	if (!j->tbs || !j->insns || jit_cache_init(&j->cache, cache_bytes) != 0) {
 		free(j->tbs);
 		free(j->insns);
@@ -195,18 +194,11 @@ uint32_t jit_run_handler(struct soft_cpu *cpu, struct jit_call *c)
 	return cpu->next_rip != c->fall;
 }
 
-static void jc_sync(struct soft_jit *j, const struct soft_cpu *cpu)
-{
-	if (j->jc_gen != cpu->map_gen) {
-		memset(j->jc, 0, sizeof(j->jc));
-		j->jc_gen = cpu->map_gen;
-	}
-}
-
 static void jc_fill(struct soft_jit *j, const struct soft_cpu *cpu, const struct jit_tb *tb)
 {
 	struct jit_jc *e = &j->jc[jit_jc_index(cpu->s.rip)];
 	e->tag = jit_jc_tag(cpu->s.rip, cpu->cpl == 3);
+	e->gen = cpu->map_gen;
 	e->code = tb->code;
 }
 
@@ -228,7 +220,6 @@ bool soft_jit_run(struct soft_cpu *cpu, struct soft_jit *j, const _Atomic bool *
 	(void)irq_hint;
 	cpu->jit_budget = *budget;
 	while (cpu->jit_budget > 0 && cpu->long64 && !cpu->halted && !cpu->shutdown) {
-		jc_sync(j, cpu);
 		struct jit_tb *tb = lookup(j, cpu);
 		if (!tb)
 			break;

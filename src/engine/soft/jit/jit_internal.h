@@ -33,6 +33,7 @@ struct jit_call {
  * that translated code resolves without the dispatcher. */
 struct jit_jc {
 	uint64_t tag;
+	uint64_t gen;   /* cpu->map_gen when filled: a TLB flush retires it */
 	uintptr_t code;
 };
 
@@ -58,9 +59,8 @@ struct soft_jit {
 	unsigned ntbs;
 	struct jit_call *insns; /* [JIT_INSN_ARENA], handler calls */
 	unsigned ninsns;
-	/* The jump cache holds while cpu->map_gen (what linear addresses map
-	 * to) is jc_gen; the dispatcher empties it otherwise. */
-	uint64_t jc_gen;
+	/* Entries hold while cpu->map_gen (what linear addresses map to) is
+	 * the one they were filled under. */
 	struct jit_jc jc[JIT_JC_SIZE];
 	uint64_t fallback_count[JIT_OPS]; /* incremented by generated code */
 	struct engine_jit_stats st;

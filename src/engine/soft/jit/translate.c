@@ -1397,24 +1397,25 @@ static void emit_jump_cache(struct emit *e, const struct soft_jit *j, bool user,
 		emit_alu_ri(e, HALU_CMP, 4, H_RAX, 1);
 		plain = emit_jcc_rel8(e, HCC_NE, 0);
 	}
-	emit_mov_ri(e, 8, H_RDX, (uint64_t)(uintptr_t)j);
-	emit_mov_rm(e, 8, H_RAX, cpu_field((int32_t)offsetof(struct soft_cpu, map_gen)));
-	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct soft_jit, jc_gen)));
-	plain2 = emit_jcc_rel8(e, HCC_NE, 0);
+	_Static_assert(sizeof(struct jit_jc) == 24, "the index is scaled by 3 * 8");
 	emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_RIP));
 	emit_mov_rr(e, 8, H_RCX, H_RAX);
 	emit_shift_ri(e, HSH_SHR, 8, H_RCX, JIT_JC_BITS);
 	emit_alu_rr(e, HALU_XOR, 8, H_RCX, H_RAX);
 	emit_alu_ri(e, HALU_AND, 4, H_RCX, JIT_JC_SIZE - 1);
-	emit_shift_ri(e, HSH_SHL, 4, H_RCX, 4);
+	emit_lea(e, 4, H_RCX, hmem_sib(H_RCX, H_RCX, 2, 0));
+	emit_mov_ri(e, 8, H_RDX, (uint64_t)(uintptr_t)&j->jc[0]);
+	emit_lea(e, 8, H_RDX, hmem_sib(H_RDX, H_RCX, 8, 0));
 	if (user) {
 		emit_mov_ri(e, 8, H_RSI, 1ULL << 63);
 		emit_alu_rr(e, HALU_XOR, 8, H_RAX, H_RSI);
 	}
-	int32_t jc = (int32_t)offsetof(struct soft_jit, jc);
-	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_sib(H_RDX, H_RCX, 1, jc));
+	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct jit_jc, tag)));
+	plain2 = emit_jcc_rel8(e, HCC_NE, 0);
+	emit_mov_rm(e, 8, H_RAX, cpu_field((int32_t)offsetof(struct soft_cpu, map_gen)));
+	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct jit_jc, gen)));
 	plain3 = emit_jcc_rel8(e, HCC_NE, 0);
-	emit_jmp_m(e, hmem_sib(H_RDX, H_RCX, 1, jc + 8));
+	emit_jmp_m(e, hmem_base(H_RDX, (int32_t)offsetof(struct jit_jc, code)));
 	if (from_handler)
 		emit_bind_rel8(e, plain);
 	emit_bind_rel8(e, plain2);
