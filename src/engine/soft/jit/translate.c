@@ -444,7 +444,12 @@ static void emit_probe(struct tctx *t, const struct insn *i, unsigned size, enum
 	emit_alu_rm(e, HALU_OR, 8, H_RCX, cpu_field((int32_t)offsetof(struct soft_cpu, tlb_tag)));
 	int32_t base = OFF_TLB(acc, t->user ? 1 : 0);
 	emit_alu_rm(e, HALU_CMP, 8, H_RCX, hmem_sib(H_RBP, H_RAX, 8, base));
+	size_t hit = emit_jcc_rel8(e, HCC_E, 0);
+	/* A global translation carries the other current tag. */
+	emit_alu_rm(e, HALU_XOR, 8, H_RCX, cpu_field((int32_t)offsetof(struct soft_cpu, tlb_tag_x)));
+	emit_alu_rm(e, HALU_CMP, 8, H_RCX, hmem_sib(H_RBP, H_RAX, 8, base));
 	size_t miss = emit_jcc_rel32(e, HCC_NE, 0);
+	emit_bind_rel8(e, hit);
 	emit_mov_rm(e, 8, H_RCX, hmem_sib(H_RBP, H_RAX, 8, base + 8));
 	emit_mov_rr(e, 4, H_RAX, H_RDI);
 	emit_alu_ri(e, HALU_AND, 4, H_RAX, 0xfff);
