@@ -48,6 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "arch/x86/boot_cpu.h"
@@ -56,6 +58,27 @@
 #include "engine/soft/jit/jit_internal.h" /* JIT_MAX_CODE: what one translation reserves */
 #include "engine/soft/soft.h"
 #include "vm/memory.h"
+
+/* Every run happens in a child process (run_isolated), so that a crash
+ * or a hang of generated code fails one test instead of the whole file.
+ * Inside a child, checks print and exit instead of cmocka's asserts. */
+#define CHECK(c)                                                                            \
+	do {                                                                                \
+		if (!(c)) {                                                                 \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
+			_exit(1);                                                           \
+		}                                                                           \
+	} while (0)
+#define CHECK_EQ(a, b)                                                                      \
+	do {                                                                                \
+		unsigned long long a_ = (unsigned long long)(a), b_ = (unsigned long long)(b); \
+		if (a_ != b_) {                                                             \
+			fprintf(stderr, "%s:%d: %s = %#llx, expected %#llx\n", __FILE__,      \
+				__LINE__, #a, a_, b_);                                      \
+			_exit(1);                                                           \
+		}                                                                           \
+	} while (0)
+#define CHILD_SECONDS 60
 
 #define MEM_SIZE (32ULL << 20)
 #define CODE 0x200000ULL
@@ -638,7 +661,7 @@ static void machine_exit(void *opaque, unsigned index, struct vcpu_exit *x)
 
 static void put(struct machine *m, uint64_t gpa, const void *p, size_t n)
 {
-	assert_int_equal(guest_mem_write(&m->mem, gpa, p, n), 0);
+	CHECK_EQ(guest_mem_write(&m->mem, gpa, p, n), 0);
 }
 
 static void put64(struct machine *m, uint64_t gpa, uint64_t v) { put(m, gpa, &v, 8); }
@@ -646,7 +669,7 @@ static void put64(struct machine *m, uint64_t gpa, uint64_t v) { put(m, gpa, &v,
 static uint64_t get64(struct machine *m, uint64_t gpa)
 {
 	uint64_t v = 0;
-	assert_int_equal(guest_mem_read(&m->mem, gpa, &v, 8), 0);
+	CHECK_EQ(guest_mem_read(&m->mem, gpa, &v, 8), 0);
 	return v;
 }
 
@@ -668,10 +691,10 @@ static void build_page_tables(struct machine *m)
 	put64(m, LAYOUT_PD_ADDR + 8, PT_A | PTE_PW);
 
 	uint64_t page[512];
-	assert_int_equal(guest_mem_read(&m->mem, LAYOUT_PD_ADDR, page, sizeof(page)), 0);
+	CHECK_EQ(guest_mem_read(&m->mem, LAYOUT_PD_ADDR, page, sizeof(page)), 0);
 	page[1] = PT_B | PTE_PW;
 	put(m, PD_B, page, sizeof(page));
-	assert_int_equal(guest_mem_read(&m->mem, LAYOUT_PDPT_ADDR, page, sizeof(page)), 0);
+	CHECK_EQ(guest_mem_read(&m->mem, LAYOUT_PDPT_ADDR, page, sizeof(page)), 0);
 	page[0] = PD_B | PTE_PW;
 	put(m, PDPT_B, page, sizeof(page));
 	memset(page, 0, sizeof(page));
@@ -696,39 +719,28 @@ static void build_idt(struct machine *m)
 	m->st.idt.limit = 256 * 16 - 1;
 }
 
-static void alarm_fired(int sig)
-{
-	(void)sig;
-	static const char msg[] = "test_jit_translate: a run did not end (alarm); giving up\n";
-	ssize_t r = write(2, msg, sizeof(msg) - 1);
-	(void)r;
-	_exit(2);
-}
-
 /* A fresh VM: long mode, RIP = CODE, interrupts off. */
 static struct machine *machine_new(bool interpret, uint64_t cache)
 {
 	struct machine *m = calloc(1, sizeof(*m));
 	struct errmsg err;
-	assert_non_null(m);
-	assert_int_equal(guest_mem_init(&m->mem, MEM_SIZE), 0);
+	CHECK(m != NULL);
+	CHECK_EQ(guest_mem_init(&m->mem, MEM_SIZE), 0);
 	struct engine_config ec = {.mem = &m->mem, .ncpus = 1, .soft_interpret = interpret,
 				   .soft_jit_cache = cache, .exit_handler = machine_exit,
 				   .exit_opaque = m};
 	m->interpret = interpret;
-	assert_int_equal(soft_engine_ops.create(&m->engine, &ec, &err), 0);
-	assert_int_equal(soft_engine_ops.vcpu_create(m->engine, 0, &m->vcpu, &err), 0);
+	CHECK_EQ(soft_engine_ops.create(&m->engine, &ec, &err), 0);
+	CHECK_EQ(soft_engine_ops.vcpu_create(m->engine, 0, &m->vcpu, &err), 0);
 	soft_engine_ops.get_state(m->vcpu, &m->st);
 	uint64_t apic = m->st.apic_base;
-	assert_int_equal(boot_cpu_long_mode(&m->mem, &m->st), 0);
+	CHECK_EQ(boot_cpu_long_mode(&m->mem, &m->st), 0);
 	m->st.apic_base = apic;
 	build_page_tables(m);
 	build_idt(m);
 	m->st.rip = CODE;
 	m->st.gpr[GPR_RSP] = STACK_TOP;
-	assert_int_equal(soft_engine_ops.set_state(m->vcpu, &m->st), 0);
-	signal(SIGALRM, alarm_fired);
-	alarm(120); /* last resort: a run the kick cannot end */
+	CHECK_EQ(soft_engine_ops.set_state(m->vcpu, &m->st), 0);
 	return m;
 }
 
@@ -736,7 +748,6 @@ static void machine_sync(struct machine *m) { soft_engine_ops.set_state(m->vcpu,
 
 static void machine_free(struct machine *m)
 {
-	alarm(0);
 	soft_engine_ops.vcpu_destroy(m->vcpu);
 	soft_engine_ops.destroy(m->engine);
 	guest_mem_destroy(&m->mem);
@@ -789,7 +800,7 @@ static void watchdog_start(struct watchdog *w, struct machine *m, unsigned ms)
 	w->ms = ms;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
-	assert_int_equal(pthread_create(&w->thread, NULL, watchdog_main, w), 0);
+	CHECK_EQ(pthread_create(&w->thread, NULL, watchdog_main, w), 0);
 }
 
 static bool watchdog_stop(struct watchdog *w)
@@ -820,7 +831,7 @@ static enum vcpu_exit_kind machine_run(struct machine *m, unsigned timeout_ms)
 	watchdog_start(&w, m, timeout_ms);
 	do {
 		memset(&x, 0, sizeof(x));
-		assert_int_equal(soft_engine_ops.run(m->vcpu, &x), 0);
+		CHECK_EQ(soft_engine_ops.run(m->vcpu, &x), 0);
 	} while (x.kind != VCPU_EXIT_HLT && x.kind != VCPU_EXIT_SHUTDOWN &&
 		 x.kind != VCPU_EXIT_INTR);
 	watchdog_stop(&w);
@@ -843,12 +854,49 @@ struct outcome {
 
 typedef void (*setup_fn)(struct machine *m);
 
-static void run_mode(bool interpret, uint64_t cache, setup_fn setup, struct outcome *o)
+/* Runs fn(arg) in a child process with a time limit; the test fails if the
+ * child does not exit with 0 (a failed CHECK, a signal, the alarm). */
+static void run_isolated(void (*fn)(void *), void *arg, const char *what)
 {
-	struct machine *m = machine_new(interpret, cache);
-	setup(m);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* cmocka's handlers would resume its test loop in the child. */
+		static const int sigs[] = {SIGILL, SIGSEGV, SIGBUS, SIGFPE, SIGSYS, SIGABRT, SIGTRAP};
+		for (unsigned k = 0; k < sizeof(sigs) / sizeof(sigs[0]); k++)
+			signal(sigs[k], SIG_DFL);
+		alarm(CHILD_SECONDS);
+		fn(arg);
+		_exit(0);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status)) {
+		print_error("%s: killed by signal %d (%s)\n", what, WTERMSIG(status),
+			    WTERMSIG(status) == SIGALRM ? "did not finish in time" : strsignal(WTERMSIG(status)));
+		fail();
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		print_error("%s: failed (exit status %d)\n", what, WEXITSTATUS(status));
+		fail();
+	}
+}
+
+struct mode_run {
+	bool interpret;
+	uint64_t cache;
+	setup_fn setup;
+	struct outcome *o; /* shared with the parent */
+};
+
+static void run_mode_child(void *arg)
+{
+	struct mode_run *r = arg;
+	struct outcome *o = r->o;
+	struct machine *m = machine_new(r->interpret, r->cache);
+	r->setup(m);
 	machine_sync(m);
-	memset(o, 0, sizeof(*o));
 	o->kind = machine_run(m, RUN_TIMEOUT_MS);
 	o->st = m->st;
 	o->nlog = m->nlog;
@@ -858,6 +906,13 @@ static void run_mode(bool interpret, uint64_t cache, setup_fn setup, struct outc
 	machine_stats(m, &o->stats);
 	o->checkpoint_fired = m->checkpoint_fired;
 	machine_free(m);
+}
+
+static void run_mode(bool interpret, uint64_t cache, setup_fn setup, struct outcome *o)
+{
+	struct mode_run r = {.interpret = interpret, .cache = cache, .setup = setup, .o = o};
+	memset(o, 0, sizeof(*o));
+	run_isolated(run_mode_child, &r, interpret ? "interpreter run" : "translator run");
 }
 
 static const char *const gpr_names[16] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
@@ -893,7 +948,16 @@ static void compare_modes(const struct outcome *jit, const struct outcome *inter
 	assert_false(interp->stats.jit.enabled);
 }
 
-static struct outcome *outcome_pair(void) { return calloc(2, sizeof(struct outcome)); }
+/* Two outcomes in memory the children write. */
+static struct outcome *outcome_pair(void)
+{
+	void *p = mmap(NULL, 2 * sizeof(struct outcome), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(p != MAP_FAILED);
+	return p;
+}
+
+static void outcome_free(struct outcome *o) { munmap(o, 2 * sizeof(*o)); }
 
 /* Runs setup in both modes (o[0]: translator, o[1]: interpreter), compares. */
 static struct outcome *run_both(setup_fn setup, uint64_t cache)
@@ -948,7 +1012,7 @@ static void test_dma_rewrite(void **state)
 	assert_int_equal(o[0].kind, VCPU_EXIT_HLT);
 	assert_log(&o[0], want, n);
 	assert_true(o[0].stats.jit.invalidated > 0 || o[0].stats.jit.blocks > 8);
-	free(o);
+	outcome_free(o);
 }
 
 static void setup_smc(struct machine *m)
@@ -983,7 +1047,7 @@ static void test_smc_guest_stores(void **state)
 	assert_log(&o[0], want, n);
 	assert_int_equal(o[0].st.gpr[GPR_R8], 5);
 	assert_int_equal(o[0].st.gpr[GPR_R9], 10);
-	free(o);
+	outcome_free(o);
 }
 
 /* Writes by the guest and by DMA to pages without code leave their stamps
@@ -992,12 +1056,13 @@ static void test_smc_guest_stores(void **state)
 static uint32_t stamp_of(struct machine *m, uint64_t gpa)
 {
 	uint32_t *s = guest_mem_code_stamp(&m->mem, gpa);
-	assert_non_null(s);
+	CHECK(s != NULL);
 	return __atomic_load_n(s, __ATOMIC_ACQUIRE);
 }
 
-static void check_stamps(bool interpret)
+static void check_stamps(void *arg)
 {
+	bool interpret = *(const bool *)arg;
 	struct machine *m = machine_new(interpret, 0);
 	PUT_BLOB(m, CODE, g_stamps);
 	m->dma[0].gpa = DATA + 0x1000;
@@ -1005,37 +1070,39 @@ static void check_stamps(bool interpret)
 	memset(m->dma[0].bytes, 0x5a, 8);
 	uint32_t data0 = stamp_of(m, DATA), data1 = stamp_of(m, DATA + 0x1000);
 	uint32_t stack = stamp_of(m, STACK_TOP - 8);
-	assert_int_equal(machine_run(m, RUN_TIMEOUT_MS), VCPU_EXIT_HLT);
-	assert_int_equal(m->nlog, 1);
-	assert_int_equal(m->log[0], 0x4321);
-	assert_int_equal(stamp_of(m, DATA), data0);
-	assert_int_equal(stamp_of(m, DATA + 0x1000), data1);
-	assert_int_equal(stamp_of(m, STACK_TOP - 8), stack);
-	assert_false(stamp_of(m, DATA) & GUEST_CODE_BIT);
+	CHECK_EQ(machine_run(m, RUN_TIMEOUT_MS), VCPU_EXIT_HLT);
+	CHECK_EQ(m->nlog, 1);
+	CHECK_EQ(m->log[0], 0x4321);
+	CHECK_EQ(stamp_of(m, DATA), data0);
+	CHECK_EQ(stamp_of(m, DATA + 0x1000), data1);
+	CHECK_EQ(stamp_of(m, STACK_TOP - 8), stack);
+	CHECK(!(stamp_of(m, DATA) & GUEST_CODE_BIT));
 
 	/* The code page: marked; a DMA write changes the stamp and drops the
 	 * mark; a second write finds no code and changes nothing. */
 	uint32_t code = stamp_of(m, CODE + 0x1000);
-	assert_true(code & GUEST_CODE_BIT);
+	CHECK(code & GUEST_CODE_BIT);
 	uint8_t b = 0x90;
 	put(m, CODE + 0x1800, &b, 1);
 	uint32_t after = stamp_of(m, CODE + 0x1000);
-	assert_int_not_equal(after, code);
-	assert_false(after & GUEST_CODE_BIT);
+	CHECK(after != code);
+	CHECK(!(after & GUEST_CODE_BIT));
 	put(m, CODE + 0x1801, &b, 1);
-	assert_int_equal(stamp_of(m, CODE + 0x1000), after);
+	CHECK_EQ(stamp_of(m, CODE + 0x1000), after);
 	/* Reading is no write. */
 	uint8_t buf[16];
-	assert_int_equal(guest_mem_read(&m->mem, DATA, buf, sizeof(buf)), 0);
-	assert_int_equal(stamp_of(m, DATA), data0);
+	CHECK_EQ(guest_mem_read(&m->mem, DATA, buf, sizeof(buf)), 0);
+	CHECK_EQ(stamp_of(m, DATA), data0);
 	machine_free(m);
 }
 
 static void test_stamps_of_data_pages(void **state)
 {
 	(void)state;
-	check_stamps(false);
-	check_stamps(true);
+	bool interpret = false;
+	run_isolated(check_stamps, &interpret, "translator run");
+	interpret = true;
+	run_isolated(check_stamps, &interpret, "interpreter run");
 }
 
 /* ---- chaining ---- */
@@ -1062,7 +1129,7 @@ static void test_chain_rewritten_loop(void **state)
 	assert_true(o[0].stats.jit.invalidated > 0);
 	/* Chained: far fewer returns to the dispatcher than loop iterations. */
 	assert_true(o[0].stats.jit.dispatches < 20000);
-	free(o);
+	outcome_free(o);
 }
 
 /* ---- the jump cache ---- */
@@ -1085,7 +1152,7 @@ static void test_jump_cache_targets(void **state)
 	}
 	assert_int_equal(o[0].kind, VCPU_EXIT_HLT);
 	assert_log(&o[0], &sum, 1);
-	free(o);
+	outcome_free(o);
 }
 
 static void setup_cr3(struct machine *m)
@@ -1111,7 +1178,7 @@ static void test_jump_cache_cr3(void **state)
 	want[n++] = 0xbbbb;              /* remapped by a PTE write and INVLPG */
 	assert_int_equal(o[0].kind, VCPU_EXIT_HLT);
 	assert_log(&o[0], want, n);
-	free(o);
+	outcome_free(o);
 }
 
 /* ---- flushes ---- */
@@ -1168,7 +1235,7 @@ static void check_funcs_under_pressure(uint64_t cache)
 	assert_true(o[0].stats.jit.flushes > 0);
 	assert_true(o[0].stats.jit.blocks > NFUNCS);
 	assert_true(o[0].stats.jit.cache_size <= cache);
-	free(o);
+	outcome_free(o);
 }
 
 static void test_flush_under_pressure_256k(void **state)
@@ -1221,7 +1288,7 @@ static void test_stale_translation_at_flush(void **state)
 	assert_true(o[0].checkpoint_fired);
 	assert_log(&o[0], &want, 1);
 	assert_true(o[0].stats.jit.flushes > 0);
-	free(o);
+	outcome_free(o);
 }
 
 /* ---- precise exceptions ---- */
@@ -1290,7 +1357,7 @@ static void test_fault_load_flags_dead(void **state)
 	assert_pf(&o[0], BLOB_OFF(g_pf_load, g_pf_load_at), PF_NOT_PRESENT_READ, UNMAPPED,
 		  CMP_1_2_SET, CMP_1_2_CLEAR);
 	assert_prelude_done(&o[0]);
-	free(o);
+	outcome_free(o);
 }
 
 static void test_fault_load_flags_live(void **state)
@@ -1300,7 +1367,7 @@ static void test_fault_load_flags_live(void **state)
 	assert_pf(&o[0], BLOB_OFF(g_pf_live, g_pf_live_at), PF_NOT_PRESENT_READ, UNMAPPED,
 		  CMP_1_2_SET, CMP_1_2_CLEAR);
 	assert_prelude_done(&o[0]);
-	free(o);
+	outcome_free(o);
 }
 
 static void test_fault_store(void **state)
@@ -1310,7 +1377,7 @@ static void test_fault_store(void **state)
 	assert_pf(&o[0], BLOB_OFF(g_pf_store, g_pf_store_at), PF_NOT_PRESENT_WRITE, UNMAPPED + 8,
 		  CMP_1_2_SET, CMP_1_2_CLEAR);
 	assert_prelude_done(&o[0]);
-	free(o);
+	outcome_free(o);
 }
 
 static void test_fault_alu_memory(void **state)
@@ -1320,7 +1387,7 @@ static void test_fault_alu_memory(void **state)
 	assert_pf(&o[0], BLOB_OFF(g_pf_alu, g_pf_alu_at), PF_NOT_PRESENT_WRITE, UNMAPPED + 0x10,
 		  CMP_1_2_SET, CMP_1_2_CLEAR);
 	assert_prelude_done(&o[0]);
-	free(o);
+	outcome_free(o);
 }
 
 static void test_fault_in_handler_call(void **state)
@@ -1335,7 +1402,7 @@ static void test_fault_in_handler_call(void **state)
 	assert_int_equal(o[0].st.cr2, UNMAPPED + 0x18);
 	assert_int_equal(o[0].frame[3] & (CMP_1_2_SET | CMP_1_2_CLEAR), CMP_1_2_SET);
 	assert_prelude_done(&o[0]);
-	free(o);
+	outcome_free(o);
 }
 
 /* INC/DEC keep CF; a fault after them pushes the CF from before them. */
@@ -1346,7 +1413,7 @@ static void test_fault_after_inc_keeps_cf(void **state)
 	assert_pf(&o[0], BLOB_OFF(g_pf_inc, g_pf_inc_at), PF_NOT_PRESENT_READ, UNMAPPED, FLAG_CF,
 		  FLAG_ZF | FLAG_SF | FLAG_OF);
 	assert_int_equal(o[0].st.gpr[GPR_RBX], 0x1112);
-	free(o);
+	outcome_free(o);
 }
 
 static void test_fault_after_dec_keeps_cf(void **state)
@@ -1356,7 +1423,7 @@ static void test_fault_after_dec_keeps_cf(void **state)
 	assert_pf(&o[0], BLOB_OFF(g_pf_dec, g_pf_dec_at), PF_NOT_PRESENT_WRITE, UNMAPPED, FLAG_CF,
 		  FLAG_ZF | FLAG_SF | FLAG_OF);
 	assert_int_equal(o[0].st.gpr[GPR_RBX], 0x1110);
-	free(o);
+	outcome_free(o);
 }
 
 static void test_fault_in_chained_loop(void **state)
@@ -1368,7 +1435,7 @@ static void test_fault_in_chained_loop(void **state)
 		  FLAG_CF | FLAG_SF, FLAG_ZF);
 	assert_int_equal(o[0].st.gpr[GPR_RSI], UNMAPPED);
 	assert_int_equal(o[0].st.gpr[GPR_RCX], 4);
-	free(o);
+	outcome_free(o);
 }
 
 static void test_fault_ret_noncanonical(void **state)
@@ -1384,7 +1451,7 @@ static void test_fault_ret_noncanonical(void **state)
 	assert_int_equal(o[0].frame[4], STACK_TOP - 8);
 	assert_int_equal(o[0].frame[6 - 1] & 0xffff, o[0].st.seg[SEG_SS].selector);
 	assert_int_equal(o[0].st.gpr[GPR_RBX], 0x1112);
-	free(o);
+	outcome_free(o);
 }
 
 /* ---- interrupts ---- */
@@ -1404,27 +1471,35 @@ static void *kick_later(void *opaque)
 	return NULL;
 }
 
-static void check_kick(bool interpret, const uint8_t *start, const uint8_t *end)
+struct kick_case {
+	bool interpret;
+	const uint8_t *start, *end;
+};
+
+static void check_kick(void *arg)
 {
+	const struct kick_case *c = arg;
+	bool interpret = c->interpret;
+	const uint8_t *start = c->start, *end = c->end;
 	struct machine *m = machine_new(interpret, 0);
 	put(m, CODE, start, (size_t)(end - start));
 	struct kicker k = {.m = m, .delay_ms = 100};
 	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, kick_later, &k), 0);
+	CHECK_EQ(pthread_create(&t, NULL, kick_later, &k), 0);
 	uint64_t t0 = now_ms();
 	struct vcpu_exit x;
 	memset(&x, 0, sizeof(x));
-	assert_int_equal(soft_engine_ops.run(m->vcpu, &x), 0);
+	CHECK_EQ(soft_engine_ops.run(m->vcpu, &x), 0);
 	uint64_t took = now_ms() - t0;
 	pthread_join(t, NULL);
-	assert_int_equal(x.kind, VCPU_EXIT_INTR);
-	assert_true(took < 5000);
+	CHECK_EQ(x.kind, VCPU_EXIT_INTR);
+	CHECK(took < 5000);
 	soft_engine_ops.get_state(m->vcpu, &m->st);
-	assert_true(m->st.rip >= CODE && m->st.rip < CODE + (uint64_t)(end - start));
+	CHECK(m->st.rip >= CODE && m->st.rip < CODE + (uint64_t)(end - start));
 	if (!interpret) {
 		struct engine_vcpu_stats s;
 		machine_stats(m, &s);
-		assert_true(s.jit.blocks > 0);
+		CHECK(s.jit.blocks > 0);
 	}
 	machine_free(m);
 }
@@ -1432,10 +1507,14 @@ static void check_kick(bool interpret, const uint8_t *start, const uint8_t *end)
 static void test_kick_ends_tight_loop(void **state)
 {
 	(void)state;
-	check_kick(false, g_spin_start, g_spin_end);
-	check_kick(true, g_spin_start, g_spin_end);
-	check_kick(false, g_count_start, g_count_end);
-	check_kick(true, g_count_start, g_count_end);
+	const struct kick_case cases[] = {
+	    {false, g_spin_start, g_spin_end},
+	    {true, g_spin_start, g_spin_end},
+	    {false, g_count_start, g_count_end},
+	    {true, g_count_start, g_count_end},
+	};
+	for (unsigned k = 0; k < 4; k++)
+		run_isolated(check_kick, (void *)&cases[k], cases[k].interpret ? "interpreter run" : "translator run");
 }
 
 static void setup_timer(struct machine *m) { PUT_BLOB(m, CODE, g_timer); }
@@ -1452,7 +1531,7 @@ static void test_lapic_timer_in_tight_loop(void **state)
 		assert_int_equal(o[k].frame[0], CODE + BLOB_OFF(g_timer, g_timer_at));
 		assert_true(o[k].frame[2] & FLAG_IF);
 	}
-	free(o);
+	outcome_free(o);
 }
 
 int main(void)
