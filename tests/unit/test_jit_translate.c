@@ -108,6 +108,9 @@
 #define MAX_DMA 16
 #define RUN_TIMEOUT_MS 20000
 
+/* How long a run may take before the watchdog kicks it (per test). */
+static unsigned run_timeout_ms = RUN_TIMEOUT_MS;
+
 /* ---- guest code ---- */
 
 /* The blob `name` spans name_start..name_end; labels the test needs are
@@ -587,6 +590,26 @@ __asm__(BLOB_BEGIN(g_timer)
 BLOB_DECL(g_timer);
 extern const uint8_t g_timer_at[];
 
+/* A pending interrupt (the LAPIC timer, fired while interrupts are off)
+ * must be taken when POPF sets IF: POPF has no interrupt shadow, so the
+ * window between it and the CLI is an instruction boundary with IF = 1
+ * (SDM vol. 3 §6.8.1; vol. 2 POPF, STI). */
+__asm__(BLOB_BEGIN(g_popf)
+	"	mov $0xfee00000, %esi\n"
+	"	orl $0x100, 0xf0(%rsi)\n"
+	"	movl $0xb, 0x3e0(%rsi)\n"
+	"	movl $0x40, 0x320(%rsi)\n"
+	"	movl $1000, 0x380(%rsi)\n"
+	"1:	pushq $0x202\n"
+	"	popfq\n"
+	".globl g_popf_at\ng_popf_at:\n"
+	"	nop\n"
+	"	cli\n"
+	"	jmp 1b\n"
+	BLOB_END(g_popf));
+BLOB_DECL(g_popf);
+extern const uint8_t g_popf_at[];
+
 /* Stamps: stores to data pages by the guest and by DMA. */
 __asm__(BLOB_BEGIN(g_stamps)
 	"	mov $0x1234, %eax\n"
@@ -897,7 +920,7 @@ static void run_mode_child(void *arg)
 	struct machine *m = machine_new(r->interpret, r->cache);
 	r->setup(m);
 	machine_sync(m);
-	o->kind = machine_run(m, RUN_TIMEOUT_MS);
+	o->kind = machine_run(m, run_timeout_ms);
 	o->st = m->st;
 	o->nlog = m->nlog;
 	memcpy(o->log, m->log, sizeof(o->log));
@@ -1534,6 +1557,29 @@ static void test_lapic_timer_in_tight_loop(void **state)
 	outcome_free(o);
 }
 
+static void setup_popf(struct machine *m) { PUT_BLOB(m, CODE, g_popf); }
+
+static void test_interrupt_window_opened_by_popf(void **state)
+{
+	(void)state;
+	run_timeout_ms = 3000;
+	struct outcome *o = outcome_pair();
+	run_mode(true, 0, setup_popf, &o[1]);
+	run_mode(false, 0, setup_popf, &o[0]);
+	run_timeout_ms = RUN_TIMEOUT_MS;
+	for (unsigned k = 2; k-- > 0;) {
+		if (o[k].kind != VCPU_EXIT_HLT) {
+			print_error("%s: the interrupt was never taken (exit %d, RIP %#llx)\n",
+				    k ? "interpreter" : "translator", o[k].kind,
+				    (unsigned long long)o[k].st.rip);
+			fail();
+		}
+		assert_int_equal(o[k].st.rip, HANDLERS + 16 * 0x40 + 1);
+		assert_int_equal(o[k].frame[0], CODE + BLOB_OFF(g_popf, g_popf_at));
+	}
+	outcome_free(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1557,6 +1603,7 @@ int main(void)
 	    cmocka_unit_test(test_fault_ret_noncanonical),
 	    cmocka_unit_test(test_kick_ends_tight_loop),
 	    cmocka_unit_test(test_lapic_timer_in_tight_loop),
+	    cmocka_unit_test(test_interrupt_window_opened_by_popf),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
