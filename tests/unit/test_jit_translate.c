@@ -12,7 +12,8 @@
  *                 instruction, further ahead in its block, to a later block
  *                 of its page and to another page take effect at once (SDM
  *                 vol. 3 §11.6: a store to the code being executed is seen
- *                 by the following instructions); pages without code keep
+ *                 by the following instructions), also through another
+ *                 linear address of the page; pages without code keep
  *                 their stamps (vm/memory.h) through any write
  *   chaining      a loop chained to itself, rewritten while it runs by DMA
  *                 and by a store from another page
@@ -27,14 +28,14 @@
  *                 after, and the arithmetic flags in the pushed RFLAGS (SDM
  *                 vol. 3 §6.5: faults are precise)
  *   interrupts    `jmp .` still returns to a kick and takes a LAPIC timer
- *                 interrupt, in bounded time
+ *                 interrupt, in bounded time; a pending interrupt is taken
+ *                 in the one-instruction window POPF opens before a CLI
  *
  * Guest code is assembled here as position-independent blobs (top-level
  * asm: internal references are RIP-relative and resolved by the
  * assembler; other addresses are absolute guest constants) and copied to
- * CODE. Guest ports: PORT_LOG (OUT of EAX: appended to the log), PORT_DMA
- * (OUT of AL = k: the test's DMA k is written with guest_mem_write) and
- * PORT_CHECK (OUT: the test's checkpoint callback). */
+ * CODE. The VM, its ports and the child processes the runs happen in are
+ * in jit_harness.h; random code is in test_jit_random.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -325,6 +326,30 @@ __asm__(BLOB_BEGIN(g_cr3_y)
 	"	ret\n"
 	BLOB_END(g_cr3_y));
 BLOB_DECL(g_cr3_y);
+
+/* A store through another linear address of the running code's page
+ * (0x260000 and 0x250000 both map PHYS_X): the next instruction must
+ * see it, as a store through the address it runs at would be seen. */
+__asm__(BLOB_BEGIN(g_alias)
+	"	xor %ecx, %ecx\n"
+	".Lalias_loop:\n"
+	"	mov $0x250000, %eax\n"
+	"	call *%rax\n"
+	"	out %eax, $0xe0\n"
+	"	inc %ecx\n"
+	"	cmp $10, %ecx\n"
+	"	jne .Lalias_loop\n"
+	"	hlt\n"
+	BLOB_END(g_alias));
+BLOB_DECL(g_alias);
+__asm__(BLOB_BEGIN(g_alias_x)
+	"	lea 7(%rcx,%rcx,2), %edx\n"
+	"	mov %edx, 0x260000 + .Lalias_imm + 1 - g_alias_x_start\n"
+	".Lalias_imm:\n"
+	"	mov $0xdeadbeef, %eax\n"
+	"	ret\n"
+	BLOB_END(g_alias_x));
+BLOB_DECL(g_alias_x);
 
 /* Calls the generated functions at FUNCS in turn: EDI of them, R12D
  * rounds, the running EBX reported after each round. */
@@ -875,6 +900,24 @@ static void test_jump_cache_cr3(void **state)
 	outcome_free(o);
 }
 
+static void setup_alias(struct machine *m)
+{
+	PUT_BLOB(m, CODE, g_alias);
+	PUT_BLOB(m, PHYS_X, g_alias_x);
+}
+
+static void test_smc_through_alias(void **state)
+{
+	(void)state;
+	struct outcome *o = run_both(setup_alias, 0);
+	uint32_t want[10];
+	for (uint32_t i = 0; i < 10; i++)
+		want[i] = 3 * i + 7;
+	assert_int_equal(o[0].kind, VCPU_EXIT_HLT);
+	assert_log(&o[0], want, 10);
+	outcome_free(o);
+}
+
 /* ---- flushes ---- */
 
 #define NFUNCS 2000
@@ -1260,6 +1303,7 @@ int main(void)
 	    cmocka_unit_test(test_chain_rewritten_loop),
 	    cmocka_unit_test(test_jump_cache_targets),
 	    cmocka_unit_test(test_jump_cache_cr3),
+	    cmocka_unit_test(test_smc_through_alias),
 	    cmocka_unit_test(test_flush_under_pressure_256k),
 	    cmocka_unit_test(test_flush_under_pressure_64k),
 	    cmocka_unit_test(test_stale_translation_at_flush),
