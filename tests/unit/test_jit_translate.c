@@ -373,11 +373,14 @@ __asm__(BLOB_BEGIN(g_funcs)
 	BLOB_END(g_funcs));
 BLOB_DECL(g_funcs);
 
-/* A big block B (62 native instructions at +0x1000) called every round,
- * then a new generated function, then a checkpoint (where the test may
- * make B's page stale). */
+/* A big block B (62 native instructions at +0x1000, half of them with a
+ * memory operand: several KiB of host code) called every round, then a
+ * new generated function, then a checkpoint (where the test may make B's
+ * page stale). B is the third translation made; when it is made again
+ * after a flush, it is the first, and its old code address falls inside
+ * its new code. */
 #define STALE_ROUNDS 1500
-#define STALE_ADDS 62
+#define STALE_ADDS 31
 __asm__(BLOB_BEGIN(g_stale)
 	"	xor %r12d, %r12d\n"
 	"	jmp .Lstale_loop\n"
@@ -393,11 +396,14 @@ __asm__(BLOB_BEGIN(g_stale)
 	"	jne .Lstale_loop\n"
 	"	mov %r13d, %eax\n"
 	"	out %eax, $0xe0\n"
+	"	mov 0x300000, %eax\n"
+	"	out %eax, $0xe0\n"
 	"	hlt\n"
 	".org g_stale_start + 0x1000, 0xcc\n"
-	".Lstale_big:\n"
-	"	.rept 62\n"
+	".Lstale_big:\n" /* memory operands make it large: several KiB of host code */
+	"	.rept 31\n"
 	"	add $1, %r13\n"
+	"	addq $1, 0x300000\n"
 	"	.endr\n"
 	"	ret\n"
 	BLOB_END(g_stale));
@@ -1034,10 +1040,10 @@ static void test_stale_translation_at_flush(void **state)
 {
 	(void)state;
 	struct outcome *o = run_both(setup_stale, 128u << 10);
-	const uint32_t want = STALE_ROUNDS * STALE_ADDS;
+	const uint32_t want[2] = {STALE_ROUNDS * STALE_ADDS, STALE_ROUNDS * STALE_ADDS};
 	assert_int_equal(o[0].kind, VCPU_EXIT_HLT);
 	assert_true(o[0].checkpoint_fired);
-	assert_log(&o[0], &want, 1);
+	assert_log(&o[0], want, 2);
 	assert_true(o[0].stats.jit.flushes > 0);
 	outcome_free(o);
 }
