@@ -21,7 +21,7 @@
  * JITTEST_SEED=n runs only sequence n (and prints its code: objdump -D -b
  * binary -m i386:x86-64 --adjust-vma=0x200000 on the hex bytes);
  * JITTEST_SEQS=n changes how many run (default RANDOM_SEQS; with 3000,
- * sequences 852, 1273, 1832 and 1967 show the INC/DEC carry bug of
+ * sequences 852, 1273 and 1967 show the INC/DEC carry bug of
  * test_jit_translate's test_fault_after_inc_keeps_cf). */
 #include <stdarg.h>
 #include <stddef.h>
