@@ -153,10 +153,12 @@ static struct jit_tb *lookup(struct soft_jit *j, struct soft_cpu *cpu)
 	}
 	/* Absent, stale, or made at another linear address of the same code
 	 * (whose chains assume that address's page): make it anew. */
+	uint64_t generation = jit_cache_generation(&j->cache);
 	struct jit_tb *fresh = translate(j, cpu, code, gpa, key);
 	if (!fresh)
 		return NULL;
-	if (tb) {
+	/* A flush on the way emptied the table and the cache: tb is gone. */
+	if (tb && jit_cache_generation(&j->cache) == generation) {
 		/* A stale translation's entry leads to the fresh one. One made at
 		 * another linear address stays as it is for the chains into it,
 		 * which come from its own page. */

@@ -12,7 +12,7 @@
 #define JIT_HASH_SIZE (1u << JIT_HASH_BITS)
 #define JIT_MAX_TBS (1u << 17)
 #define JIT_MAX_INSNS SOFT_JIT_MIN_BUDGET /* guest instructions per translation */
-#define JIT_MAX_CODE (64u << 10) /* host bytes per translation, at most */
+#define JIT_MAX_CODE (32u << 10) /* host bytes per translation, at most */
 #define JIT_INSN_ARENA (1u << 17) /* decoded instructions kept for handler calls */
 #define JIT_OPS (OPMAP_COUNT * 256)
 

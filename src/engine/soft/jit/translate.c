@@ -751,7 +751,9 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	bool flags = op != HUN_NOT;
 	/* INC/DEC keep CF: when it is needed afterwards the host must hold
 	 * the guest's CF before the instruction. */
-	bool need_cf = keeps_cf && (t->live_after[t->k] & FL_CF);
+	/* The guest's CF is needed even where it looks dead: a fault before
+	 * the next flag writer pushes RFLAGS. Free when the host has it. */
+	bool need_cf = keeps_cf;
 	if (need_cf && i->mod == 3)
 		flags_to_host(t);
 	if (i->mod == 3) {
@@ -786,8 +788,9 @@ static bool tr_shift(struct tctx *t, const struct insn *i, unsigned size, int co
 		return false;
 	if (i->mod == 3 && !byte_reg_ok(i, size, i->rm))
 		return false;
-	uint8_t written = count < 0 ? 0 : op <= HSH_ROR ? (FL_CF | FL_OF) : FL_ALL;
-	bool need_old = (t->live_after[t->k] & ~written) != 0;
+	/* Flags the instruction keeps are needed even where they look dead:
+	 * a fault before the next flag writer pushes RFLAGS. */
+	bool need_old = !(count >= 0 && op > HSH_ROR);
 	struct stub *slow = NULL;
 	if (i->mod == 3) {
 		if (need_old)
@@ -1343,11 +1346,15 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 
 	uint8_t *rw;
 	uintptr_t rx;
-	int rc = jit_cache_reserve(&j->cache, JIT_MAX_CODE, &rw, &rx);
+	/* A small cache reserves less per translation, so that one fits
+	 * (a translation that then does not is left to the interpreter). */
+	size_t room = jit_cache_size(&j->cache) / 4 < JIT_MAX_CODE ? jit_cache_size(&j->cache) / 4
+								    : JIT_MAX_CODE;
+	int rc = jit_cache_reserve(&j->cache, room, &rw, &rx);
 	if (rc)
 		return rc == -ENOSPC ? -ENOSPC : rc;
 	unsigned call_mark = j->ninsns;
-	emit_init(&t->e, rw, JIT_MAX_CODE, rx);
+	emit_init(&t->e, rw, room, rx);
 	tb->code = rx;
 	emit_prologue(t, tb);
 	g_reload(t);
