@@ -226,6 +226,14 @@ void emit_movd_rx(struct emit *e, int r, int x);
 void emit_movd_xm(struct emit *e, int x, struct hmem m);
 void emit_movd_mx(struct emit *e, struct hmem m, int x);
 
+/* Any SSE instruction of the form op xmm, xmm/m128 [, imm8] (or op r32,
+ * xmm for the _rx form, e.g. PMOVMSKB), given its mandatory prefix (0,
+ * 0x66, 0xF2, 0xF3) and its opcode bytes from 0F on (0x0fef, 0x0f3a0f);
+ * imm8 < 0: none. The translator copies guest SSE instructions with it. */
+void emit_sse_xx(struct emit *e, uint8_t pfx, uint32_t opc, int dst, int src, int imm8);
+void emit_sse_xm(struct emit *e, uint8_t pfx, uint32_t opc, int dst, struct hmem m, int imm8);
+void emit_sse_rx(struct emit *e, uint8_t pfx, uint32_t opc, int r, int x, int imm8);
+
 /* ---- control flow ----
  * The rel8/rel32 branches return a patch handle: the buffer offset of
  * their displacement field. target 0 leaves the displacement 0 (a branch

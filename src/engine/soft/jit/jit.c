@@ -67,9 +67,13 @@ void soft_jit_free(struct soft_jit *j)
 	free(j);
 }
 
+/* What shapes the generated code besides the bytes: the CPL (which TLB
+ * the probes index) and whether SSE instructions may run without a fault
+ * (jit_sse_usable: they are emitted natively only then). */
 static uint64_t tb_key(const struct soft_cpu *cpu, uint64_t gpa)
 {
-	return gpa | ((uint64_t)(cpu->cpl == 3) << 62) | (1ULL << 61);
+	return gpa | ((uint64_t)(cpu->cpl == 3) << 62) | (1ULL << 61) |
+	       ((uint64_t)jit_sse_usable(cpu) << 60);
 }
 
 static unsigned tb_hash(uint64_t key)

@@ -76,6 +76,12 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
  * to); 2: it asks for the run loop (mode, paging, halt, its own code). */
 uint32_t jit_run_handler(struct soft_cpu *cpu, struct jit_call *c);
 
+/* SSE instructions raise no #UD/#NM now (fpu_check_sse's conditions). */
+static inline bool jit_sse_usable(const struct soft_cpu *cpu)
+{
+	return !(cpu->s.cr0 & (CR0_EM | CR0_TS)) && (cpu->s.cr4 & CR4_OSFXSR);
+}
+
 static inline uint64_t jit_jc_tag(uint64_t rip, bool user) { return rip ^ ((uint64_t)user << 63); }
 static inline unsigned jit_jc_index(uint64_t rip)
 {

@@ -102,12 +102,14 @@ struct tctx {
 	unsigned k;         /* the instruction being translated */
 	enum fstate fs;
 	bool user;          /* CPL 3: the TLB index of the generated probes */
+	bool sse;           /* SSE instructions may be emitted natively (jit_sse_usable) */
 	unsigned nstubs, first_pending;
 	/* Write-through register cache: guest register n lives in host
 	 * register cached[n] (or -1) for the whole block; every write also
 	 * goes to memory, so memory is always current for C code, faults and
 	 * exits, and only a handler call (which may write any register)
 	 * requires reloading the cache. */
+	struct stub *pending_slow; /* sse_mem: the misalignment exit, completed at the end */
 	int8_t cached[16];
 	uint16_t cached_set;
 	struct stub stubs[MAX_STUBS];
@@ -348,12 +350,12 @@ static void exit_dynamic(struct tctx *t, size_t branch, uint32_t icount)
 
 /* ---- flag liveness ---- */
 
-static void flag_use(const struct insn *i, uint8_t *rd, uint8_t *wr);
+static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, uint8_t *wr);
 
 static uint8_t live_before(const struct tctx *t, unsigned k)
 {
 	uint8_t rd, wr;
-	flag_use(&t->insn[k], &rd, &wr);
+	flag_use(t, &t->insn[k], &rd, &wr);
 	return (uint8_t)(rd | (t->live_after[k] & ~wr));
 }
 
@@ -363,7 +365,7 @@ static void compute_liveness(struct tctx *t)
 	for (unsigned k = t->n; k-- > 0;) {
 		t->live_after[k] = live;
 		uint8_t rd, wr;
-		flag_use(&t->insn[k], &rd, &wr);
+		flag_use(t, &t->insn[k], &rd, &wr);
 		live = (uint8_t)(rd | (live & ~wr));
 		/* A conditional branch leaves the block when taken. */
 		if ((t->insn[k].map == OPMAP_1B && t->insn[k].opcode >= 0x70 && t->insn[k].opcode <= 0x7f) ||
@@ -978,6 +980,209 @@ static bool tr_ret(struct tctx *t, const struct insn *i)
 	return true;
 }
 
+/* ---- SSE: integer, logic and moves on XMM registers ----
+ * Copied to the host's own instruction on XMM0/XMM1, loaded from and
+ * stored to cpu->fpu.xmm. Only forms whose result does not depend on
+ * MXCSR (no floating point) and that raise no SIMD exception; a 16-byte
+ * memory operand that must be aligned is checked inline (the slow path,
+ * the handler, raises the #GP). Taken only when SSE is usable, which is
+ * part of the translation's key (jit_sse_usable). */
+#define OFF_XMM(n) ((int32_t)(offsetof(struct soft_cpu, fpu.xmm) + 16 * (size_t)((n) & 15)))
+
+static uint8_t sse_prefix(const struct insn *i)
+{
+	switch (i->def->prefix) {
+	case PFX_66: return 0x66;
+	case PFX_F3: return 0xf3;
+	case PFX_F2: return 0xf2;
+	default: return 0;
+	}
+}
+
+/* Two-operand xmm, xmm/m128 instructions the host runs as they are. */
+static bool sse_plain_op(uint8_t pfx, unsigned op)
+{
+	if (pfx == 0x66)
+		return (op >= 0x60 && op <= 0x6d) || (op >= 0x74 && op <= 0x76) ||
+		       (op >= 0xd1 && op <= 0xd5) || (op >= 0xd8 && op <= 0xdf) ||
+		       (op >= 0xe0 && op <= 0xe5) || (op >= 0xe8 && op <= 0xef) ||
+		       (op >= 0xf1 && op <= 0xf6) || (op >= 0xf8 && op <= 0xfe) ||
+		       (op >= 0x54 && op <= 0x57) || op == 0x14 || op == 0x15;
+	return pfx == 0 && ((op >= 0x54 && op <= 0x57) || op == 0x14 || op == 0x15);
+}
+
+/* The m128 operand's host address in RCX; `aligned`: misaligned goes to
+ * the slow path. */
+static struct stub *sse_mem(struct tctx *t, const struct insn *i, unsigned size, enum access acc,
+			    bool aligned)
+{
+	struct stub *slow;
+	emit_probe(t, i, size, acc, &slow);
+	if (aligned) {
+		emit_test_ri(&t->e, 4, H_RDI, 15);
+		size_t bad = emit_jcc_rel32(&t->e, HCC_NE, 0);
+		struct stub *again = new_stub(t, STUB_SLOW);
+		*again = *slow;
+		again->branch = bad;
+		t->pending_slow = again;
+	}
+	return slow;
+}
+
+static void sse_end_mem(struct tctx *t, struct stub *slow)
+{
+	end_mem(t, slow);
+	if (t->pending_slow) {
+		struct stub *again = t->pending_slow;
+		size_t branch = again->branch;
+		*again = *slow;
+		again->branch = branch;
+		t->pending_slow = NULL;
+	}
+}
+
+/* Whether tr_sse emits this instruction itself (then it neither reads
+ * nor writes the arithmetic flags). */
+static bool sse_native(const struct insn *i)
+{
+	if (i->map != OPMAP_0F || !i->def)
+		return false;
+	uint8_t pfx = sse_prefix(i);
+	unsigned op = i->opcode;
+	return sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0) ||
+	       (pfx == 0x66 && op >= 0x71 && op <= 0x73 && i->mod == 3) ||
+	       (op == 0x6f && (pfx == 0x66 || pfx == 0xf3)) ||
+	       ((op == 0x10 || op == 0x28) && (pfx == 0 || pfx == 0x66)) ||
+	       (op == 0x7f && (pfx == 0x66 || pfx == 0xf3)) ||
+	       ((op == 0x11 || op == 0x29) && (pfx == 0 || pfx == 0x66)) ||
+	       (op == 0xe7 && pfx == 0x66) || (op == 0x2b && pfx == 0) ||
+	       ((op == 0x6e || op == 0x7e || op == 0xd6) && pfx == 0x66) ||
+	       (op == 0x7e && pfx == 0xf3) || (op == 0xd7 && pfx == 0x66 && i->mod == 3);
+}
+
+static bool tr_sse(struct tctx *t, const struct insn *i)
+{
+	if (!sse_native(i))
+		return false;
+	struct emit *e = &t->e;
+	uint8_t pfx = sse_prefix(i);
+	unsigned op = i->opcode;
+	uint32_t opc = 0x0f00 | op;
+	struct stub *slow = NULL;
+
+	if (sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0)) {
+		int imm = op == 0x70 ? (int)(i->imm & 0xff) : -1;
+		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
+		if (i->mod == 3) {
+			/* cpu->fpu.xmm need not be 16-byte aligned: no m128 form. */
+			emit_movdqu_xm(e, 1, cpu_field(OFF_XMM(i->rm)));
+			emit_sse_xx(e, pfx, opc, 0, 1, imm);
+		} else {
+			slow = sse_mem(t, i, 16, ACC_READ, true);
+			emit_movdqu_xm(e, 1, hmem_base(H_RCX, 0));
+			emit_sse_xx(e, pfx, opc, 0, 1, imm);
+		}
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+		if (slow)
+			sse_end_mem(t, slow);
+		return true;
+	}
+	/* Immediate shifts 66 0F 71/72/73 /digit xmm, ib. */
+	if (pfx == 0x66 && op >= 0x71 && op <= 0x73 && i->mod == 3) {
+		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->rm)));
+		emit_sse_xx(e, pfx, opc, (int)(i->reg & 7), 0, (int)(i->imm & 0xff));
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(i->rm)), 0);
+		return true;
+	}
+	/* 16-byte loads and stores. */
+	bool load = (op == 0x6f && (pfx == 0x66 || pfx == 0xf3)) ||
+		    ((op == 0x10 || op == 0x28) && (pfx == 0 || pfx == 0x66));
+	bool store = (op == 0x7f && (pfx == 0x66 || pfx == 0xf3)) ||
+		     ((op == 0x11 || op == 0x29) && (pfx == 0 || pfx == 0x66)) ||
+		     (op == 0xe7 && pfx == 0x66) || (op == 0x2b && pfx == 0);
+	if (load || store) {
+		bool aligned = op == 0x28 || op == 0x29 || op == 0x2b || op == 0xe7 ||
+			       ((op == 0x6f || op == 0x7f) && pfx == 0x66);
+		if (i->mod == 3) {
+			unsigned from = load ? i->rm : i->reg, to = load ? i->reg : i->rm;
+			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(from)));
+			emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
+			return true;
+		}
+		slow = sse_mem(t, i, 16, load ? ACC_READ : ACC_WRITE, aligned);
+		if (load) {
+			emit_movdqu_xm(e, 0, hmem_base(H_RCX, 0));
+			emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+		} else {
+			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
+			emit_movdqu_mx(e, hmem_base(H_RCX, 0), 0);
+		}
+		sse_end_mem(t, slow);
+		return true;
+	}
+	/* MOVD/MOVQ xmm, r/m (zero-extended to 128 bits). */
+	if (op == 0x6e && pfx == 0x66) {
+		unsigned size = i->opsize == 8 ? 8 : 4;
+		if (i->mod == 3) {
+			g_load(t, size, H_RAX, i->rm);
+		} else {
+			slow = sse_mem(t, i, size, ACC_READ, false);
+			emit_mov_rm(e, size, H_RAX, hmem_base(H_RCX, 0));
+		}
+		if (size == 8)
+			emit_movq_xr(e, 0, H_RAX);
+		else
+			emit_movd_xr(e, 0, H_RAX);
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+		if (slow)
+			sse_end_mem(t, slow);
+		return true;
+	}
+	/* MOVD/MOVQ r/m, xmm. */
+	if (op == 0x7e && pfx == 0x66) {
+		unsigned size = i->opsize == 8 ? 8 : 4;
+		emit_mov_rm(e, size, H_RAX, cpu_field(OFF_XMM(i->reg)));
+		if (i->mod == 3) {
+			store_reg(t, i->rm, size);
+			return true;
+		}
+		emit_mov_mr(e, 8, cpu_field(OFF_SCRATCH), H_RAX);
+		slow = sse_mem(t, i, size, ACC_WRITE, false);
+		emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_SCRATCH));
+		emit_mov_mr(e, size, hmem_base(H_RCX, 0), H_RAX);
+		sse_end_mem(t, slow);
+		return true;
+	}
+	/* MOVQ xmm, xmm/m64 (F3 0F 7E) and MOVQ xmm/m64, xmm (66 0F D6). */
+	if ((op == 0x7e && pfx == 0xf3) || (op == 0xd6 && pfx == 0x66)) {
+		bool to_xmm = op == 0x7e;
+		if (i->mod == 3) {
+			unsigned from = to_xmm ? i->rm : i->reg, to = to_xmm ? i->reg : i->rm;
+			emit_movq_xm(e, 0, cpu_field(OFF_XMM(from)));
+			emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
+			return true;
+		}
+		slow = sse_mem(t, i, 8, to_xmm ? ACC_READ : ACC_WRITE, false);
+		if (to_xmm) {
+			emit_movq_xm(e, 0, hmem_base(H_RCX, 0));
+			emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+		} else {
+			emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_XMM(i->reg)));
+			emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
+		}
+		sse_end_mem(t, slow);
+		return true;
+	}
+	/* PMOVMSKB r32, xmm. */
+	if (op == 0xd7 && pfx == 0x66 && i->mod == 3) {
+		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->rm)));
+		emit_sse_rx(e, 0x66, 0x0fd7, H_RAX, 0, -1);
+		store_reg(t, i->reg, 4);
+		return true;
+	}
+	return false;
+}
+
 /* ---- instruction selection ---- */
 
 static bool is_nop(const struct insn *i)
@@ -1063,6 +1268,8 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 		return false;
 	}
 	if (i->map == OPMAP_0F) {
+		if (t->sse && tr_sse(t, i))
+			return true;
 		if (op >= 0x40 && op <= 0x4f)
 			return tr_cmov(t, i, op & 15);
 		if (op >= 0x80 && op <= 0x8f)
@@ -1082,11 +1289,13 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 /* Which arithmetic flags an instruction reads and writes, for liveness.
  * Must agree with tr_native: anything it does not emit natively reads
  * every flag (its handler may) and writes none (its writes go to memory). */
-static void flag_use(const struct insn *i, uint8_t *rd, uint8_t *wr)
+static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, uint8_t *wr)
 {
 	unsigned op = i->opcode;
 	*rd = 0;
 	*wr = 0;
+	if (t->sse && sse_native(i))
+		return;
 	if (i->map == OPMAP_1B) {
 		if (op < 0x40 && (op & 7) < 6) {
 			unsigned alu = op >> 3;
@@ -1329,6 +1538,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	static __thread struct tctx tls_ctx; /* large; one translation at a time per thread */
 	struct tctx *t = &tls_ctx;
 	memset(t, 0, offsetof(struct tctx, insn));
+	t->pending_slow = NULL;
 	t->k = 0;
 	t->fs = F_MEM;
 	t->nstubs = 0;
@@ -1338,6 +1548,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	t->block_rip = cpu->s.rip;
 	t->gpa = gpa;
 	t->user = cpu->cpl == 3;
+	t->sse = jit_sse_usable(cpu);
 	decode_block(t, code);
 	if (t->n == 0)
 		return -EINVAL;
