@@ -2042,6 +2042,7 @@ int dt_generate(struct dt_gen *out, uint64_t seed, enum dt_mode mode,
 	if (mode != DT_MODE_LONG64 && mode != DT_MODE_COMPAT32 && mode != DT_MODE_PROT32)
 		return -EINVAL;
 	memset(out->tags, 0, sizeof(out->tags));
+	memset(&out->test, 0, sizeof(out->test)); /* stack: NULL, filled from the seed */
 	g->out = out;
 	g->rng = seed * 0x2545f4914f6cdd1dULL + mode;
 	g->m64 = mode == DT_MODE_LONG64;
