@@ -109,6 +109,17 @@ difftest: $(BUILD)/difftest all guests
 	DIFFTEST_ITERATIONS=$(DIFFTEST_ITERATIONS) $(BUILD)/difftest
 	tests/difftest/guests.sh
 
+# Records what the real processor (through KVM) does with every test of
+# `make difftest`, and the test guests' outputs, for machines without
+# /dev/kvm (tests/difftest/README.md, "Recorded results"). Needs KVM; a few
+# minutes. Run it, and commit tests/difftest/recorded/, whenever the
+# generator, the corpus, groups.enabled or flagmask.c change.
+.PHONY: difftest-record
+difftest-record: $(BUILD)/difftest all guests
+	env -u DIFFTEST_GROUPS $(BUILD)/difftest --count $(DIFFTEST_ITERATIONS) \
+		--record tests/difftest/recorded/results.txt
+	tests/difftest/guests.sh --record
+
 run: deps all guest
 	$(BUILD)/shrike run $(RUN_ARGS)
 

@@ -199,18 +199,48 @@ struct dt_test {
 	/* Optional: for each code offset where an instruction starts, the
 	 * generator template that produced it (NULL elsewhere). */
 	const char *const *tags;
+	bool generated;        /* by dt_generate (keyed by mode and seed), else corpus (by name) */
 };
 
 struct dt_stats {
 	uint64_t tests, steps, faults, failures, oracle_skips, oracle_timeouts;
 	uint64_t kvm_ns, soft_ns;
+	uint64_t record_errors; /* recording: digests that disagree though the test passed */
 };
 
 /* Divergences reported in full; later ones get one line each. */
 #define DT_FULL_REPORTS 5
 
+/* One test's result as the oracle produced it: a digest chained over the
+ * state after every step and the memory at the end, and what the replay
+ * must take from the oracle instead of computing it: the flags each step
+ * left undefined, and the vendor-specific bytes of each FXSAVE image. */
+struct dt_result {
+	uint64_t digest;
+	unsigned steps;
+	bool stop;        /* the oracle's run ended after `steps` steps, not at the test's end */
+	bool missing;     /* no result (KVM timed out) */
+	uint8_t *fbits;   /* undefined flags, the masked bits of each step in order */
+	size_t nfbits, fbits_cap, fpos;
+	struct dt_fxpatch *fx;
+	unsigned nfx, fx_cap, fxpos;
+	bool misaligned;  /* the replay asked for more than was recorded */
+	/* Read from a file without a list of fixups: every FXSAVE takes this
+	 * one (NULL: the oracle needed none). */
+	bool default_fx;
+	const struct dt_fxpatch *fx_default;
+};
+
+/* The bits of a digest a record file keeps. */
+#define DT_DIGEST_BITS 36
+#define DT_DIGEST_MASK ((uint64_t)((1ULL << DT_DIGEST_BITS) - 1))
+
 struct dt_ctx {
 	struct dt_side kvm, soft;
+	/* Recording (build/difftest --record): the oracle's result of the
+	 * test being run is accumulated here (record.c); NULL otherwise. */
+	struct dt_result *rec;
+	struct dt_result rec_soft; /* the same digest, on the soft side: a check */
 	struct dt_stats stats;
 	bool verbose;
 	bool keep_going;      /* report every failing test, not just the first */
@@ -264,8 +294,25 @@ bool dt_mem_operand(const uint8_t *code, size_t len, size_t insn_len, unsigned m
  * FOP/FIP/FCS/FDP/FDS when no x87 exception is pending, and MXCSR_MASK)
  * from the KVM side into the soft side's memory, so that only the
  * architectural bytes are compared. */
-void dt_vendor_fixup(const struct dt_ctx *c, const struct dt_opinfo *o, const uint8_t *code,
-		     size_t len, size_t insn_len, unsigned mode_bits, const struct cpu_state *before);
+struct dt_fxpatch {
+	uint8_t copy;    /* DT_FX_POINTERS | DT_FX_MASK: what was taken from the oracle */
+	uint8_t ptr[18]; /* bytes 6-23: FOP, FIP, FCS, FDP, FDS */
+	uint8_t mask[4]; /* bytes 28-31: MXCSR_MASK */
+};
+#define DT_FX_POINTERS 1
+#define DT_FX_MASK 2
+/* The address of the image an FXSAVE just stored (it completed, no
+ * fault), or false for any other instruction. */
+bool dt_fxsave_image(const struct dt_opinfo *o, const uint8_t *code, size_t len, size_t insn_len,
+		     unsigned mode_bits, const struct cpu_state *before, uint64_t *la);
+/* Applies the fixup, and describes it in *p (copy 0 when nothing was
+ * taken: a non-AMD oracle). Returns whether the instruction was an
+ * FXSAVE (a fixup point, whatever the vendor). */
+bool dt_vendor_fixup(const struct dt_ctx *c, const struct dt_opinfo *o, const uint8_t *code,
+		     size_t len, size_t insn_len, unsigned mode_bits, const struct cpu_state *before,
+		     struct dt_fxpatch *p);
+/* Writes what p took from the oracle into the image at la in mem. */
+void dt_fxpatch_apply(const struct guest_mem *mem, uint64_t la, const struct dt_fxpatch *p);
 
 /* ---- instruction groups and the random generator (gen.c) ---- */
 
@@ -287,6 +334,12 @@ bool dt_group_enabled(const struct dt_groups *g, const char *name);
 bool dt_group_known(const char *name);
 
 #define DT_GEN_CODE_MAX 16384
+
+/* The generator's version: bump it whenever the sequences it produces for
+ * a seed change (templates, their weights, operands, prologues). The
+ * recorded real-processor results (record.c) name the version they were
+ * recorded with; a different one makes them stale, loudly. */
+#define DT_GEN_VERSION 1
 
 struct dt_gen {
 	uint8_t code[DT_GEN_CODE_MAX];
@@ -368,5 +421,63 @@ void dt_jit_fini(struct dt_jit_ctx *c);
  * -errno on a tester failure. */
 int dt_jit_run_test(struct dt_jit_ctx *c, const struct dt_test *t);
 const struct dt_jit_stats *dt_jit_get_stats(struct dt_jit_ctx *c);
+
+/* ---- recorded real-processor results (record.c) ---- */
+
+void dt_result_reset(struct dt_result *r);
+void dt_result_free(struct dt_result *r);
+/* The hash of a step: the registers the comparison compares (RFLAGS
+ * without TF), the port-I/O and MMIO accesses and how the step ended.
+ * oracle: s is KVM's side (its INTR exit is a normal step end). */
+uint64_t dt_step_hash(const struct dt_side *s, bool oracle);
+void dt_result_step(struct dt_result *r, uint64_t step_hash);
+/* Ends the digest with the memory a test can write (dt_compared). */
+void dt_result_finish(struct dt_result *r, const struct dt_side *s);
+/* Records / takes the values of the undefined flags `mask` of a step. */
+int dt_result_put_flags(struct dt_result *r, uint64_t mask, uint64_t rflags);
+uint64_t dt_result_take_flags(struct dt_result *r, uint64_t mask);
+int dt_result_put_fx(struct dt_result *r, const struct dt_fxpatch *p);
+const struct dt_fxpatch *dt_result_take_fx(struct dt_result *r);
+
+/* A file of results (format in README.md, "Recorded results"). */
+struct dt_record;
+
+/* What the tests were generated with. */
+struct dt_record_params {
+	char groups[512]; /* enabled groups, space-separated */
+	unsigned length;
+	uint64_t seed;
+	unsigned count[DT_MODE_COUNT]; /* generated sequences per mode (0: none) */
+};
+
+struct dt_record *dt_record_new(const struct dt_record_params *p, const char *oracle);
+void dt_record_free(struct dt_record *r);
+/* Reads / writes a file. -errno with a message in err. */
+int dt_record_load(struct dt_record **out, const char *path, char *err, size_t errlen);
+int dt_record_save(const struct dt_record *r, const char *path, char *err, size_t errlen);
+const struct dt_record_params *dt_record_params(const struct dt_record *r);
+const char *dt_record_oracle(const struct dt_record *r);
+/* The slot of test t: found in the record, or added (add). NULL when the
+ * record has no such test, or when t's input differs from the recorded
+ * one (*stale set then). */
+struct dt_result *dt_record_slot(struct dt_record *r, const struct dt_test *t, bool add,
+				 bool *stale);
+/* Checks the record against this tester: the generator's version and
+ * output for the recorded seeds, the undefined-flags table, the corpus
+ * and the enabled groups (corpus: NULL to skip). Returns the number of
+ * problems, each described on stdout with the prefix. */
+unsigned dt_record_check(struct dt_record *r, const struct dt_corpus *corpus,
+			 const struct dt_groups *groups, const char *prefix);
+/* The groups as the record stores them. */
+void dt_groups_string(const struct dt_groups *g, char *buf, size_t len);
+/* A fingerprint of the undefined-flags table (flagmask.c). */
+uint64_t dt_flagmask_fingerprint(void);
+/* The oracle's description: vendor and model of this host's processor. */
+void dt_host_cpu_name(char *buf, size_t len);
+
+/* Replays t on c->soft against the recorded result r (run.c). Returns 0
+ * on agreement, 1 on a divergence (reported), -errno on a failure. */
+int dt_replay_test(struct dt_ctx *c, const struct dt_test *t, struct dt_result *r,
+		   const char *record);
 
 #endif

@@ -2090,6 +2090,7 @@ int dt_generate(struct dt_gen *out, uint64_t seed, enum dt_mode mode,
 	t->seed = seed;
 	t->max_steps = 20000;
 	t->tags = out->tags;
+	t->generated = true;
 	snprintf(out->repro, sizeof(out->repro), "difftest --mode %s --seed %llu --count 1 (same --groups)",
 		 dt_mode_name(mode), (unsigned long long)seed);
 	t->repro = out->repro;

@@ -18,6 +18,7 @@
 #define DEFAULT_GROUPS_FILE "tests/difftest/groups.enabled"
 #define DEFAULT_ITERATIONS 2000 /* generated sequences in long64; a quarter per emulated mode */
 #define DEFAULT_LENGTH 40      /* templates per sequence */
+#define DEFAULT_RECORD "tests/difftest/recorded/results.txt"
 
 struct options {
 	const char *corpus_dir;
@@ -30,6 +31,10 @@ struct options {
 	unsigned iterations, length;
 	bool no_corpus, no_gen, verbose, keep_going, list_groups, ignore_frame_rf;
 	bool jit_only, no_jit; /* which comparisons run: KVM, translator, or both */
+	bool seed_given;
+	const char *record;    /* --record FILE: record KVM's results */
+	const char *replay;    /* --replay FILE: compare with recorded results, not KVM */
+	const char *results;   /* the recorded results used without KVM */
 };
 
 static void usage(void)
@@ -50,6 +55,11 @@ static void usage(void)
 	       "  --no-jit            only compare the soft CPU with KVM\n"
 	       "                      (default: both; the translator comparison runs\n"
 	       "                      also where KVM is not usable)\n"
+	       "  --record FILE       record the real processor's results (needs KVM; what\n"
+	       "                      make difftest-record runs)\n"
+	       "  --replay FILE       compare the soft CPU with the results recorded in FILE\n"
+	       "                      instead of KVM (automatic where KVM is not usable,\n"
+	       "                      with " DEFAULT_RECORD ")\n"
 	       "  --stop-first        stop at the first divergence (default: run everything;\n"
 	       "                      the first %d are reported in full)\n"
 	       "  --no-corpus, --no-gen, --verbose, --list-groups\n",
@@ -76,6 +86,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	o->iterations = DEFAULT_ITERATIONS;
 	o->length = DEFAULT_LENGTH;
 	o->keep_going = true;
+	o->results = DEFAULT_RECORD;
 	const char *env = getenv("DIFFTEST_ITERATIONS");
 	if (env && parse_uint(env, &v) == 0 && v <= 100000000)
 		o->iterations = (unsigned)v;
@@ -99,6 +110,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 		} else if (strcmp(a, "--seed") == 0 && val) {
 			if (parse_uint(val, &o->seed))
 				return -EINVAL;
+			o->seed_given = true;
+		} else if (strcmp(a, "--record") == 0 && val) {
+			o->record = val;
+		} else if (strcmp(a, "--replay") == 0 && val) {
+			o->replay = o->results = val;
 		} else if ((strcmp(a, "--count") == 0 || strcmp(a, "--iterations") == 0) && val) {
 			if (parse_uint(val, &v) || v > 100000000)
 				return -EINVAL;
@@ -299,6 +315,17 @@ static int run_corpus(struct comparison *cmp, const struct options *o, const str
 	return rc;
 }
 
+/* Generated sequences per mode: the emulated modes cost less per step
+ * and find less, a quarter. */
+static unsigned mode_count(const struct options *o, enum dt_mode m)
+{
+	if (m != DT_MODE_LONG64 && m != DT_MODE_COMPAT32 && m != DT_MODE_PROT32)
+		return 0;
+	if (o->mode_given)
+		return o->mode == m ? o->iterations : 0;
+	return m == DT_MODE_LONG64 ? o->iterations : o->iterations / 4;
+}
+
 static int run_generator(struct comparison *cmp, const struct options *o, const struct dt_groups *g,
 			 bool verbose, bool *stop)
 {
@@ -310,9 +337,7 @@ static int run_generator(struct comparison *cmp, const struct options *o, const 
 	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]) && !*stop && !rc; m++) {
 		if ((o->mode_given && o->mode != modes[m]) || !cmp->mode_ok(modes[m]))
 			continue;
-		/* The emulated mode costs less per step and finds less: a quarter. */
-		unsigned count = modes[m] == DT_MODE_LONG64 || o->mode_given ? o->iterations
-									      : o->iterations / 4;
+		unsigned count = mode_count(o, modes[m]);
 		uint64_t steps0 = cmp->instructions(cmp->ctx);
 		for (unsigned k = 0; k < count && !*stop && !rc; k++) {
 			rc = dt_generate(gen, o->seed + k, modes[m], g, o->length);
@@ -375,20 +400,209 @@ static double seconds_since(const struct timespec *t0)
 	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* KVM against the soft CPU. Returns -errno on a tester failure, else the
- * number of divergent tests in *failures (0 when KVM is not usable). */
-static int compare_with_kvm(const struct options *o, const struct dt_groups *g, uint64_t *failures)
+/* ---- recorded results ---- */
+
+/* The groups of the groups file, whatever --groups says: what `make
+ * difftest` runs, and so what the recording must cover. */
+static int file_groups(const struct options *o, struct dt_groups *g)
 {
-	struct dt_ctx *c = calloc(1, sizeof(*c)); /* large: not on the stack */
+	struct options f = *o;
+	f.groups_arg = NULL;
+	return load_groups(&f, g);
+}
+
+/* Whether the run is the default one, that the recording covers. */
+static bool broad_run(const struct options *o)
+{
+	return !o->only_test && !o->mode_given && !o->seed_given && !o->no_gen && !o->no_corpus &&
+	       !o->groups_arg;
+}
+
+/* The record's freshness against this tester: version, generator output,
+ * undefined-flags table, groups and corpus. Returns the problems found
+ * (each printed). */
+static unsigned check_record(const struct options *o, struct dt_record *r, const char *path)
+{
+	struct dt_corpus corpus = {0};
+	struct dt_groups fg;
+	char err[256], prefix[300];
+	if (file_groups(o, &fg))
+		return 1;
+	if (dt_corpus_load(&corpus, o->corpus_dir, err, sizeof(err))) {
+		printf("difftest: corpus: %s\n", err);
+		return 1;
+	}
+	snprintf(prefix, sizeof(prefix), "difftest: %s is STALE: ", path);
+	unsigned problems = dt_record_check(r, &corpus, &fg, prefix);
+	dt_corpus_free(&corpus);
+	if (problems)
+		printf("difftest: record the real processor's results again, on a machine with "
+		       "/dev/kvm: make difftest-record, and commit %s\n",
+		       path);
+	return problems;
+}
+
+/* What the comparison with the processor found. */
+struct outcome {
+	uint64_t failures;   /* divergent tests */
+	unsigned stale;      /* problems with the recorded results */
+	const char *against; /* KVM, or the recorded results */
+};
+
+struct replay {
+	struct dt_ctx *c;
+	struct dt_record *rec;
+	const char *path;
+	bool gen_ok; /* the run generates the recorded sequences (same groups, length) */
+	uint64_t compared, not_recorded, stale, missing;
+};
+
+static int replay_run(void *ctx, const struct dt_test *t)
+{
+	struct replay *rp = ctx;
+	bool stale = false;
+	struct dt_result *r = NULL;
+	if (!t->generated || rp->gen_ok)
+		r = dt_record_slot(rp->rec, t, false, &stale);
+	if (!r) {
+		if (stale)
+			rp->stale++;
+		else
+			rp->not_recorded++;
+		return 0;
+	}
+	if (r->missing) {
+		rp->missing++;
+		return 0;
+	}
+	rp->compared++;
+	return dt_replay_test(rp->c, t, r, rp->path);
+}
+
+static uint64_t replay_instructions(void *ctx) { return ((struct replay *)ctx)->c->stats.steps; }
+
+/* The soft CPU against the results recorded in path. */
+static int compare_with_record(const struct options *o, const struct dt_groups *g, const char *path,
+			       const char *no_kvm, struct outcome *out)
+{
+	char err[256] = "", groups[512];
+	struct dt_record *rec;
+	int rc = dt_record_load(&rec, path, err, sizeof(err));
+	if (rc == -ENOENT && no_kvm) {
+		char why[600];
+		snprintf(why, sizeof(why), "%s; no recorded results at %s", no_kvm, path);
+		skipped_banner(why, !o->no_jit);
+		return 0;
+	}
+	if (rc) {
+		fprintf(stderr, "difftest: %s\n", err);
+		return rc;
+	}
+	if (no_kvm)
+		printf("difftest: KVM is not usable here (%s):\n", no_kvm);
+	printf("difftest: comparing the soft CPU with the real processor's results recorded in %s\n"
+	       "difftest: (oracle: %s)\n",
+	       path, dt_record_oracle(rec));
+	unsigned problems = check_record(o, rec, path);
+
+	struct dt_ctx *c = calloc(1, sizeof(*c));
+	struct replay rp = {.rec = rec, .path = path, .c = c};
+	if (!c || (rc = dt_side_init(&c->soft, &soft_engine_ops, true, err, sizeof(err)))) {
+		fprintf(stderr, "difftest: %s\n", c ? err : "out of memory");
+		free(c);
+		dt_record_free(rec);
+		return c ? rc : -ENOMEM;
+	}
+	struct cpu_state st;
+	if (c->soft.ops->get_state(c->soft.vcpu, &st) == 0)
+		c->apic_base = st.apic_base;
+	c->verbose = o->verbose;
+	dt_groups_string(g, groups, sizeof(groups));
+	rp.gen_ok = strcmp(groups, dt_record_params(rec)->groups) == 0 &&
+		    o->length == dt_record_params(rec)->length;
+
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct comparison cmp = {.prefix = "", .ctx = &rp, .run = replay_run, .mode_ok = kvm_mode_ok,
+				 .instructions = replay_instructions, .keep_going = o->keep_going};
+	rc = run_comparison(&cmp, o, g, o->verbose);
+	double secs = seconds_since(&t0);
+	const struct dt_stats *s = &c->stats;
+	printf("difftest: compared against recorded real-processor results (%" PRIu64 " tests): %" PRIu64
+	       " instructions, %" PRIu64 " divergent; %" PRIu64 " tests not in the recording, %" PRIu64
+	       " stale, %" PRIu64 " without a recorded result; %.1f s\n",
+	       rp.compared, s->steps, cmp.failures, rp.not_recorded, rp.stale, rp.missing, secs);
+	if (!rp.gen_ok && !o->no_gen)
+		printf("difftest: (generated sequences are recorded for the groups and length of the "
+		       "recording only)\n");
+	out->failures = cmp.failures;
+	out->stale = problems;
+	dt_side_fini(&c->soft);
+	free(c);
+	dt_record_free(rec);
+	return rc;
+}
+
+struct recorder {
+	struct dt_ctx *c;
+	struct dt_record *rec;
+};
+
+static int record_run(void *ctx, const struct dt_test *t)
+{
+	struct recorder *r = ctx;
+	bool stale;
+	r->c->rec = dt_record_slot(r->rec, t, true, &stale);
+	if (!r->c->rec)
+		return -ENOMEM;
+	int rc = dt_run_test_retry(r->c, t);
+	r->c->rec = NULL;
+	return rc;
+}
+
+static uint64_t record_instructions(void *ctx) { return ((struct recorder *)ctx)->c->stats.steps; }
+
+static struct dt_record *new_record(const struct options *o, const struct dt_groups *g)
+{
+	struct dt_record_params p;
+	char cpu[200], oracle[256];
+	memset(&p, 0, sizeof(p));
+	dt_groups_string(g, p.groups, sizeof(p.groups));
+	p.length = o->length;
+	p.seed = o->seed;
+	for (int m = 0; m < DT_MODE_COUNT && !o->no_gen; m++)
+		p.count[m] = mode_count(o, (enum dt_mode)m);
+	dt_host_cpu_name(cpu, sizeof(cpu));
+	snprintf(oracle, sizeof(oracle), "%s; through KVM%s", cpu,
+		 access("/sys/module/kvm_pvm", F_OK) == 0 ? " (PVM)" : "");
+	return dt_record_new(&p, oracle);
+}
+
+/* KVM against the soft CPU (and recording its results with --record).
+ * Without KVM, the soft CPU against the recorded results. Returns -errno
+ * on a tester failure, else the number of divergent tests in *failures. */
+static int compare_with_kvm(const struct options *o, const struct dt_groups *g,
+			    struct outcome *out)
+{
+	uint64_t *failures = &out->failures;
+	struct dt_ctx *c; /* large: not on the stack */
 	char err[256] = "";
 	struct errmsg why = {{0}};
 	*failures = 0;
-	if (!c)
+	if (o->replay) {
+		out->against = "against the recorded results";
+		return compare_with_record(o, g, o->replay, NULL, out);
+	}
+	if (!(c = calloc(1, sizeof(*c))))
 		return -ENOMEM;
 	if (!kvm_engine_ops.available(&why) || ctx_init(c, err, sizeof(err))) {
-		skipped_banner(why.text[0] ? why.text : err, !o->no_jit);
 		free(c);
-		return 0;
+		if (o->record) {
+			fprintf(stderr, "difftest: --record needs KVM: %s\n", why.text[0] ? why.text : err);
+			return -ENODEV;
+		}
+		out->against = "against the recorded results";
+		return compare_with_record(o, g, o->results, why.text[0] ? why.text : err, out);
 	}
 	c->verbose = o->verbose;
 	c->keep_going = o->keep_going;
@@ -401,6 +615,19 @@ static int compare_with_kvm(const struct options *o, const struct dt_groups *g, 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct comparison cmp = {.prefix = "", .ctx = c, .run = kvm_run, .mode_ok = kvm_mode_ok,
 				 .instructions = kvm_instructions, .keep_going = o->keep_going};
+	struct recorder recorder = {.c = c};
+	if (o->record) {
+		if (!(recorder.rec = new_record(o, g))) {
+			dt_watchdog_stop(wd);
+			dt_side_fini(&c->soft);
+			dt_side_fini(&c->kvm);
+			free(c);
+			return -ENOMEM;
+		}
+		cmp.ctx = &recorder;
+		cmp.run = record_run;
+		cmp.instructions = record_instructions;
+	}
 	int rc = run_comparison(&cmp, o, g, o->verbose);
 	double secs = seconds_since(&t0);
 
@@ -418,6 +645,33 @@ static int compare_with_kvm(const struct options *o, const struct dt_groups *g, 
 	       s->steps ? (double)s->kvm_ns / 1e3 / (double)s->steps : 0.0,
 	       s->steps ? (double)s->soft_ns / 1e3 / (double)s->steps : 0.0);
 	*failures = cmp.failures;
+	if (o->record) {
+		if (!rc && s->record_errors) {
+			fprintf(stderr, "difftest: %" PRIu64 " digests disagree: not recording\n",
+				s->record_errors);
+			rc = -EPROTO;
+		}
+		if (!rc && (rc = dt_record_save(recorder.rec, o->record, err, sizeof(err))))
+			fprintf(stderr, "difftest: %s\n", err);
+		if (!rc)
+			printf("difftest: recorded the results of %" PRIu64 " tests in %s%s\n", s->tests,
+			       o->record,
+			       cmp.failures ? " (divergent tests recorded as the processor ran them)" : "");
+		dt_record_free(recorder.rec);
+	} else if (!rc && broad_run(o)) {
+		/* The recording is for machines without KVM: here it can be
+		 * renewed, so here its staleness fails the run. */
+		struct dt_record *rec;
+		if (dt_record_load(&rec, o->results, err, sizeof(err))) {
+			printf("difftest: no usable recorded results: %s\n"
+			       "difftest: record them: make difftest-record\n",
+			       err);
+			out->stale = 1;
+		} else {
+			out->stale = check_record(o, rec, o->results);
+			dt_record_free(rec);
+		}
+	}
 	return rc;
 }
 
@@ -459,13 +713,15 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	struct dt_groups groups;
-	uint64_t kvm_failures = 0, jit_failures = 0;
+	uint64_t jit_failures = 0;
+	struct outcome kvm = {.against = "against KVM"};
 	int rc = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	crash_handler_install();
 	memset(&o, 0, sizeof(o));
-	if (parse_args(argc, argv, &o) || (o.jit_only && o.no_jit)) {
+	if (parse_args(argc, argv, &o) || (o.jit_only && o.no_jit) || (o.record && o.replay) ||
+	    (o.record && o.jit_only)) {
 		usage();
 		return 2;
 	}
@@ -475,15 +731,16 @@ int main(int argc, char **argv)
 	if (o.list_groups)
 		return 0;
 	if (!o.jit_only)
-		rc = compare_with_kvm(&o, &groups, &kvm_failures);
-	if (!o.no_jit && rc >= 0 && (o.keep_going || !kvm_failures))
+		rc = compare_with_kvm(&o, &groups, &kvm);
+	if (!o.no_jit && !o.record && rc >= 0 && (o.keep_going || !kvm.failures))
 		rc = compare_jit(&o, &groups, &jit_failures);
 	if (rc < 0)
 		return 2;
-	if (kvm_failures || jit_failures) {
-		printf("difftest: FAILED (%" PRIu64 " divergent tests against KVM, %" PRIu64
-		       " translator against interpreter)\n",
-		       kvm_failures, jit_failures);
+	if (kvm.failures || jit_failures || kvm.stale) {
+		printf("difftest: FAILED (%" PRIu64 " divergent tests %s, %" PRIu64
+		       " translator against interpreter%s)\n",
+		       kvm.failures, kvm.against, jit_failures,
+		       kvm.stale ? "; the recorded results are stale" : "");
 		return 1;
 	}
 	printf("difftest: PASSED\n");

@@ -695,7 +695,83 @@ static int load_both(struct dt_ctx *c, const struct dt_test *t, const struct cpu
 	return rc;
 }
 
-int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
+/* Recording: the oracle's result of the test ends here (stop: short of
+ * the test's end), with the memory on the KVM side. The soft side, which
+ * took the same undefined flags and fixups, must end with the same digest
+ * when the test passed: a check of the digest itself. */
+static int replay_steps(struct dt_ctx *c, const struct dt_test *t, struct dt_result *r,
+			struct dt_result *got, bool *aligned);
+
+/* Recording a test that ends where KVM's emulator cannot run an
+ * instruction: the oracle's memory is the one before it, which both sides
+ * had (compared after the step before) but neither has now. The soft side
+ * runs the test again up to there, as the replay will. */
+static int rec_cut(struct dt_ctx *c, const struct dt_test *t)
+{
+	struct dt_result got;
+	bool aligned;
+	memset(&got, 0, sizeof(got));
+	c->rec->stop = true;
+	uint64_t steps = c->stats.steps, faults = c->stats.faults;
+	int rc = replay_steps(c, t, c->rec, &got, &aligned);
+	c->stats.steps = steps; /* not counted twice */
+	c->stats.faults = faults;
+	if (rc)
+		return rc;
+	if (got.digest != c->rec->digest || got.steps != c->rec->steps || !aligned) {
+		printf("difftest: record: %s: the soft side's replay differs from the steps just "
+		       "compared (a tester bug: see record.c)\n",
+		       t->name);
+		c->stats.record_errors++;
+	}
+	dt_result_finish(c->rec, &c->soft);
+	return 0;
+}
+
+static int rec_end(struct dt_ctx *c, const struct dt_test *t, int rc, bool stop)
+{
+	if (!c->rec || rc < 0 || rc == DT_ORACLE_TIMEOUT)
+		return rc;
+	c->rec->stop = stop;
+	c->rec->missing = false;
+	if (rc == 0 && stop) {
+		int r2 = rec_cut(c, t);
+		return r2 ? r2 : rc;
+	}
+	dt_result_finish(c->rec, &c->kvm);
+	dt_result_finish(&c->rec_soft, &c->soft);
+	if (rc == 0 && c->rec_soft.digest != c->rec->digest) {
+		printf("difftest: record: %s: the soft side's digest differs from KVM's though every "
+		       "step agreed (a tester bug: see record.c)\n",
+		       t->name);
+		c->stats.record_errors++;
+	}
+	return rc;
+}
+
+/* Recording: the oracle's step (before comparing: a divergent step is
+ * recorded as the processor did it). */
+static void rec_oracle_step(struct dt_ctx *c)
+{
+	if (c->rec)
+		dt_result_step(c->rec, dt_step_hash(&c->kvm, true));
+}
+
+/* Recording: what the soft side took from the oracle at this step. */
+static int rec_taken(struct dt_ctx *c, uint64_t mask, bool fx_point, const struct dt_fxpatch *fx)
+{
+	int rc = 0;
+	if (!c->rec)
+		return 0;
+	if (mask)
+		rc = dt_result_put_flags(c->rec, mask, c->kvm.st.rflags);
+	if (!rc && fx_point)
+		rc = dt_result_put_fx(c->rec, fx);
+	dt_result_step(&c->rec_soft, dt_step_hash(&c->soft, false));
+	return rc;
+}
+
+static int run_steps(struct dt_ctx *c, const struct dt_test *t)
 {
 	struct cpu_state init = t->init;
 	init.apic_base = c->apic_base;
@@ -710,7 +786,7 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 
 	for (unsigned n = 0; n < t->max_steps; n++) {
 		if (dt_linear_rip(&c->soft.st) == end)
-			return 0;
+			return rec_end(c, t, 0, false);
 		memset(&si, 0, sizeof(si));
 		si.index = n;
 		read_insn(c, t, &si);
@@ -737,7 +813,7 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 				dt_print_hex(si.bytes, si.nbytes);
 				printf("; test ends\n");
 			}
-			return 0;
+			return rec_end(c, t, 0, true);
 		}
 		struct cmp cm = {.flag_mask = 0};
 		bool faulted = c->kvm.exc_vector >= 0 || c->soft.exc_vector >= 0;
@@ -748,42 +824,40 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 		char what[640];
 		if (atomic_load(&c->kvm.watchdog_fired))
 			return DT_ORACLE_TIMEOUT; /* the host, not the soft CPU: see dt_run_test_retry */
+		rec_oracle_step(c);
 		if (c->kvm.exc_vector != c->soft.exc_vector || c->kvm.last_exit != c->soft.last_exit) {
 			bool both_normal = c->kvm.last_exit == VCPU_EXIT_DEBUG ||
 					   c->kvm.last_exit == VCPU_EXIT_INTR;
 			both_normal = both_normal && (c->soft.last_exit == VCPU_EXIT_DEBUG);
 			if (c->kvm.exc_vector != c->soft.exc_vector || !both_normal) {
 				report(c, t, &si, "different outcome (exception or exit)", ks, ss, 0);
-				return 1;
+				return rec_end(c, t, 1, true);
 			}
 		}
 		if (!events_equal(&c->kvm, &c->soft)) {
 			report(c, t, &si, "different port-I/O or MMIO accesses", ks, ss, cm.flag_mask);
-			return 1;
+			return rec_end(c, t, 1, true);
 		}
 		if (!compare_state(ks, ss, &cm)) {
 			snprintf(what, sizeof(what), "registers differ: %s", cm.fields);
 			report(c, t, &si, what, ks, ss, cm.flag_mask);
-			return 1;
+			return rec_end(c, t, 1, true);
 		}
 		if (c->ignore_frame_rf && c->kvm.exc_vector >= 0 && c->soft.exc_vector >= 0) {
 			uint8_t *p = side_ptr(&c->kvm, frame_rflags_gpa(&c->kvm) + 2, 1);
 			if (p)
 				*p &= (uint8_t)~1u; /* RF is bit 16 */
 		}
-		if (!faulted)
-			dt_vendor_fixup(c, &si.op, si.bytes, si.nbytes, insn_length(&si, &c->soft.st),
-					dt_mode_bits(t->mode), &si.before);
+		struct dt_fxpatch fx;
+		bool fx_point = !faulted && dt_vendor_fixup(c, &si.op, si.bytes, si.nbytes,
+							    insn_length(&si, &c->soft.st),
+							    dt_mode_bits(t->mode), &si.before, &fx);
 		uint64_t where = 0;
 		int range = compare_memory(&c->kvm, &c->soft, &where);
 		if (range >= 0) {
 			report(c, t, &si, "memory differs", ks, ss, cm.flag_mask);
 			report_memory(c, range, where);
-			return 1;
-		}
-		if (faulted || (c->kvm.last_exit != VCPU_EXIT_DEBUG && c->kvm.last_exit != VCPU_EXIT_INTR)) {
-			c->stats.faults++;
-			return 0; /* both took the same exception with the same state */
+			return rec_end(c, t, 1, true);
 		}
 		/* Undefined flags may differ: continue from identical states. */
 		if (cm.flag_mask) {
@@ -792,9 +866,26 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 			if ((rc = dt_side_load(&c->soft, &c->soft.st)))
 				return rc;
 		}
+		if ((rc = rec_taken(c, cm.flag_mask, fx_point, &fx)))
+			return rc;
+		if (faulted || (c->kvm.last_exit != VCPU_EXIT_DEBUG && c->kvm.last_exit != VCPU_EXIT_INTR)) {
+			c->stats.faults++;
+			return rec_end(c, t, 0, false); /* both took the same exception with the same state */
+		}
 	}
-	return 0;
+	return rec_end(c, t, 0, false);
 }
+
+int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
+{
+	if (c->rec) {
+		dt_result_reset(c->rec);
+		dt_result_reset(&c->rec_soft);
+		c->rec->missing = true; /* until the test ends with a result */
+	}
+	return run_steps(c, t);
+}
+
 
 /* A KVM step that does not return within the watchdog's 5 s is the host's
  * hiccup (seen once under load on the nested PVM host), not a soft-CPU
@@ -811,4 +902,112 @@ int dt_run_test_retry(struct dt_ctx *c, const struct dt_test *t)
 	c->stats.oracle_timeouts++;
 	printf("difftest: %s: KVM did not return within 5 s, twice; not counted\n", t->name);
 	return 0;
+}
+
+/* ---- replaying a recorded result ---- */
+
+static void report_replay(struct dt_ctx *c, const struct dt_test *t, const struct dt_result *r,
+			  const struct dt_result *got, const char *record)
+{
+	bool full = c->reports++ < DT_FULL_REPORTS;
+	printf("%sDIVERGENCE in test %s (group %s, mode %s) from the recorded result of the real "
+	       "processor\n",
+	       full ? "\n" : "", t->name, t->group ? t->group : "-", dt_mode_name(t->mode));
+	if (!full)
+		return;
+	printf("  the soft CPU's digest %09" PRIx64 " after %u steps, recorded %09" PRIx64 "%s\n",
+	       got->digest & DT_DIGEST_MASK, got->steps, r->digest,
+	       r->stop ? " (the processor's run stopped after the same number of steps)" : "");
+	if (r->misaligned || (r->fpos + 5) / 6 != (r->nfbits + 5) / 6 ||
+	    (!r->default_fx && r->fxpos != r->nfx))
+		printf("  the soft CPU ran other instructions than the processor: it took %zu undefined-"
+		       "flag values (recorded: %zu, in characters of 6) and %u FXSAVE fixups (recorded: "
+		       "%s%u)\n",
+		       r->fpos, r->nfbits, r->fxpos, r->default_fx ? "any, " : "", r->nfx);
+	printf("  the recording names the result, not the instruction; with /dev/kvm, the live "
+	       "comparison narrows it down:\n");
+	if (t->repro)
+		printf("  reproduce: build/%s\n  (without KVM: the same with --replay %s)\n", t->repro,
+		       record);
+	fflush(stdout);
+}
+
+/* Runs t on the soft side alone, taking from r what the live comparison
+ * takes from the oracle, and computes its result in *got. Whether every
+ * recorded value was taken (to the last character's bits) in *aligned. */
+static int replay_steps(struct dt_ctx *c, const struct dt_test *t, struct dt_result *r,
+			struct dt_result *got, bool *aligned)
+{
+	struct dt_side *s = &c->soft;
+	struct cpu_state init = t->init;
+	init.apic_base = c->apic_base;
+	uint64_t end = dt_linear_rip(&init) + t->len;
+	struct step_info si;
+
+	dt_result_reset(got);
+	r->fpos = 0;
+	r->fxpos = 0;
+	r->misaligned = false;
+	int rc = dt_prepare_memory(s, t);
+	if (!rc)
+		rc = dt_side_load(s, &init);
+	dt_side_reset_events(s);
+	if (rc)
+		return rc;
+	for (unsigned n = 0; n < t->max_steps; n++) {
+		if (dt_linear_rip(&s->st) == end || (r->stop && n == r->steps))
+			break;
+		memset(&si, 0, sizeof(si));
+		si.index = n;
+		read_insn(c, t, &si);
+		dt_side_reset_events(s);
+		uint64_t t0 = ns_now();
+		if ((rc = soft_step(c, &si)))
+			return rc;
+		c->stats.soft_ns += ns_now() - t0;
+		c->stats.steps++;
+		/* What the live comparison took from the processor, in the same
+		 * order: the undefined flags, then the FXSAVE fixup. */
+		bool faulted = s->exc_vector >= 0;
+		size_t len = insn_length(&si, &s->st);
+		uint64_t mask = faulted ? 0 : dt_undefined_flags(&si.op, si.bytes, len, &si.before);
+		if (mask) {
+			s->st.rflags = (s->st.rflags & ~mask) | dt_result_take_flags(r, mask);
+			if ((rc = dt_side_load(s, &s->st)))
+				return rc;
+		}
+		dt_result_step(got, dt_step_hash(s, false));
+		uint64_t la;
+		if (!faulted && dt_fxsave_image(&si.op, si.bytes, si.nbytes, len, dt_mode_bits(t->mode),
+						&si.before, &la)) {
+			const struct dt_fxpatch *p = dt_result_take_fx(r);
+			if (p)
+				dt_fxpatch_apply(&s->mem, la, p);
+		}
+		if (faulted || s->last_exit != VCPU_EXIT_DEBUG) {
+			c->stats.faults++;
+			break;
+		}
+	}
+	got->stop = r->stop;
+	*aligned = !r->misaligned && (r->fpos + 5) / 6 == (r->nfbits + 5) / 6 &&
+		   (r->default_fx || r->fxpos == r->nfx);
+	return 0;
+}
+
+int dt_replay_test(struct dt_ctx *c, const struct dt_test *t, struct dt_result *r,
+		   const char *record)
+{
+	struct dt_result got;
+	bool aligned;
+	memset(&got, 0, sizeof(got));
+	c->stats.tests++;
+	int rc = replay_steps(c, t, r, &got, &aligned);
+	if (rc)
+		return rc;
+	dt_result_finish(&got, &c->soft);
+	if ((got.digest & DT_DIGEST_MASK) == r->digest && aligned)
+		return 0;
+	report_replay(c, t, r, &got, record);
+	return 1;
 }

@@ -13,6 +13,7 @@
  *   0x2FFFF; Intel stores the last x87 opcode and instruction and data
  *   pointers, and 0xFFFF. With ES set both store the same pointers
  *   (checked on this host), so those bytes are then compared. */
+#include <stdio.h>
 #include <string.h>
 
 #include "difftest.h"
@@ -25,6 +26,37 @@ bool dt_host_is_amd(void)
 	__asm__ volatile("cpuid" : "+a"(a), "=b"(b), "=c"(c), "=d"(d));
 	/* "AuthenticAMD" in EBX, EDX, ECX. */
 	return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;
+}
+
+static void cpuid(uint32_t leaf, uint32_t r[4])
+{
+	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(0));
+}
+
+void dt_host_cpu_name(char *buf, size_t len)
+{
+	uint32_t r[4], vendor[3];
+	char brand[49] = "";
+	cpuid(0, r);
+	vendor[0] = r[1];
+	vendor[1] = r[3];
+	vendor[2] = r[2];
+	cpuid(0x80000000u, r);
+	if (r[0] >= 0x80000004u) {
+		for (uint32_t k = 0; k < 3; k++) {
+			cpuid(0x80000002u + k, r);
+			memcpy(brand + 16 * k, r, 16);
+		}
+		brand[48] = 0;
+	}
+	cpuid(1, r);
+	unsigned family = (r[0] >> 8 & 0xf) + ((r[0] >> 8 & 0xf) == 0xf ? (r[0] >> 20 & 0xff) : 0);
+	unsigned model = (r[0] >> 4 & 0xf) | ((r[0] >> 8 & 0xf) >= 6 ? (r[0] >> 12 & 0xf0) : 0);
+	const char *b = brand;
+	while (*b == ' ')
+		b++;
+	snprintf(buf, len, "%.12s, %s, family %u model %u stepping %u", (const char *)vendor, b,
+		 family, model, r[0] & 0xf);
 }
 
 static bool is_segment_prefix(uint8_t b, unsigned *seg)
@@ -154,21 +186,41 @@ static bool is_fxsave(const struct dt_opinfo *o, const uint8_t *code, size_t len
 	return modrm < len && (code[modrm] >> 6) != 3;
 }
 
-void dt_vendor_fixup(const struct dt_ctx *c, const struct dt_opinfo *o, const uint8_t *code,
-		     size_t len, size_t insn_len, unsigned mode_bits, const struct cpu_state *before)
+bool dt_fxsave_image(const struct dt_opinfo *o, const uint8_t *code, size_t len, size_t insn_len,
+		     unsigned mode_bits, const struct cpu_state *before, uint64_t *la)
+{
+	return is_fxsave(o, code, len) && dt_mem_operand(code, len, insn_len, mode_bits, before, la);
+}
+
+void dt_fxpatch_apply(const struct guest_mem *mem, uint64_t la, const struct dt_fxpatch *p)
+{
+	/* Linear = guest-physical in every mode of the test machine. */
+	uint8_t *s = guest_mem_ptr(mem, la, 32);
+	if (!s)
+		return;
+	if (p->copy & DT_FX_POINTERS)
+		memcpy(s + 6, p->ptr, sizeof(p->ptr)); /* FOP, FIP, FCS, FDP, FDS */
+	if (p->copy & DT_FX_MASK)
+		memcpy(s + 28, p->mask, sizeof(p->mask)); /* MXCSR_MASK */
+}
+
+bool dt_vendor_fixup(const struct dt_ctx *c, const struct dt_opinfo *o, const uint8_t *code,
+		     size_t len, size_t insn_len, unsigned mode_bits, const struct cpu_state *before,
+		     struct dt_fxpatch *p)
 {
 	uint64_t la;
-	if (!c->oracle_amd || !is_fxsave(o, code, len) ||
-	    !dt_mem_operand(code, len, insn_len, mode_bits, before, &la))
-		return;
-	/* Linear = guest-physical in every mode of the test machine. */
+	memset(p, 0, sizeof(*p));
+	if (!dt_fxsave_image(o, code, len, insn_len, mode_bits, before, &la))
+		return false;
 	const uint8_t *k = guest_mem_ptr(&c->kvm.mem, la, 32);
-	uint8_t *s = guest_mem_ptr(&c->soft.mem, la, 32);
-	if (!k || !s)
-		return;
+	if (!c->oracle_amd || !k)
+		return true;
 	if (!(k[2] & FSW_ES_BIT)) {
-		memcpy(s + 6, k + 6, 2);  /* FOP */
-		memcpy(s + 8, k + 8, 16); /* FIP, FCS, FDP, FDS */
+		p->copy |= DT_FX_POINTERS;
+		memcpy(p->ptr, k + 6, sizeof(p->ptr));
 	}
-	memcpy(s + 28, k + 28, 4); /* MXCSR_MASK */
+	p->copy |= DT_FX_MASK;
+	memcpy(p->mask, k + 28, sizeof(p->mask));
+	dt_fxpatch_apply(&c->soft.mem, la, p);
+	return true;
 }
