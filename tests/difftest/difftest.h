@@ -245,6 +245,7 @@ struct dt_ctx {
 	bool verbose;
 	bool keep_going;      /* report every failing test, not just the first */
 	unsigned reports;     /* divergences reported so far */
+	unsigned report_limit; /* replay: reports printed at most (0: all) */
 	bool ignore_frame_rf; /* tolerate RF in exception frames (known soft CPU issue) */
 	const char *objdump;  /* for disassembly in reports; NULL = none */
 	uint64_t apic_base;   /* KVM's, kept in every loaded state */

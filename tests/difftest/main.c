@@ -482,12 +482,22 @@ static int replay_run(void *ctx, const struct dt_test *t)
 static uint64_t replay_instructions(void *ctx) { return ((struct replay *)ctx)->c->stats.steps; }
 
 /* The soft CPU against the results recorded in path. */
+/* check: where KVM just agreed with the soft CPU, whether the recording
+ * still describes this tester and soft CPU (a divergence means it is
+ * stale); every difference is counted in out->stale. */
 static int compare_with_record(const struct options *o, const struct dt_groups *g, const char *path,
-			       const char *no_kvm, struct outcome *out)
+			       const char *no_kvm, struct outcome *out, bool check)
 {
 	char err[256] = "", groups[512];
 	struct dt_record *rec;
 	int rc = dt_record_load(&rec, path, err, sizeof(err));
+	if (rc && check) {
+		printf("difftest: no usable recorded results: %s\n"
+		       "difftest: record them: make difftest-record\n",
+		       err);
+		out->stale = 1;
+		return 0;
+	}
 	if (rc == -ENOENT && no_kvm) {
 		char why[600];
 		snprintf(why, sizeof(why), "%s; no recorded results at %s", no_kvm, path);
@@ -500,9 +510,14 @@ static int compare_with_record(const struct options *o, const struct dt_groups *
 	}
 	if (no_kvm)
 		printf("difftest: KVM is not usable here (%s):\n", no_kvm);
-	printf("difftest: comparing the soft CPU with the real processor's results recorded in %s\n"
-	       "difftest: (oracle: %s)\n",
-	       path, dt_record_oracle(rec));
+	if (check)
+		printf("difftest: checking the recorded results in %s (for machines without KVM) "
+		       "against this soft CPU\n",
+		       path);
+	else
+		printf("difftest: comparing the soft CPU with the real processor's results recorded in "
+		       "%s\ndifftest: (oracle: %s)\n",
+		       path, dt_record_oracle(rec));
 	unsigned problems = check_record(o, rec, path);
 
 	struct dt_ctx *c = calloc(1, sizeof(*c));
@@ -517,26 +532,36 @@ static int compare_with_record(const struct options *o, const struct dt_groups *
 	if (c->soft.ops->get_state(c->soft.vcpu, &st) == 0)
 		c->apic_base = st.apic_base;
 	c->verbose = o->verbose;
+	if (check) {
+		c->reports = DT_FULL_REPORTS; /* one line per test, five tests */
+		c->report_limit = DT_FULL_REPORTS + 5;
+	}
 	dt_groups_string(g, groups, sizeof(groups));
 	rp.gen_ok = strcmp(groups, dt_record_params(rec)->groups) == 0 &&
 		    o->length == dt_record_params(rec)->length;
 
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	struct comparison cmp = {.prefix = "", .ctx = &rp, .run = replay_run, .mode_ok = kvm_mode_ok,
+	struct comparison cmp = {.prefix = check ? "record check: " : "", .ctx = &rp,
+				 .run = replay_run, .mode_ok = kvm_mode_ok,
 				 .instructions = replay_instructions, .keep_going = o->keep_going};
 	rc = run_comparison(&cmp, o, g, o->verbose);
 	double secs = seconds_since(&t0);
 	const struct dt_stats *s = &c->stats;
-	printf("difftest: compared against recorded real-processor results (%" PRIu64 " tests): %" PRIu64
+	printf("difftest: %scompared against recorded real-processor results (%" PRIu64 " tests): %" PRIu64
 	       " instructions, %" PRIu64 " divergent; %" PRIu64 " tests not in the recording, %" PRIu64
 	       " stale, %" PRIu64 " without a recorded result; %.1f s\n",
-	       rp.compared, s->steps, cmp.failures, rp.not_recorded, rp.stale, rp.missing, secs);
+	       cmp.prefix, rp.compared, s->steps, cmp.failures, rp.not_recorded, rp.stale, rp.missing,
+	       secs);
 	if (!rp.gen_ok && !o->no_gen)
 		printf("difftest: (generated sequences are recorded for the groups and length of the "
 		       "recording only)\n");
-	out->failures = cmp.failures;
-	out->stale = problems;
+	out->failures = check ? 0 : cmp.failures;
+	out->stale = problems + (check ? (unsigned)cmp.failures : 0);
+	if (check && cmp.failures)
+		printf("difftest: %" PRIu64 " tests differ from the recording, where the soft CPU agrees "
+		       "with KVM: the recording is stale (the tester changed?): make difftest-record\n",
+		       cmp.failures);
 	dt_side_fini(&c->soft);
 	free(c);
 	dt_record_free(rec);
@@ -591,7 +616,7 @@ static int compare_with_kvm(const struct options *o, const struct dt_groups *g,
 	*failures = 0;
 	if (o->replay) {
 		out->against = "against the recorded results";
-		return compare_with_record(o, g, o->replay, NULL, out);
+		return compare_with_record(o, g, o->replay, NULL, out, false);
 	}
 	if (!(c = calloc(1, sizeof(*c))))
 		return -ENOMEM;
@@ -602,7 +627,7 @@ static int compare_with_kvm(const struct options *o, const struct dt_groups *g,
 			return -ENODEV;
 		}
 		out->against = "against the recorded results";
-		return compare_with_record(o, g, o->results, why.text[0] ? why.text : err, out);
+		return compare_with_record(o, g, o->results, why.text[0] ? why.text : err, out, false);
 	}
 	c->verbose = o->verbose;
 	c->keep_going = o->keep_going;
@@ -658,19 +683,12 @@ static int compare_with_kvm(const struct options *o, const struct dt_groups *g,
 			       o->record,
 			       cmp.failures ? " (divergent tests recorded as the processor ran them)" : "");
 		dt_record_free(recorder.rec);
-	} else if (!rc && broad_run(o)) {
-		/* The recording is for machines without KVM: here it can be
-		 * renewed, so here its staleness fails the run. */
-		struct dt_record *rec;
-		if (dt_record_load(&rec, o->results, err, sizeof(err))) {
-			printf("difftest: no usable recorded results: %s\n"
-			       "difftest: record them: make difftest-record\n",
-			       err);
-			out->stale = 1;
-		} else {
-			out->stale = check_record(o, rec, o->results);
-			dt_record_free(rec);
-		}
+	} else if (!rc && broad_run(o) && !cmp.failures) {
+		/* The recording is for machines without KVM, and can only be
+		 * renewed where KVM is: its staleness fails the run here. */
+		struct outcome chk = {0};
+		rc = compare_with_record(o, g, o->results, NULL, &chk, true);
+		out->stale = chk.stale;
 	}
 	return rc;
 }

@@ -679,6 +679,64 @@ static bool oracle_cannot(const struct dt_test *t, const struct dt_ctx *c)
 	       c->kvm.last_exit == VCPU_EXIT_INTERNAL_ERROR;
 }
 
+/* The x87/SSE state is not part of struct cpu_state: a 64-bit test
+ * starts from a reset one (FCW 037F, MXCSR 1F80, registers zero, tags
+ * empty; what FNINIT and a reset leave), loaded by FXRSTOR64 from code
+ * above any test, so that no test depends on the one before it (nor on the
+ * order of a run, which the recorded results must not). The emulated modes
+ * have no x87/SSE tests: KVM's emulator does not run them. */
+#define FPU_RESET_OFF 0xe000u /* FXRSTOR64 [RIP+0xf8] */
+#define FPU_IMAGE_OFF 0xe100u /* its 512-byte image */
+_Static_assert(DT_GEN_CODE_MAX <= FPU_RESET_OFF && DT_CORPUS_CODE_MAX <= FPU_RESET_OFF,
+	       "tests fit below");
+
+static int write_fpu_reset(struct dt_side *s)
+{
+	static const uint8_t fxrstor[] = {0x48, 0x0f, 0xae, 0x0d, 0xf8, 0x00, 0x00, 0x00};
+	uint8_t *code = side_ptr(s, DT_CODE_ADDR + FPU_RESET_OFF, sizeof(fxrstor));
+	uint8_t *img = side_ptr(s, DT_CODE_ADDR + FPU_IMAGE_OFF, 512);
+	_Static_assert(FPU_RESET_OFF + sizeof(fxrstor) + 0xf8 == FPU_IMAGE_OFF, "the displacement");
+	if (!code || !img)
+		return -EFAULT;
+	memcpy(code, fxrstor, sizeof(fxrstor));
+	memset(img, 0, 512);
+	img[0] = 0x7f; /* FCW 037F */
+	img[1] = 0x03;
+	img[24] = 0x80; /* MXCSR 1F80 */
+	img[25] = 0x1f;
+	return 0;
+}
+
+static bool fpu_reset_done(const struct dt_side *s, const struct cpu_state *st)
+{
+	return s->exc_vector < 0 && st->rip == DT_CODE_ADDR + FPU_RESET_OFF + 8;
+}
+
+/* Runs the reset on the soft side (and on KVM's with kvm), from the
+ * machine's state for the mode, not the test's (whose RSP may be
+ * non-canonical, say). */
+static int fpu_reset(struct dt_ctx *c, const struct dt_test *t, bool kvm)
+{
+	struct cpu_state st;
+	int rc;
+	if (t->mode != DT_MODE_LONG64)
+		return 0;
+	dt_machine_state(t->mode, c->apic_base, &st);
+	st.rip = DT_CODE_ADDR + FPU_RESET_OFF;
+	dt_side_reset_events(&c->soft);
+	dt_side_reset_events(&c->kvm);
+	if ((rc = write_fpu_reset(&c->soft)) || (rc = dt_side_load(&c->soft, &st)) ||
+	    (rc = dt_side_step(&c->soft)))
+		return rc;
+	if (!fpu_reset_done(&c->soft, &c->soft.st))
+		return -EIO;
+	if (!kvm)
+		return 0;
+	if ((rc = write_fpu_reset(&c->kvm)) || (rc = kvm_native_once(c, &st)))
+		return rc;
+	return fpu_reset_done(&c->kvm, &st) ? 0 : -EIO;
+}
+
 static int load_both(struct dt_ctx *c, const struct dt_test *t, const struct cpu_state *init)
 {
 	int rc = dt_prepare_memory(&c->kvm, t);
@@ -686,6 +744,8 @@ static int load_both(struct dt_ctx *c, const struct dt_test *t, const struct cpu
 		rc = dt_prepare_memory(&c->soft, t);
 	if (!rc)
 		rc = dt_side_single_step(&c->kvm, dt_mode_oracle(t->mode) == DT_ORACLE_EMULATOR);
+	if (!rc)
+		rc = fpu_reset(c, t, true);
 	if (!rc)
 		rc = dt_side_load(&c->soft, init);
 	if (!rc)
@@ -910,6 +970,8 @@ static void report_replay(struct dt_ctx *c, const struct dt_test *t, const struc
 			  const struct dt_result *got, const char *record)
 {
 	bool full = c->reports++ < DT_FULL_REPORTS;
+	if (c->report_limit && c->reports > c->report_limit)
+		return;
 	printf("%sDIVERGENCE in test %s (group %s, mode %s) from the recorded result of the real "
 	       "processor\n",
 	       full ? "\n" : "", t->name, t->group ? t->group : "-", dt_mode_name(t->mode));
@@ -949,6 +1011,8 @@ static int replay_steps(struct dt_ctx *c, const struct dt_test *t, struct dt_res
 	r->fxpos = 0;
 	r->misaligned = false;
 	int rc = dt_prepare_memory(s, t);
+	if (!rc)
+		rc = fpu_reset(c, t, false);
 	if (!rc)
 		rc = dt_side_load(s, &init);
 	dt_side_reset_events(s);
