@@ -36,7 +36,7 @@ set -Eeuo pipefail
 # Bump when the customisation below changes: the image is then rebuilt from
 # the cached debootstrap tree (BASE_REVISION: the debootstrap tree itself).
 BASE_REVISION=1
-IMAGE_REVISION=1
+IMAGE_REVISION=3
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${DEBIAN_IMAGE_DIR:-$HERE/guest/cache/debian-12}
@@ -163,25 +163,34 @@ customise() {
 		#!/bin/sh
 		# Reports the boot's outcome on the console, then powers off
 		# (shrike-report.service, only with shrike.report on the kernel command line).
+		# Each line opens /dev/console anew: agetty's vhangup() on the serial
+		# line revokes descriptors opened before it, and SIGHUP is ignored.
+		trap '' HUP
+		say() { echo "shrike-report: $*" >/dev/console 2>/dev/null; }
 		state=$(systemctl is-system-running --wait)
-		echo "shrike-report: is-system-running: $state"
-		echo "shrike-report: uptime: $(cut -d' ' -f1 /proc/uptime) s"
-		systemctl --failed --no-legend --plain | sed 's/^/shrike-report: failed: /'
-		# Wait (up to 60 s) for agetty to sit in read() on the serial line,
-		# i.e. after it printed the login prompt.
+		say "is-system-running: $state"
+		say "uptime: $(cut -d' ' -f1 /proc/uptime) s"
+		systemctl --failed --no-legend --plain | while read -r line; do say "failed: $line"; done
+		# The login prompt: agetty on the console's tty has printed it once it
+		# waits for input, in select() (do_select) or in read(). Up to 60 s.
+		read -r active </sys/class/tty/console/active
+		tty=/dev/${active##* }
 		prompt=no
-		for _ in $(seq 120); do
+		for _ in $(seq 60); do
 			for p in /proc/[0-9]*; do
-				[ "$(cat "$p/comm" 2>/dev/null)" = agetty ] || continue
+				read -r comm <"$p/comm" 2>/dev/null || continue
+				[ "$comm" = agetty ] && [ "$(readlink "$p/fd/0")" = "$tty" ] || continue
 				case $(cat "$p/wchan" 2>/dev/null) in
-				*tty_read* | wait_woken) prompt=yes ;;
+				do_select | *tty_read* | wait_woken) prompt=yes ;;
 				esac
 			done
 			[ $prompt = yes ] && break
-			sleep 0.5
+			sleep 1
 		done
-		echo "shrike-report: getty waiting for login: $prompt"
-		echo "shrike-report: powering off"
+		# Let the UART drain the prompt before the poweroff.
+		sleep 1
+		say "login prompt on $tty: $prompt"
+		say "powering off"
 		systemctl poweroff
 	EOF
 	cat >"$ROOT/etc/systemd/system/shrike-report.service" <<-'EOF'
@@ -195,9 +204,6 @@ customise() {
 		# "starting", and is-system-running --wait would wait for itself.
 		Type=simple
 		ExecStart=/usr/local/sbin/shrike-report
-		StandardOutput=tty
-		StandardError=inherit
-		TTYPath=/dev/console
 
 		[Install]
 		WantedBy=multi-user.target
