@@ -65,6 +65,7 @@ e2e: all guests
 	tests/e2e/run.sh
 	tests/e2e/linux-soft.sh
 	tests/e2e/virtio.sh
+	tests/e2e/distro.sh
 
 # One-time host setup (packages), then the default Debian guest.
 deps:
