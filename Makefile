@@ -110,6 +110,7 @@ bench: all guests guest
 	bench/soft-mips.sh
 	bench/boot.sh
 	bench/virtio.sh
+	bench/distro-boot.sh
 
 clean:
 	rm -rf $(BUILD)
