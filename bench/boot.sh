@@ -3,6 +3,7 @@
 # against QEMU's TCG emulator (from Debian) booting the same kernel and
 # initramfs with the same memory, console and command, in the same run.
 # The command is `true`; the guest's init powers off right after it.
+# shrike runs with its translator (the default) and with --soft-jit off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
@@ -11,16 +12,22 @@ append="console=ttyS0 panic=-1 quiet loglevel=0 shrike.cmd=$(printf "'true'" | b
 
 . bench/lib.sh
 best_s() { python3 -c "print('%.2f' % ($(best_ms "$@") / 1000.0))"; }
-shrike() { build/shrike run --engine soft --memory "$MEM" -- true; }
+shrike() { build/shrike run --engine soft --soft-jit "$1" --memory "$MEM" "${@:2}" -- true; }
+mips() { shrike "$1" --stats 2>&1 </dev/null | grep -o 'instructions retired.*MIPS)' | tr -s ' '; }
 qemu() {
 	qemu-system-x86_64 -accel tcg -m "$MEM" -nodefaults -display none -serial stdio -no-reboot \
 		-kernel guest/out/vmlinuz -initrd guest/out/initrd.cpio.gz -append "$append"
 }
 
-stats=$(build/shrike run --engine soft --memory "$MEM" --stats -- true 2>&1 </dev/null || true)
-s=$(best_s shrike)
+load=$(host_load)
+stats_on=$(mips on || true)
+stats_off=$(mips off || true)
+s=$(best_s shrike on)
+i=$(best_s shrike off)
 q=$(best_s qemu)
 echo "boot to command (true) and poweroff, default guest, $MEM, best of $REPS ($(date -u +%F))"
-echo "  shrike --engine soft:              $s s  ($(echo "$stats" | grep -o 'instructions retired.*MIPS)' | tr -s ' '))"
+echo "  $load"
+echo "  shrike --engine soft:              $s s  ($stats_on)"
+echo "  shrike --soft-jit off:             $i s  ($stats_off)"
 echo "  qemu-system-x86_64 -accel tcg:     $q s"
-python3 -c "print('  shrike / qemu time ratio: %.2f (below 1 means shrike boots faster)' % ($s / $q))"
+python3 -c "print('  shrike / qemu time ratio: %.2f, with --soft-jit off %.2f (below 1 means shrike boots faster)' % ($s / $q, $i / $q))"

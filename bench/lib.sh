@@ -34,3 +34,8 @@ with open(out, "wb") as f:
 print(hit, rc)
 PY
 }
+
+# host_load : the host's load averages now, for judging the noise of a run.
+host_load() {
+	echo "host load at start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min averages, $(nproc) cores)"
+}

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
 	build-essential gcc-multilib clang libclang-rt-14-dev make
 	libcmocka-dev liburing-dev
+	libcapstone-dev   # the disassembler the emitter's unit test and fuzz target check against
 	busybox-static cpio zstd xz-utils gzip lz4 binutils
 	qemu-system-x86   # the peer shrike is measured against in bench/, never part of shrike
 	iproute2 python3

@@ -30,6 +30,11 @@ void cli_usage(FILE *out)
 	      "  -m, --memory SIZE     guest memory, e.g. 256M, 2G (default 256M; bare number = MiB)\n"
 	      "  -c, --cpus N          number of vCPUs, 1-255 (default 1)\n"
 	      "  -e, --engine NAME     kvm, soft or auto (default auto)\n"
+	      "      --soft-jit on|off the soft engine translates guest code to host code (on,\n"
+	      "                        the default) or only interprets it (off)\n"
+	      "      --soft-jit-cache SIZE\n"
+	      "                        translated-code cache of the soft engine (default 32M,\n"
+	      "                        64K-1G; flushed when full)\n"
 	      "  -d, --disk FILE[,ro]  a raw disk image as virtio-blk (repeatable; /dev/vda, ...)\n"
 	      "  -n, --net tap=NAME[,mac=MAC][,mtu=N][,offload=on|off]\n"
 	      "                        a virtio-net device on host tap device NAME (repeatable;\n"
@@ -48,7 +53,7 @@ void cli_usage(FILE *out)
 	      out);
 }
 
-enum { CLI_OPT_CONSOLE = 256, CLI_OPT_NO_RNG };
+enum { CLI_OPT_CONSOLE = 256, CLI_OPT_NO_RNG, CLI_OPT_SOFT_JIT, CLI_OPT_SOFT_JIT_CACHE };
 
 static const struct option long_options[] = {
     {"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'i'},
@@ -59,6 +64,8 @@ static const struct option long_options[] = {
     {"disk", required_argument, NULL, 'd'},   {"net", required_argument, NULL, 'n'},
     {"console", required_argument, NULL, CLI_OPT_CONSOLE},
     {"no-rng", no_argument, NULL, CLI_OPT_NO_RNG},
+    {"soft-jit", required_argument, NULL, CLI_OPT_SOFT_JIT},
+    {"soft-jit-cache", required_argument, NULL, CLI_OPT_SOFT_JIT_CACHE},
     {NULL, 0, NULL, 0},
 };
 
@@ -149,6 +156,17 @@ static int cli_option(struct cli *cli, int opt, const char *arg, struct errmsg *
 		return 0;
 	case CLI_OPT_NO_RNG:
 		cli->cfg.no_rng = true;
+		return 0;
+	case CLI_OPT_SOFT_JIT:
+		if (strcmp(arg, "on") && strcmp(arg, "off"))
+			return errmsg_set(err, EINVAL, "--soft-jit '%s': expected on or off", arg);
+		cli->cfg.soft_interpret = !strcmp(arg, "off");
+		return 0;
+	case CLI_OPT_SOFT_JIT_CACHE:
+		if (parse_size(arg, &v) || v < (64u << 10) || v > (1u << 30))
+			return errmsg_set(err, EINVAL,
+					  "--soft-jit-cache '%s': expected a size from 64K to 1G", arg);
+		cli->cfg.soft_jit_cache = v;
 		return 0;
 	case 's':
 		cli->cfg.stats = true;

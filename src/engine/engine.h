@@ -57,10 +57,31 @@ struct vcpu_exit {
 const char *vcpu_exit_kind_name(enum vcpu_exit_kind kind);
 
 /* Counters only a software engine can keep. */
+/* The soft engine's translator (engine/soft/jit): what it made and how
+ * execution moved between its blocks. */
+#define ENGINE_JIT_TOP 8
+struct engine_jit_stats {
+	bool enabled;
+	uint64_t blocks;        /* translations made */
+	uint64_t code_bytes;    /* host code emitted, in all */
+	uint64_t cache_used, cache_size, flushes;
+	uint64_t invalidated;   /* translations found stale (their code page was written) */
+	uint64_t dispatches;    /* returns to the dispatcher */
+	uint64_t table_hits;    /* dispatches that found a translation in the table */
+	uint64_t chained;       /* jumps patched to lead from block to block */
+	uint64_t fallbacks;     /* instructions run through interpreter handlers */
+	/* The instructions that fell back most often: (map << 8) | opcode. */
+	struct {
+		uint16_t op;
+		uint64_t count;
+	} top[ENGINE_JIT_TOP];
+};
+
 struct engine_vcpu_stats {
 	uint64_t instructions;     /* retired */
 	uint64_t unimplemented_ud; /* #UD raised for an opcode the engine does not implement */
 	uint64_t dcache_hits, dcache_misses;
+	struct engine_jit_stats jit;
 };
 
 struct engine;      /* one per VM */
@@ -74,6 +95,8 @@ typedef void (*engine_exit_fn)(void *opaque, unsigned vcpu_index, struct vcpu_ex
 struct engine_config {
 	const struct guest_mem *mem;
 	unsigned ncpus;
+	bool soft_interpret;     /* soft engine: no translator */
+	uint64_t soft_jit_cache; /* soft engine: code cache bytes, 0 = default */
 	engine_exit_fn exit_handler;
 	void *exit_opaque;
 };

@@ -262,6 +262,19 @@ int vq_pop(struct virtqueue *vq, struct vq_chain *out)
 	return 1;
 }
 
+/* The device wrote up to `len` bytes into the writable segments: decoded
+ * guest code there is stale (vm/memory.h, code stamps). Done before the
+ * used element is published, so the guest can only run the new bytes. */
+static void note_code_written(const struct virtqueue *vq, const struct vq_chain *chain,
+			      uint32_t len)
+{
+	for (unsigned k = chain->nread; k < chain->nseg && len; k++) {
+		uint32_t n = chain->seg[k].len < len ? chain->seg[k].len : len;
+		guest_mem_code_written_host(vq->mem, chain->seg[k].host, n);
+		len -= n;
+	}
+}
+
 void vq_push(struct virtqueue *vq, const struct vq_chain *chain, uint32_t written_len)
 {
 	if (!vq->enabled || vq->broken)
@@ -274,6 +287,7 @@ void vq_push(struct virtqueue *vq, const struct vq_chain *chain, uint32_t writte
 	uint32_t len = written_len;
 	if (len > chain->write_len)
 		len = (uint32_t)chain->write_len;
+	note_code_written(vq, chain, len);
 	uint32_t *elem = used_elem(vq, vq->used_idx);
 	__atomic_store_n(&elem[0], (uint32_t)chain->head, __ATOMIC_RELAXED);
 	__atomic_store_n(&elem[1], len, __ATOMIC_RELAXED);

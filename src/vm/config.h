@@ -30,6 +30,8 @@ struct vm_config {
 	uint64_t memory;
 	unsigned ncpus;
 	const char *engine;  /* "kvm", "soft" or "auto" */
+	bool soft_interpret; /* --soft-jit off: the soft engine interprets only */
+	uint64_t soft_jit_cache; /* bytes of translated code (0: the default) */
 	bool stats;
 	struct vm_disk_config disk[VM_MAX_DISKS];
 	unsigned ndisks;

@@ -215,6 +215,8 @@ static int vm_create_engine(struct vm *vm)
 {
 	struct errmsg err = {{0}};
 	struct engine_config ec = {.mem = &vm->mem, .ncpus = vm->nvcpus,
+				   .soft_interpret = vm->cfg->soft_interpret,
+				   .soft_jit_cache = vm->cfg->soft_jit_cache,
 				   .exit_handler = vm_engine_exit, .exit_opaque = vm};
 
 	vm->eops = engine_select(vm->cfg->engine, &err);

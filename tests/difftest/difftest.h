@@ -213,6 +213,7 @@ struct dt_ctx {
 	bool ignore_frame_rf; /* tolerate RF in exception frames (known soft CPU issue) */
 	const char *objdump;  /* for disassembly in reports; NULL = none */
 	uint64_t apic_base;   /* KVM's, kept in every loaded state */
+	bool oracle_amd;      /* the host (KVM's processor) is AMD: see vendor.c */
 	struct dt_watchdog *watchdog;
 };
 
@@ -223,6 +224,23 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t);
 #define DT_ORACLE_TIMEOUT 2
 /* dt_run_test, run once more after a watchdog timeout (see run.c). */
 int dt_run_test_retry(struct dt_ctx *c, const struct dt_test *t);
+
+/* ---- vendor differences (vendor.c) ---- */
+
+/* The host processor's vendor is AMD (CPUID leaf 0). */
+bool dt_host_is_amd(void);
+/* The linear address of the ModRM memory operand of the instruction in
+ * code (insn_len bytes long) in the state before it; false for a register
+ * operand or bytes that do not decode. */
+bool dt_mem_operand(const uint8_t *code, size_t len, size_t insn_len, unsigned mode_bits,
+		    const struct cpu_state *before, uint64_t *la);
+/* After a step that completed on both sides: with an AMD oracle, copies
+ * the vendor-specific fields of what the instruction stored (FXSAVE's
+ * FOP/FIP/FCS/FDP/FDS when no x87 exception is pending, and MXCSR_MASK)
+ * from the KVM side into the soft side's memory, so that only the
+ * architectural bytes are compared. */
+void dt_vendor_fixup(const struct dt_ctx *c, const struct dt_opinfo *o, const uint8_t *code,
+		     size_t len, size_t insn_len, unsigned mode_bits, const struct cpu_state *before);
 
 /* ---- instruction groups and the random generator (gen.c) ---- */
 

@@ -1290,6 +1290,183 @@ static void x87_epilogue(struct gen *g)
 	}
 }
 
+/* ---- MMX (native 64-bit only: KVM's emulator does not know MMX) ----
+ * MM register numbers 8-15 in a template set REX.R/REX.B, which MMX
+ * operands ignore. Results go to the scratch slots. */
+
+#define MMX_FXSAVE_OFF 0x3600 /* FXSAVE area of the epilogue, relative to DT_DATA_ADDR */
+
+static unsigned mmreg(struct gen *g) { return rn(g, 8) + (g->m64 && chance(g, 15) ? 8 : 0); }
+
+static void mmx_enc(struct enc *e, uint8_t pfx, uint8_t op) { sse_enc(e, pfx, op); }
+
+static void store_mm(struct gen *g, unsigned mm)
+{
+	struct enc e = {0};
+	mmx_enc(&e, 0, 0x7f); /* MOVQ m64, mm */
+	e.regf = mm & 7;
+	e.rm = slot(g);
+	put(g, &e);
+}
+
+/* The packed-integer and shift opcodes with an mm, mm/m64 form. */
+static const uint8_t mmx_int_ops[] = {
+    0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x74, 0x75,
+    0x76, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf,
+    0xe0, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe8, 0xe9, 0xea, 0xeb, 0xec, 0xed, 0xee, 0xef,
+    0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe,
+};
+
+static void t_mmx_int(struct gen *g)
+{
+	struct enc e = {0};
+	unsigned k = rn(g, sizeof(mmx_int_ops) + 6);
+	if (k >= sizeof(mmx_int_ops)) { /* shift by an immediate: 0F 71/72/73 /2 /4 /6 */
+		static const uint8_t sub[] = {2, 4, 6}, sub73[] = {2, 6};
+		uint8_t op = (uint8_t)(0x71 + (k - sizeof(mmx_int_ops)) % 3);
+		mmx_enc(&e, 0, op);
+		e.regf = op == 0x73 ? sub73[rn(g, 2)] : sub[rn(g, 3)];
+		e.rm = rop(mmreg(g));
+		e.imm = chance(g, 70) ? rn(g, 70) : rn(g, 256), e.immsz = 1;
+		put(g, &e);
+		store_mm(g, e.rm.reg);
+		return;
+	}
+	mmx_enc(&e, 0, mmx_int_ops[k]);
+	e.regf = mmreg(g);
+	e.rm = chance(g, 30) ? mem(g, 1) : rop(mmreg(g));
+	put(g, &e);
+	store_mm(g, e.regf);
+}
+
+/* MOVD/MOVQ to and from GPRs and memory, MOVQ, MOVNTQ, PSHUFW, PINSRW,
+ * PEXTRW, PMOVMSKB, MASKMOVQ, EMMS. */
+static void t_mmx_mov(struct gen *g)
+{
+	struct enc e = {0};
+	unsigned k = rn(g, 12);
+	switch (k) {
+	case 0: case 1: /* MOVD/MOVQ mm, r/m32/64 and r/m32/64, mm */
+		mmx_enc(&e, 0, k == 0 ? 0x6e : 0x7e);
+		e.w = chance(g, 50);
+		e.regf = mmreg(g);
+		e.rm = chance(g, 30) ? mem(g, 1) : rop(k == 0 ? anyreg(g) : wreg(g));
+		break;
+	case 2: case 3: /* MOVQ mm, mm/m64; MOVQ mm/m64, mm */
+		mmx_enc(&e, 0, k == 2 ? 0x6f : 0x7f);
+		e.regf = mmreg(g);
+		e.rm = chance(g, 50) ? mem(g, 1) : rop(mmreg(g));
+		break;
+	case 4: /* MOVNTQ m64, mm */
+		mmx_enc(&e, 0, 0xe7);
+		e.regf = mmreg(g);
+		e.rm = mem(g, 1);
+		break;
+	case 5: /* PSHUFW mm, mm/m64, imm8 */
+		mmx_enc(&e, 0, 0x70);
+		e.regf = mmreg(g);
+		e.rm = chance(g, 30) ? mem(g, 1) : rop(mmreg(g));
+		e.imm = rn(g, 256), e.immsz = 1;
+		break;
+	case 6: /* PINSRW mm, r32/m16, imm8 */
+		mmx_enc(&e, 0, 0xc4);
+		e.regf = mmreg(g);
+		e.rm = chance(g, 30) ? mem(g, 1) : rop(anyreg(g));
+		e.imm = rn(g, 8), e.immsz = 1;
+		break;
+	case 7: case 8: /* PEXTRW r32, mm, imm8; PMOVMSKB r32, mm */
+		mmx_enc(&e, 0, k == 7 ? 0xc5 : 0xd7);
+		e.w = chance(g, 20);
+		e.regf = wreg(g);
+		e.rm = rop(mmreg(g));
+		if (k == 7)
+			e.imm = rn(g, 8), e.immsz = 1;
+		break;
+	case 9: /* MASKMOVQ mm1, mm2 to [rdi] inside the data area */
+		lea_data(g, 7, (int32_t)rn(g, 0x3ff8) - 0x1000);
+		mmx_enc(&e, 0, 0xf7);
+		e.regf = mmreg(g);
+		e.rm = rop(mmreg(g));
+		break;
+	case 10: /* EMMS */
+		put_plain(g, (const uint8_t[]){0x0f, 0x77}, 2, 0, 0);
+		return;
+	default: { /* the same byte pattern in every lane: saturation edges */
+		static const uint64_t lanes[] = {0x7f7f7f7f7f7f7f7fULL, 0x8080808080808080ULL,
+						 0x7fff80007fff8000ULL, 0xffffffffffffffffULL,
+						 0x0001000100010001ULL, 0x7fffffff80000000ULL};
+		mov_reg_imm(g, 0, 8, lanes[rn(g, sizeof(lanes) / sizeof(lanes[0]))]);
+		mmx_enc(&e, 0, 0x6e);
+		e.w = true;
+		e.regf = mmreg(g);
+		e.rm = rop(0);
+		break;
+	}
+	}
+	put(g, &e);
+	if (k != 1 && k != 3 && k != 4 && k != 7 && k != 8 && k != 9)
+		store_mm(g, e.regf);
+	else if (k == 3 && e.rm.is_reg)
+		store_mm(g, e.rm.reg);
+}
+
+/* MOVQ2DQ, MOVDQ2Q and the conversions between MMX and XMM registers. */
+static void t_mmx_xmm(struct gen *g)
+{
+	static const struct {
+		uint8_t pfx, op;
+		bool to_xmm;   /* the destination is an XMM register */
+		uint8_t align; /* memory operand: its alignment; 0 = register only */
+	} ops[] = {
+	    {0xf3, 0xd6, true, 0}, {0xf2, 0xd6, false, 0}, {0, 0x2a, true, 1},
+	    {0x66, 0x2a, true, 1}, {0, 0x2c, false, 1},    {0, 0x2d, false, 1},
+	    {0x66, 0x2c, false, 16}, {0x66, 0x2d, false, 16},
+	};
+	unsigned k = rn(g, sizeof(ops) / sizeof(ops[0]));
+	struct enc e = {0};
+	mmx_enc(&e, ops[k].pfx, ops[k].op);
+	e.regf = ops[k].to_xmm ? xreg(g) : mmreg(g);
+	if (ops[k].align && chance(g, 30))
+		e.rm = mem(g, ops[k].align);
+	else
+		e.rm = rop(ops[k].to_xmm ? mmreg(g) : xreg(g));
+	put(g, &e);
+	if (ops[k].to_xmm)
+		store_xmm(g, e.regf);
+	else
+		store_mm(g, e.regf);
+}
+
+static void mmx_fxsave(struct gen *g)
+{
+	struct op m = {.mod = 2, .rm = DATA_BASE_REG, .disp = MMX_FXSAVE_OFF - 0x1000, .dispsz = 4};
+	struct enc e = {.nopc = 2, .opc = {0x0f, 0xae}, .modrm = true, .regf = 0, .rm = m};
+	put(g, &e);
+}
+
+/* FNINIT, then MM0-MM7 from the data area (TOP 0, every register valid). */
+static void mmx_prologue(struct gen *g)
+{
+	uint8_t b[2] = {0xdb, 0xe3};
+	put_plain(g, b, 2, 0, 0);
+	for (unsigned mm = 0; mm < 8; mm++) {
+		struct enc e = {0};
+		mmx_enc(&e, 0, 0x6f);
+		e.regf = mm;
+		e.rm = (struct op){.mod = 2, .rm = DATA_BASE_REG, .disp = (int32_t)(0x100 + mm * 8) - 0x1000, .dispsz = 4};
+		put(g, &e);
+	}
+}
+
+/* MM0-MM7 to the scratch slots, then FXSAVE: TOP, the abridged tag word
+ * and the 80-bit registers with their exponents. */
+static void mmx_epilogue(struct gen *g)
+{
+	for (unsigned mm = 0; mm < 8; mm++)
+		store_mm(g, mm);
+	mmx_fxsave(g);
+}
+
 /* ---- I/O (emulated modes: IOPL 3) ---- */
 
 static void t_io(struct gen *g)
@@ -1324,6 +1501,382 @@ static void t_io(struct gen *g)
 	set_size(&e, size);
 	put(g, &e);
 }
+
+/* ---- SSE3 and SSSE3 (groups sse3, ssse3; XMM forms) ---- */
+
+/* The SSE3 arithmetic and the aligned moves take the sse_emit path; the
+ * unaligned loads (MOVDDUP m64, LDDQU m128 only) are emitted here. */
+static const struct sse_op sse3_ops[] = {
+    {0x66, 0, 0xd0, SK_XX}, {0xf2, 0, 0xd0, SK_XX}, /* ADDSUBPD, ADDSUBPS */
+    {0x66, 0, 0x7c, SK_XX}, {0xf2, 0, 0x7c, SK_XX}, /* HADDPD, HADDPS */
+    {0x66, 0, 0x7d, SK_XX}, {0xf2, 0, 0x7d, SK_XX}, /* HSUBPD, HSUBPS */
+    {0xf3, 0, 0x12, SK_XX}, {0xf3, 0, 0x16, SK_XX}, /* MOVSLDUP, MOVSHDUP */
+};
+
+static void t_sse3(struct gen *g)
+{
+	unsigned n = sizeof(sse3_ops) / sizeof(sse3_ops[0]);
+	unsigned k = rn(g, n + 2);
+	if (k < n) {
+		sse_emit(g, &sse3_ops[k]);
+		return;
+	}
+	struct enc e = {0};
+	bool lddqu = k == n;
+	sse_enc(&e, 0xf2, lddqu ? 0xf0 : 0x12);
+	e.regf = xreg(g);
+	e.rm = lddqu || chance(g, 50) ? mem(g, 1) : rop(xreg(g));
+	put(g, &e);
+	store_xmm(g, e.regf);
+}
+
+/* FISTTP m16/m32/m64 (DF/DB/DD /1) of a value loaded from the data area:
+ * balanced, so it leaves the x87 templates' stack depth as it was. The
+ * group sse3 gets the x87 prologue (FNINIT: the reset control word
+ * unmasks every exception). */
+static void t_fisttp(struct gen *g)
+{
+	static const uint8_t op[3] = {0xdf, 0xdb, 0xdd};
+	x87_mem(g, chance(g, 50) ? 0xdd : 0xd9, 0); /* FLD m64 / m32 */
+	struct enc e = {.nopc = 1, .opc = {op[rn(g, 3)]}, .modrm = true, .regf = 1, .rm = slot(g)};
+	put(g, &e);
+}
+
+/* 66 0F 38 00-0B, 1C-1E and 66 0F 3A 0F ib (PALIGNR), with
+ * 16-byte-aligned memory operands. */
+static void t_ssse3(struct gen *g)
+{
+	static const uint8_t ops38[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+					0x08, 0x09, 0x0a, 0x0b, 0x1c, 0x1d, 0x1e};
+	unsigned k = rn(g, sizeof(ops38) + 2);
+	bool palignr = k >= sizeof(ops38);
+	struct enc e = {.pfx = {0x66}, .npfx = 1, .nopc = 3, .modrm = true};
+	e.opc[0] = 0x0f;
+	e.opc[1] = palignr ? 0x3a : 0x38;
+	e.opc[2] = palignr ? 0x0f : ops38[k];
+	e.regf = xreg(g);
+	e.rm = chance(g, 30) ? mem(g, 16) : rop(xreg(g));
+	if (palignr)
+		e.imm = chance(g, 80) ? rn(g, 36) : rn(g, 256), e.immsz = 1;
+	put(g, &e);
+	store_xmm(g, e.regf);
+}
+
+/* Whether a sequence needs the SSE prologue (XMM registers and MXCSR). */
+static bool sse_groups_enabled(const struct dt_groups *en)
+{
+	return dt_group_enabled(en, "sse_mov") || dt_group_enabled(en, "sse_int") ||
+	       dt_group_enabled(en, "sse_fp") || dt_group_enabled(en, "sse3") ||
+	       dt_group_enabled(en, "ssse3");
+}
+/* ==== SSE4.1 and SSE4.2 (group sse4; 64-bit only) ====
+ * Each template loads its XMM operands itself (the SSE prologue runs only
+ * with sse_mov enabled) and stores its results to the scratch slots; the
+ * floating-point ones sometimes load a random MXCSR first (rounding, DAZ,
+ * FTZ, now and then an unmasked exception) and store MXCSR after. The
+ * string compares build their operands from a small alphabet with nulls,
+ * so that every aggregation finds matches. */
+
+#define SSE4_PATTERN_OFF 0x3800 /* relative to DT_DATA_ADDR: string operands */
+
+static void sse4_enc(struct enc *e, uint8_t pfx, uint8_t map, uint8_t op)
+{
+	if (pfx)
+		e->pfx[e->npfx++] = pfx;
+	e->nopc = 3;
+	e->opc[0] = 0x0f;
+	e->opc[1] = map;
+	e->opc[2] = op;
+	e->modrm = true;
+}
+
+/* [rbx + disp32] at offset off of the data area. */
+static struct op sse4_data_at(unsigned off)
+{
+	struct op o = {.mod = 2, .rm = DATA_BASE_REG, .disp = (int32_t)off - 0x1000, .dispsz = 4};
+	return o;
+}
+
+static void sse4_movdqu_load(struct gen *g, unsigned x, struct op m)
+{
+	struct enc e = {0};
+	sse_enc(&e, 0xf3, 0x6f);
+	e.regf = x;
+	e.rm = m;
+	put(g, &e);
+}
+
+/* Gives xmm x 16 bytes of the data area (random bytes and FP specials),
+ * most of the time; otherwise it keeps what earlier templates left. */
+static void sse4_load(struct gen *g, unsigned x)
+{
+	if (chance(g, 75))
+		sse4_movdqu_load(g, x, mem(g, 1));
+}
+
+/* A memory operand for a 16-byte access that must be aligned. Never a
+ * misaligned one: this host's oracle reports #UD for those (PVM hands the
+ * #GP to KVM's instruction emulator, which knows only a few SSE
+ * instructions); the unit tests check #GP(0). */
+static struct op sse4_mem16(struct gen *g) { return mem(g, 16); }
+
+static void sse4_mxcsr(struct gen *g)
+{
+	if (!chance(g, 30))
+		return;
+	uint32_t v = 0x1f80 | (uint32_t)(rn(g, 4) << 13) | (chance(g, 30) ? 0x8000 : 0) |
+		     (chance(g, 30) ? 0x40 : 0);
+	if (chance(g, 8))
+		v &= ~(0x80u << rn(g, 6)); /* one unmasked exception */
+	struct op m = sse4_data_at(SCRATCH_OFF + 0x408);
+	struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true, .rm = m, .imm = v, .immsz = 4};
+	put(g, &s);
+	struct enc l = {.nopc = 2, .opc = {0x0f, 0xae}, .modrm = true, .regf = 2, .rm = m};
+	put(g, &l);
+}
+
+static void sse4_stmxcsr(struct gen *g)
+{
+	struct enc s = {.nopc = 2, .opc = {0x0f, 0xae}, .modrm = true, .regf = 3, .rm = slot(g)};
+	put(g, &s);
+}
+
+/* 66 0F 38 xx xmm, xmm/m128: packed integer, blends on XMM0, PTEST,
+ * PMOVSX/ZX (partial, unaligned reads), MOVNTDQA. */
+static void t_sse4_int(struct gen *g)
+{
+	static const uint8_t ops[] = {
+	    0x10, 0x14, 0x15, 0x17, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x28, 0x29, 0x2a, 0x2b,
+	    0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e,
+	    0x3f, 0x40, 0x41,
+	};
+	uint8_t op = ops[rn(g, sizeof(ops))];
+	bool pmovx = (op >= 0x20 && op <= 0x25) || (op >= 0x30 && op <= 0x35);
+	struct enc e = {0};
+	sse4_enc(&e, 0x66, 0x38, op);
+	e.regf = xreg(g);
+	sse4_load(g, e.regf);
+	if (op == 0x10 || op == 0x14 || op == 0x15)
+		sse4_load(g, 0); /* the implicit selector */
+	if (op == 0x2a || chance(g, 35)) {
+		e.rm = pmovx ? mem(g, 1) : sse4_mem16(g);
+	} else {
+		e.rm = rop(xreg(g));
+		sse4_load(g, e.rm.reg);
+	}
+	put(g, &e);
+	if (op != 0x17)
+		store_xmm(g, e.regf);
+}
+
+/* One single or double with a fraction worth rounding: quarters, halves
+ * (ties), values next to the largest non-integral ones, edge cases. */
+static uint64_t sse4_fp_value(struct gen *g, bool dbl)
+{
+	static const uint64_t s32[] = {0x80000000, 0x7f800000, 0xff800000, 0x7fc00001, 0x7f800001,
+				       0x00000001, 0x807fffff, 0x3effffff, 0x3f7fffff, 0x00800000,
+				       0x4b000000, 0xcafffffe};
+	static const uint64_t s64[] = {0x8000000000000000ULL, 0x7ff0000000000000ULL,
+				       0xfff8000000000001ULL, 0x7ff0000000000001ULL, 1,
+				       0x800fffffffffffffULL, 0x3fdfffffffffffffULL,
+				       0x3fefffffffffffffULL, 0x4330000000000000ULL,
+				       0xc32ffffffffffffeULL};
+	double v;
+	switch (rn(g, 5)) {
+	case 0: v = ((int)rn(g, 129) - 64) / 4.0; break;
+	case 1: v = ((int)rn(g, 17) - 8) + 0.5; break;
+	case 2: v = (dbl ? 2251799813685248.0 : 4194304.0) + ((int)rn(g, 9) - 4) / 2.0; break;
+	case 3: return dbl ? s64[rn(g, sizeof(s64) / 8)] : s32[rn(g, sizeof(s32) / 8)];
+	default: return dbl ? rnd(g) : (uint32_t)rnd(g);
+	}
+	if (chance(g, 20))
+		v = -v;
+	if (dbl) {
+		uint64_t b;
+		memcpy(&b, &v, 8);
+		return b;
+	}
+	float f = (float)v;
+	uint32_t b;
+	memcpy(&b, &f, 4);
+	return b;
+}
+
+/* Writes 16 bytes at data offset off with four MOV dword [rbx+disp32], imm32. */
+static void sse4_put16(struct gen *g, unsigned off, const uint8_t *b)
+{
+	for (unsigned k = 0; k < 4; k++) {
+		uint32_t v;
+		memcpy(&v, &b[4 * k], 4);
+		struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true,
+				.rm = sse4_data_at(off + 4 * k), .imm = v, .immsz = 4};
+		put(g, &s);
+	}
+}
+
+/* Writes 16 bytes of such values at data offset off. */
+static void sse4_fp_pattern(struct gen *g, unsigned off, bool dbl)
+{
+	uint8_t b[16];
+	for (unsigned k = 0; k < 16; k += dbl ? 8 : 4) {
+		uint64_t v = sse4_fp_value(g, dbl);
+		memcpy(&b[k], &v, dbl ? 8 : 4);
+	}
+	sse4_put16(g, off, b);
+}
+
+/* 66 0F 3A xx xmm, xmm/m, imm8: ROUNDxx, BLENDxx, DPPS/DPPD, MPSADBW, INSERTPS. */
+static void t_sse4_imm(struct gen *g)
+{
+	static const uint8_t ops[] = {0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+				      0x21, 0x40, 0x41, 0x42};
+	uint8_t op = ops[rn(g, sizeof(ops))];
+	bool fp = op <= 0x0b || op == 0x40 || op == 0x41;
+	bool dbl = op == 0x09 || op == 0x0b || op == 0x41;
+	bool fpdata = fp && chance(g, 60); /* values worth rounding instead of random bits */
+	bool partial = op == 0x0a || op == 0x0b || op == 0x21;
+	unsigned pat = SSE4_PATTERN_OFF + 0x40;
+	struct enc e = {0};
+	if (fp)
+		sse4_mxcsr(g);
+	sse4_enc(&e, 0x66, 0x3a, op);
+	e.regf = xreg(g);
+	if (fpdata) {
+		sse4_fp_pattern(g, pat, dbl);
+		sse4_movdqu_load(g, e.regf, sse4_data_at(pat));
+		sse4_fp_pattern(g, pat + 0x10, dbl);
+	} else {
+		sse4_load(g, e.regf);
+	}
+	if (chance(g, 35)) {
+		if (fpdata)
+			e.rm = sse4_data_at(pat + 0x10 + (partial ? 4 * rn(g, 3) : 0));
+		else
+			e.rm = partial ? mem(g, 1) : sse4_mem16(g);
+	} else {
+		e.rm = rop(xreg(g));
+		if (fpdata)
+			sse4_movdqu_load(g, e.rm.reg, sse4_data_at(pat + 0x10));
+		else
+			sse4_load(g, e.rm.reg);
+	}
+	e.imm = rn(g, 256), e.immsz = 1;
+	put(g, &e);
+	store_xmm(g, e.regf);
+	if (fp)
+		sse4_stmxcsr(g);
+}
+
+/* Between XMM and general registers or memory: PEXTRB/W/D/Q, EXTRACTPS,
+ * PINSRB/D/Q; and CRC32 of every size (F2 [66] [REX.W] 0F 38 F0/F1). */
+static void t_sse4_gpr(struct gen *g)
+{
+	static const uint8_t ops[] = {0x14, 0x15, 0x16, 0x17, 0x20, 0x22};
+	unsigned k = rn(g, sizeof(ops) + 2);
+	struct enc e = {0};
+	if (k >= sizeof(ops)) { /* CRC32 */
+		bool byte = k == sizeof(ops);
+		unsigned size = byte ? 1 : (unsigned[]){2, 4, 8}[rn(g, 3)];
+		struct bytemode bm = pick_bytemode(g);
+		e.pfx[e.npfx++] = 0xf2;
+		if (size == 2) { /* 66 before or after F2: the 16-bit form either way */
+			if (chance(g, 50))
+				e.pfx[e.npfx++] = 0x66;
+			else
+				e.pfx[0] = 0x66, e.pfx[e.npfx++] = 0xf2;
+		}
+		e.nopc = 3, e.opc[0] = 0x0f, e.opc[1] = 0x38, e.opc[2] = byte ? 0xf0 : 0xf1;
+		e.modrm = true;
+		e.w = size == 8 || (byte && chance(g, 30));
+		e.force_rex = byte && bm.rex;
+		e.regf = wreg(g);
+		e.rm = chance(g, 35) ? mem(g, 1) : rop(byte ? anyreg8(g, bm) : anyreg(g));
+		put(g, &e);
+		return;
+	}
+	uint8_t op = ops[k];
+	sse4_enc(&e, 0x66, 0x3a, op);
+	e.w = chance(g, 40);
+	e.regf = xreg(g);
+	sse4_load(g, e.regf);
+	e.imm = rn(g, 256), e.immsz = 1;
+	if (op >= 0x20) { /* insert: r/m source */
+		e.rm = chance(g, 35) ? mem(g, 1) : rop(anyreg(g));
+		put(g, &e);
+		store_xmm(g, e.regf);
+	} else { /* extract: r/m destination */
+		e.rm = chance(g, 35) ? mem(g, 1) : rop(wreg(g));
+		put(g, &e);
+	}
+}
+
+/* 16 bytes of a string-like pattern at data offset off, written with four
+ * MOV dword [rbx+disp32], imm32: characters from a small alphabet (signed
+ * and unsigned extremes included) and, most of the time, a null element. */
+static void sse4_pattern(struct gen *g, unsigned off, bool words)
+{
+	static const uint8_t alpha[] = {'a', 'b', 'c', 'z', 'A', 0x7f, 0x80, 0xff};
+	uint8_t b[16];
+	for (unsigned k = 0; k < 16; k++)
+		b[k] = alpha[rn(g, sizeof(alpha))];
+	if (words)
+		for (unsigned k = 1; k < 16; k += 2)
+			b[k] = chance(g, 70) ? 0 : b[k] & 0x80 ? 0xff : b[k];
+	if (chance(g, 65)) {
+		unsigned at = rn(g, 16) & (words ? ~1u : ~0u);
+		b[at] = 0;
+		if (words)
+			b[at + 1] = 0;
+	}
+	sse4_put16(g, off, b);
+}
+
+static uint64_t sse4_length(struct gen *g)
+{
+	switch (rn(g, 4)) {
+	case 0: return interesting(g);
+	case 1: return (uint64_t)((int64_t)rn(g, 41) - 20);
+	default: return rn(g, 18);
+	}
+}
+
+/* PCMPESTRM/PCMPESTRI/PCMPISTRM/PCMPISTRI with a random imm8 (every
+ * format, aggregation, polarity and output form), explicit lengths in
+ * EAX/EDX or RAX/RDX (REX.W) from small, negative and huge values. */
+static void t_sse4_pcmpstr(struct gen *g)
+{
+	uint8_t op = (uint8_t)(0x60 + rn(g, 4));
+	uint8_t imm = (uint8_t)rn(g, 256);
+	bool words = imm & 1;
+	struct enc e = {0};
+	sse4_enc(&e, 0x66, 0x3a, op);
+	e.regf = xreg(g);
+	sse4_pattern(g, SSE4_PATTERN_OFF, words);
+	sse4_movdqu_load(g, e.regf, sse4_data_at(SSE4_PATTERN_OFF));
+	unsigned text = SSE4_PATTERN_OFF + 0x20 + rn(g, 16); /* any alignment */
+	sse4_pattern(g, text, words);
+	if (chance(g, 10)) {
+		e.rm = rop(e.regf);
+	} else if (chance(g, 50)) {
+		e.rm = sse4_data_at(text);
+	} else {
+		e.rm = rop(xreg(g));
+		sse4_movdqu_load(g, e.rm.reg, sse4_data_at(text));
+	}
+	if (op < 0x62) {
+		e.w = chance(g, 30);
+		mov_reg_imm(g, 0, chance(g, 50) ? 8 : 4, sse4_length(g));
+		mov_reg_imm(g, 2, chance(g, 50) ? 8 : 4, sse4_length(g));
+	} else {
+		e.w = chance(g, 10); /* ignored */
+	}
+	e.imm = imm, e.immsz = 1;
+	put(g, &e);
+	if (!(op & 1))
+		store_xmm(g, 0);
+}
+
+/* ==== end of SSE4.1 and SSE4.2 ==== */
 
 /* ---- the template table ---- */
 
@@ -1370,7 +1923,17 @@ static const struct tmpl tmpls[] = {
     {"sse_int", "sse integer", t_sse_int, BOTH, false, false},
     {"sse_fp", "sse fp", t_sse_fp, BOTH, false, false},
     {"x87", "x87", t_x87, BOTH, false, false},
+    {"sse3", "sse3", t_sse3, BOTH, false, false},
+    {"sse3", "fisttp", t_fisttp, BOTH, false, false},
+    {"ssse3", "ssse3", t_ssse3, BOTH, false, false},
+    {"mmx", "mmx integer", t_mmx_int, M64, false, false},
+    {"mmx", "mmx mov", t_mmx_mov, M64, false, false},
+    {"mmx", "mmx/xmm", t_mmx_xmm, M64, false, false},
     {"io", "in/out/ins/outs", t_io, M32, false, true},
+    {"sse4", "sse4.1 integer", t_sse4_int, M64, false, false},
+    {"sse4", "sse4.1 imm8", t_sse4_imm, M64, false, false},
+    {"sse4", "sse4 gpr/crc32", t_sse4_gpr, M64, false, false},
+    {"sse4", "sse4.2 pcmpxstrx", t_sse4_pcmpstr, M64, false, false},
 };
 #define NTMPLS (sizeof(tmpls) / sizeof(tmpls[0]))
 
@@ -1488,11 +2051,14 @@ int dt_generate(struct dt_gen *out, uint64_t seed, enum dt_mode mode,
 	fill_data(g);
 	init_state(g, mode, &out->test.init);
 
-	bool sse = g->m64 && dt_group_enabled(enabled, "sse_mov");
-	bool x87 = g->m64 && dt_group_enabled(enabled, "x87");
+	bool mmx = g->m64 && dt_group_enabled(enabled, "mmx");
+	bool sse = g->m64 && (sse_groups_enabled(enabled) || mmx);
+	bool x87 = g->m64 && (dt_group_enabled(enabled, "x87") || dt_group_enabled(enabled, "sse3"));
 	g->tag = "prologue";
 	if (sse)
 		sse_prologue(g);
+	if (mmx)
+		mmx_prologue(g);
 	if (x87)
 		x87_prologue(g);
 	for (unsigned n = 0; n < ninsns && !g->full; n++) {
@@ -1508,6 +2074,8 @@ int dt_generate(struct dt_gen *out, uint64_t seed, enum dt_mode mode,
 	g->tag = "epilogue";
 	if (x87)
 		x87_epilogue(g);
+	if (mmx)
+		mmx_epilogue(g);
 	if (sse)
 		sse_epilogue(g);
 

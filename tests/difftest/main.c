@@ -277,6 +277,7 @@ static int ctx_init(struct dt_ctx *c, char *err, size_t errlen)
 	struct cpu_state st;
 	if (c->kvm.ops->get_state(c->kvm.vcpu, &st) == 0)
 		c->apic_base = st.apic_base;
+	c->oracle_amd = dt_host_is_amd();
 	return 0;
 }
 

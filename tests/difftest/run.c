@@ -180,6 +180,8 @@ static int prepare_memory(struct dt_side *s, const struct dt_test *t)
 	memset(kstack, 0, DT_KSTACK_TOP - DT_KSTACK_ADDR);
 	fill_pattern(ro, 0x1000, 0x1234);
 	memcpy(sup, zero_page, sizeof(zero_page));
+	/* Written through host pointers: decoded code of the last test is stale. */
+	guest_mem_code_written(&s->mem, 0, DT_MEM_SIZE);
 	return dt_machine_write(&s->mem); /* undo any CPL0 test's writes */
 }
 
@@ -742,6 +744,9 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 			if (p)
 				*p &= (uint8_t)~1u; /* RF is bit 16 */
 		}
+		if (!faulted)
+			dt_vendor_fixup(c, &si.op, si.bytes, si.nbytes, insn_length(&si, &c->soft.st),
+					dt_mode_bits(t->mode), &si.before);
 		uint64_t where = 0;
 		int range = compare_memory(&c->kvm, &c->soft, &where);
 		if (range >= 0) {

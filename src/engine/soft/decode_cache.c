@@ -8,11 +8,12 @@
  * the block's own page (soft.h: cpu->block_abort).
  *
  * Self-modifying code (Linux patches its own text: alternatives, static
- * keys, ftrace) and DMA into code pages: a block is only used while guest
- * memory still holds exactly the bytes it was decoded from, whoever wrote
- * them; the check is one memcmp of the block's bytes per block entered,
- * whether it was found by the hash lookup or through a chain link (a
- * block's memory of its recent successors, which only skips the hash). */
+ * keys, ftrace) and DMA into code pages: a block is only used while its
+ * page's code stamp (vm/memory.h) is the one it was decoded under; every
+ * write to the page, by whoever, advances the stamp. The check is one
+ * load and compare per block entered, whether it was found by the hash
+ * lookup or through a chain link (a block's memory of its recent
+ * successors, which only skips the hash). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -78,7 +79,7 @@ static unsigned bcache_index(uint64_t gpa)
 /* Where the instruction at RIP is: host pointer and guest-physical
  * address; NULL host for MMIO. Sequential fetches in 64-bit mode reuse the
  * current code page without a TLB lookup. */
-static const uint8_t *fetch_pointer(struct soft_cpu *cpu, uint64_t *gpa)
+const uint8_t *soft_fetch_pointer(struct soft_cpu *cpu, uint64_t *gpa)
 {
 	uint64_t rip = cpu->s.rip;
 	if (cpu->long64 && (rip & ~0xfffULL) == cpu->code_la) {
@@ -129,9 +130,29 @@ static bool ends_block(const struct insn *i)
 	return false;
 }
 
-static bool block_valid(const struct soft_block *b, uint64_t key, const uint8_t *code)
+static bool block_current(const struct soft_block *b)
 {
-	return b->key == key && memcmp(b->bytes, code, b->nbytes) == 0;
+	return __atomic_load_n(b->stamp_ptr, __ATOMIC_ACQUIRE) == b->stamp;
+}
+
+static bool block_valid(const struct soft_block *b, uint64_t key)
+{
+	return b->key == key && block_current(b);
+}
+
+/* Marks the code page before its bytes are read, so that any later write
+ * invalidates what is decoded from them. */
+static bool block_stamp(struct soft_cpu *cpu, struct soft_block *b, uint64_t gpa)
+{
+	uint32_t *stamp = guest_mem_code_stamp(cpu->mem, gpa);
+	bool newly;
+	if (!stamp)
+		return false;
+	b->stamp_ptr = stamp;
+	b->stamp = guest_mem_code_mark(stamp, &newly);
+	if (newly)
+		tlb_protect_code(cpu, gpa & ~0xfffULL);
+	return true;
 }
 
 /* Decodes from `code` (the rest of its page, `room` bytes) into b. A
@@ -155,7 +176,6 @@ static void block_build(struct soft_cpu *cpu, struct soft_block *b, const uint8_
 			break;
 	}
 	b->nbytes = (uint16_t)pos;
-	memcpy(b->bytes, code, pos);
 }
 
 #define KEY_GPA_MASK ((1ULL << 61) - 1)
@@ -172,7 +192,7 @@ static struct soft_block *chained(struct soft_cpu *cpu, struct soft_block *prev)
 		struct soft_block *b = l->to;
 		if (!b || l->rip != cpu->s.rip || l->gen != cpu->code_gen || b->key != l->key)
 			continue;
-		if (memcmp(b->bytes, l->code, b->nbytes) != 0)
+		if (!block_current(b))
 			return NULL;
 		prev->link_victim = (uint8_t)!k;
 		cpu->block_gpa_page = b->key & KEY_GPA_MASK & ~0xfffULL;
@@ -181,7 +201,7 @@ static struct soft_block *chained(struct soft_cpu *cpu, struct soft_block *prev)
 	return NULL;
 }
 
-static struct soft_block *lookup(struct soft_cpu *cpu, const uint8_t **codep);
+static struct soft_block *lookup(struct soft_cpu *cpu);
 
 struct soft_block *soft_block_lookup(struct soft_cpu *cpu, struct soft_block *prev)
 {
@@ -193,24 +213,21 @@ struct soft_block *soft_block_lookup(struct soft_cpu *cpu, struct soft_block *pr
 			return b;
 		}
 	}
-	const uint8_t *code = NULL;
-	struct soft_block *b = lookup(cpu, &code);
+	struct soft_block *b = lookup(cpu);
 	if (b && prev) {
 		struct soft_link *l = &prev->link[prev->link_victim & 1];
-		*l = (struct soft_link){.to = b, .code = code, .rip = cpu->s.rip, .key = b->key,
-					.gen = cpu->code_gen};
+		*l = (struct soft_link){.to = b, .rip = cpu->s.rip, .key = b->key, .gen = cpu->code_gen};
 		prev->link_victim = !(prev->link_victim & 1);
 	}
 	return b;
 }
 
-static struct soft_block *lookup(struct soft_cpu *cpu, const uint8_t **codep)
+static struct soft_block *lookup(struct soft_cpu *cpu)
 {
 	struct soft_dcache *c = cpu->dcache;
 	uint64_t gpa;
-	const uint8_t *code = fetch_pointer(cpu, &gpa);
+	const uint8_t *code = soft_fetch_pointer(cpu, &gpa);
 
-	*codep = code;
 	if (!c || !code)
 		return NULL;
 	uint64_t mode = (uint64_t)(cpu->long64 ? 2 : 0) | (cpu->def32 ? 1 : 0);
@@ -220,7 +237,7 @@ static struct soft_block *lookup(struct soft_cpu *cpu, const uint8_t **codep)
 
 	cpu->block_gpa_page = gpa & ~0xfffULL;
 	for (unsigned w = 0; w < BCACHE_WAYS; w++)
-		if (block_valid(&ways[w], key, code)) {
+		if (block_valid(&ways[w], key)) {
 			c->hits++;
 			c->mru[set] = (uint8_t)w;
 			return &ways[w];
@@ -232,6 +249,8 @@ static struct soft_block *lookup(struct soft_cpu *cpu, const uint8_t **codep)
 	c->mru[set] = (uint8_t)victim;
 	b->key = 0;
 	memset(b->link, 0, sizeof(b->link));
+	if (!block_stamp(cpu, b, gpa))
+		return NULL;
 	block_build(cpu, b, code, 0x1000 - (unsigned)(gpa & 0xfff));
 	if (b->ninsns == 0)
 		return NULL; /* crosses the page or does not decode: the slow path faults properly */

@@ -18,6 +18,8 @@ bool flags_cf(struct soft_cpu *cpu)
 	switch (f->op) {
 	case LF_NONE:
 		return cpu->s.rflags & FLAG_CF;
+	case LF_HOST:
+		return f->res & FLAG_CF;
 	case LF_ADD:
 		return f->res < f->src1;
 	case LF_ADC:
@@ -52,6 +54,8 @@ bool flags_zf(struct soft_cpu *cpu)
 {
 	if (cpu->lf.op == LF_NONE)
 		return cpu->s.rflags & FLAG_ZF;
+	if (cpu->lf.op == LF_HOST)
+		return cpu->lf.res & FLAG_ZF;
 	if (cpu->lf.op == LF_MUL || cpu->lf.op == LF_IMUL)
 		return false; /* undefined by the SDM; Intel clears it */
 	return cpu->lf.res == 0;
@@ -61,6 +65,8 @@ bool flags_sf(struct soft_cpu *cpu)
 {
 	if (cpu->lf.op == LF_NONE)
 		return cpu->s.rflags & FLAG_SF;
+	if (cpu->lf.op == LF_HOST)
+		return cpu->lf.res & FLAG_SF;
 	return msb(cpu->lf.res, cpu->lf.size);
 }
 
@@ -68,6 +74,8 @@ bool flags_pf(struct soft_cpu *cpu)
 {
 	if (cpu->lf.op == LF_NONE)
 		return cpu->s.rflags & FLAG_PF;
+	if (cpu->lf.op == LF_HOST)
+		return cpu->lf.res & FLAG_PF;
 	return !__builtin_parity((unsigned)(cpu->lf.res & 0xff));
 }
 
@@ -77,6 +85,8 @@ static bool flags_af(struct soft_cpu *cpu)
 	switch (f->op) {
 	case LF_NONE:
 		return cpu->s.rflags & FLAG_AF;
+	case LF_HOST:
+		return f->res & FLAG_AF;
 	case LF_ADD:
 	case LF_ADC:
 	case LF_SUB:
@@ -102,6 +112,8 @@ bool flags_of(struct soft_cpu *cpu)
 	switch (f->op) {
 	case LF_NONE:
 		return cpu->s.rflags & FLAG_OF;
+	case LF_HOST:
+		return f->res & FLAG_OF;
 	case LF_ADD:
 	case LF_ADC:
 		return msb((f->src1 ^ f->res) & (f->src2 ^ f->res), size);
@@ -152,6 +164,8 @@ uint64_t flags_get(struct soft_cpu *cpu)
 {
 	if (cpu->lf.op == LF_NONE)
 		return cpu->s.rflags | RFLAGS_FIXED;
+	if (cpu->lf.op == LF_HOST)
+		return (cpu->s.rflags & ~FLAGS_ARITH) | (cpu->lf.res & FLAGS_ARITH) | RFLAGS_FIXED;
 	uint64_t f = cpu->s.rflags & ~FLAGS_ARITH;
 	f |= flags_cf(cpu) ? FLAG_CF : 0;
 	f |= flags_pf(cpu) ? FLAG_PF : 0;

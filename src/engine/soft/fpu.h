@@ -108,21 +108,35 @@ static inline void fpu_update_es(struct fpu_state *f)
 }
 
 /* ---- MMX register file (SDM vol. 1 §9.5, vol. 1 §9.5.1 on the tag word,
- * vol. 3 §13.1) ----
+ * vol. 3 §12.2 and §13.1) ----
  * MMi is the mantissa (bits 63-0) of physical x87 register Ri. Every MMX
- * instruction but EMMS sets TOP to 0 and marks all eight registers valid;
- * a write to MMi also sets bits 79-64 (sign and exponent) of Ri to ones.
+ * instruction sets TOP to 0 and marks all eight registers valid, but EMMS,
+ * which marks them empty (and also sets TOP to 0 on the processors this
+ * was checked on); a write to MMi also sets bits 79-64 (sign and
+ * exponent) of Ri to ones.
  * Because st[] is kept in stack order, setting TOP to 0 rotates the array
  * so that st[i] is Ri afterwards.
  *
  * Faults, in this order: #UD with CR0.EM, #NM with CR0.TS, #MF while an
- * unmasked x87 exception is pending (FSW.ES). */
+ * unmasked x87 exception is pending (FSW.ES), then memory faults (vol. 3
+ * tables 22-7 and 22-8). */
 static inline void mmx_check(struct soft_cpu *cpu)
 {
 	if (cpu->s.cr0 & CR0_EM)
 		soft_ud(cpu);
 	if (cpu->s.cr0 & CR0_TS)
 		soft_raise_noerr(cpu, EXC_NM);
+	if (cpu->fpu.fsw & FSW_ES)
+		soft_raise_noerr(cpu, EXC_MF);
+}
+
+/* The SSE/SSE2 instructions with both an XMM and an MMX operand (MOVQ2DQ,
+ * MOVDQ2Q, CVTPI2PS, CVTPS2PI, ...) also need OS support for SSE: #UD
+ * with CR0.EM or without CR4.OSFXSR, #NM with CR0.TS, then #MF (vol. 3
+ * tables 22-4 to 22-6). */
+static inline void mmx_check_sse(struct soft_cpu *cpu)
+{
+	fpu_check_sse(cpu);
 	if (cpu->fpu.fsw & FSW_ES)
 		soft_raise_noerr(cpu, EXC_MF);
 }
@@ -143,10 +157,14 @@ static inline void mmx_enter(struct soft_cpu *cpu)
 	f->ftw = 0xff;
 }
 
+/* MMn whatever TOP is (Rn is ST((n - TOP) & 7)), so that a handler can
+ * read its register operands before mmx_enter: a store to memory must
+ * read MMn, then fault or complete, and only then switch to MMX mode. */
 static inline uint64_t mmx_get(const struct soft_cpu *cpu, unsigned n)
 {
+	unsigned top = (cpu->fpu.fsw & FSW_TOP) >> FSW_TOP_SHIFT;
 	uint64_t v;
-	memcpy(&v, cpu->fpu.st[n & 7], 8);
+	memcpy(&v, cpu->fpu.st[(n - top) & 7], 8);
 	return v;
 }
 

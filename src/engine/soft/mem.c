@@ -91,8 +91,12 @@ static void lin_write_page(struct soft_cpu *cpu, uint64_t la, unsigned size, uin
 	const struct tlb_entry *e = mmu_translate(cpu, la, ACC_WRITE, sys);
 	if (e->host) {
 		host_store(e->host + (la & 0xfff), size, v);
-		if (e->gpa == cpu->block_gpa_page)
-			cpu->block_abort = true; /* code may have changed under the current block */
+		uint32_t *stamp = guest_mem_code_stamp(cpu->mem, e->gpa);
+		if (stamp && (__atomic_load_n(stamp, __ATOMIC_RELAXED) & GUEST_CODE_BIT)) {
+			guest_mem_code_invalidate(stamp);
+			if (e->gpa == cpu->block_gpa_page)
+				cpu->block_abort = true; /* the running block's own code changed */
+		}
 	} else {
 		uint8_t data[8];
 		memcpy(data, &v, size);

@@ -27,10 +27,31 @@
 
 void tlb_flush_all(struct soft_cpu *cpu)
 {
-	memset(&cpu->tlb, 0, sizeof(cpu->tlb));
+	uint64_t gen = (cpu->tlb_tag >> TLB_GEN_SHIFT) + 1;
+	if (gen > TLB_GEN_MAX || !(cpu->tlb_tag & TLB_VALID)) {
+		memset(&cpu->tlb, 0, sizeof(cpu->tlb));
+		gen = 1;
+	}
+	cpu->tlb_tag = (gen << TLB_GEN_SHIFT) | TLB_VALID;
 	cpu->code_la = ~0ULL;
 	cpu->code_gen++;
 	cpu->block_abort = true;
+}
+
+bool tlb_page_has_code(const struct soft_cpu *cpu, uint64_t gpa_page)
+{
+	const uint32_t *stamp = guest_mem_code_stamp(cpu->mem, gpa_page);
+	return stamp && (__atomic_load_n(stamp, __ATOMIC_ACQUIRE) & GUEST_CODE_BIT);
+}
+
+void tlb_protect_code(struct soft_cpu *cpu, uint64_t gpa_page)
+{
+	for (int u = 0; u < 2; u++)
+		for (unsigned k = 0; k < TLB_SIZE; k++) {
+			struct tlb_entry *e = &cpu->tlb.e[ACC_WRITE][u][k];
+			if (e->tag && e->gpa == gpa_page)
+				e->tag = 0;
+		}
 }
 
 void tlb_flush_page(struct soft_cpu *cpu, uint64_t la)
@@ -43,7 +64,7 @@ void tlb_flush_page(struct soft_cpu *cpu, uint64_t la)
 	cpu->block_abort = true;
 	for (int a = 0; a < 3; a++)
 		for (int u = 0; u < 2; u++)
-			if ((cpu->tlb.e[a][u][idx].tag & ~TLB_VALID) == page)
+			if ((cpu->tlb.e[a][u][idx].tag & ~0xfffULL) == page)
 				cpu->tlb.e[a][u][idx].tag = 0;
 }
 
@@ -84,10 +105,12 @@ static uint64_t pte_read(struct soft_cpu *cpu, uint64_t gpa, unsigned size, uint
 
 /* Sets A (and D) with an atomic OR so that concurrent walkers on other
  * vCPUs and the guest's own updates are not lost. */
-static void pte_set_bits(uint8_t *host, unsigned size, uint64_t bits)
+static void pte_set_bits(struct soft_cpu *cpu, uint8_t *host, unsigned size, uint64_t bits)
 {
 	if (!host)
 		return;
+	/* A page table sharing a page with decoded code: the code changed. */
+	guest_mem_code_written_host(cpu->mem, host, size);
 	if (size == 8)
 		__atomic_fetch_or((uint64_t *)(void *)host, bits, __ATOMIC_RELAXED);
 	else
@@ -152,9 +175,9 @@ leaf:
 	check_rights(cpu, w);
 	for (int k = 0; k < n; k++)
 		if (!(ptes[k] & PTE_A))
-			pte_set_bits(hosts[k], 8, PTE_A);
+			pte_set_bits(cpu, hosts[k], 8, PTE_A);
 	if (w->write && !(ptes[n - 1] & PTE_D))
-		pte_set_bits(hosts[n - 1], 8, PTE_D);
+		pte_set_bits(cpu, hosts[n - 1], 8, PTE_D);
 }
 
 static void walk_pae(struct soft_cpu *cpu, struct walk *w)
@@ -179,7 +202,7 @@ static void walk32(struct soft_cpu *cpu, struct walk *w)
 		/* 4 MiB page; bits 13-20 hold physical address bits 32-39 (PSE-36). */
 		w->gpa = (pde & 0xffc00000ULL) | ((pde & 0x1fe000ULL) << 19) | (w->la & 0x3fffff);
 		check_rights(cpu, w);
-		pte_set_bits(hosts[0], 4, PTE_A | (w->write ? PTE_D : 0));
+		pte_set_bits(cpu, hosts[0], 4, PTE_A | (w->write ? PTE_D : 0));
 		return;
 	}
 	uint64_t pte = pte_read(cpu, (pde & 0xfffff000ULL) + ((w->la >> 12) & 1023) * 4, 4, &hosts[1]);
@@ -188,8 +211,8 @@ static void walk32(struct soft_cpu *cpu, struct walk *w)
 	apply_rights(w, pte, false);
 	w->gpa = (pte & 0xfffff000ULL) | (w->la & 0xfff);
 	check_rights(cpu, w);
-	pte_set_bits(hosts[0], 4, PTE_A);
-	pte_set_bits(hosts[1], 4, PTE_A | (w->write ? PTE_D : 0));
+	pte_set_bits(cpu, hosts[0], 4, PTE_A);
+	pte_set_bits(cpu, hosts[1], 4, PTE_A | (w->write ? PTE_D : 0));
 }
 
 const struct tlb_entry *mmu_fill(struct soft_cpu *cpu, uint64_t la, enum access acc,
@@ -211,8 +234,15 @@ const struct tlb_entry *mmu_fill(struct soft_cpu *cpu, uint64_t la, enum access 
 	else
 		walk32(cpu, &w);
 
-	e->tag = page | TLB_VALID;
 	e->gpa = w.gpa & ~0xfffULL;
 	e->host = guest_mem_ptr(cpu->mem, e->gpa, 0x1000);
+	e->tag = page | cpu->tlb_tag;
+	/* Pages holding decoded code are write-protected in the TLB: every
+	 * store to them takes the slow path, which invalidates the code
+	 * (lin_write_page). The entry is still good for this one access. */
+	if (acc == ACC_WRITE && e->host && tlb_page_has_code(cpu, e->gpa))
+		e->tag = 0;
+	if (!e->host)
+		e->tag |= TLB_MMIO;
 	return e;
 }

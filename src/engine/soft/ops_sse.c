@@ -2,8 +2,11 @@
  * the 128-bit XMM forms of the moves, the packed-integer and logical
  * instructions, IEEE single/double arithmetic, comparisons and
  * conversions, MXCSR (LDMXCSR/STMXCSR), FXSAVE/FXRSTOR and the fences.
- * The MMX (no-prefix, mm-register) forms are not implemented and decode
- * as #UD, as are RCPPS/RSQRTPS (whose approximations are model-specific).
+ * The MMX (no-prefix, mm-register) forms are in ops_mmx.c and share the
+ * packed-integer element operations here (sse.h, sse_pint_fn); the
+ * conversions between MMX and XMM registers (CVTPI2PS, CVTPS2PI, ...)
+ * are here. RCPPS/RSQRTPS (whose approximations are model-specific)
+ * decode as #UD.
  *
  * Floating point runs on the host's SSE unit with the guest's rounding
  * mode and all exceptions masked; the SDM rules the host cannot be asked
@@ -214,8 +217,10 @@ static void pinsrw(struct soft_cpu *cpu, struct insn *i) /* 66 0F C4 /r ib */
 }
 
 /* MASKMOVDQU (66 0F F7): the bytes of xmm1 whose mask byte in xmm2 has
- * its top bit set go to DS:rDI (segment overridable). Every page the
- * store touches is checked before the first byte is written. */
+ * its top bit set go to DS:rDI (segment overridable). Every page of the
+ * 16 bytes is checked for writing before the first byte is written, even
+ * with an all-zero mask: the SDM leaves faults on masked-off bytes to the
+ * implementation, and the processor raises them (checked on hardware). */
 static void maskmovdqu(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm v, m;
@@ -224,11 +229,6 @@ static void maskmovdqu(struct soft_cpu *cpu, struct insn *i)
 	xmm_get(cpu, i->rm, &m);
 	uint64_t off = cpu->s.gpr[GPR_RDI] & size_mask(i->addrsize);
 	uint64_t la = seg_linear(cpu, i->seg, off, 16, ACC_WRITE);
-	bool any = false;
-	for (unsigned k = 0; k < 16; k++)
-		any |= (m.b[k] & 0x80) != 0;
-	if (!any)
-		return;
 	mmu_translate(cpu, la, ACC_WRITE, false);
 	mmu_translate(cpu, la + 15, ACC_WRITE, false);
 	for (unsigned k = 0; k < 16; k++)
@@ -236,200 +236,215 @@ static void maskmovdqu(struct soft_cpu *cpu, struct insn *i)
 			lin_write(cpu, la + k, 1, v.b[k]);
 }
 
-/* ---- packed integer and logical operations: d = d OP s ---- */
-
-typedef void (*pint_fn)(union xmm *d, const union xmm *s);
+/* ---- packed integer and logical operations: d = d OP s ----
+ * Each works on the low `bytes` bytes of its operands: 16 for the XMM
+ * forms, 8 for the MMX forms (ops_mmx.c), whose elements are the same;
+ * pack, unpack, PMADDWD, PMULUDQ and PSADBW take their halves and pairs
+ * from those bytes, not from the 128-bit layout. */
 
 static int16_t sat16s(int32_t v) { return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v); }
 static uint16_t sat16u(int32_t v) { return (uint16_t)(v > 65535 ? 65535 : v < 0 ? 0 : v); }
 static int8_t sat8s(int32_t v) { return (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v); }
 static uint8_t sat8u(int32_t v) { return (uint8_t)(v > 255 ? 255 : v < 0 ? 0 : v); }
 
-static void p_and(union xmm *d, const union xmm *s) { d->q[0] &= s->q[0]; d->q[1] &= s->q[1]; }
-static void p_andn(union xmm *d, const union xmm *s)
+static void p_and(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	d->q[0] = ~d->q[0] & s->q[0];
-	d->q[1] = ~d->q[1] & s->q[1];
+	for (unsigned k = 0; k < bytes / 8; k++)
+		d->q[k] &= s->q[k];
 }
-static void p_or(union xmm *d, const union xmm *s) { d->q[0] |= s->q[0]; d->q[1] |= s->q[1]; }
-static void p_xor(union xmm *d, const union xmm *s) { d->q[0] ^= s->q[0]; d->q[1] ^= s->q[1]; }
-
-static void paddb(union xmm *d, const union xmm *s)
+static void p_andn(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes / 8; k++)
+		d->q[k] = ~d->q[k] & s->q[k];
+}
+static void p_or(union xmm *d, const union xmm *s, unsigned bytes)
+{
+	for (unsigned k = 0; k < bytes / 8; k++)
+		d->q[k] |= s->q[k];
+}
+static void p_xor(union xmm *d, const union xmm *s, unsigned bytes)
+{
+	for (unsigned k = 0; k < bytes / 8; k++)
+		d->q[k] ^= s->q[k];
+}
+
+static void paddb(union xmm *d, const union xmm *s, unsigned bytes)
+{
+	for (unsigned k = 0; k < bytes; k++)
 		d->b[k] = (uint8_t)(d->b[k] + s->b[k]);
 }
-static void paddw(union xmm *d, const union xmm *s)
+static void paddw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = (uint16_t)(d->w[k] + s->w[k]);
 }
-static void paddd(union xmm *d, const union xmm *s)
+static void paddd(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 4; k++)
+	for (unsigned k = 0; k < bytes / 4; k++)
 		d->d[k] += s->d[k];
 }
-static void paddq(union xmm *d, const union xmm *s)
+static void paddq(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 2; k++)
+	for (unsigned k = 0; k < bytes / 8; k++)
 		d->q[k] += s->q[k];
 }
-static void psubb(union xmm *d, const union xmm *s)
+static void psubb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		d->b[k] = (uint8_t)(d->b[k] - s->b[k]);
 }
-static void psubw(union xmm *d, const union xmm *s)
+static void psubw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = (uint16_t)(d->w[k] - s->w[k]);
 }
-static void psubd(union xmm *d, const union xmm *s)
+static void psubd(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 4; k++)
+	for (unsigned k = 0; k < bytes / 4; k++)
 		d->d[k] -= s->d[k];
 }
-static void psubq(union xmm *d, const union xmm *s)
+static void psubq(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 2; k++)
+	for (unsigned k = 0; k < bytes / 8; k++)
 		d->q[k] -= s->q[k];
 }
 
-static void paddsb(union xmm *d, const union xmm *s)
+static void paddsb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		d->sb[k] = sat8s(d->sb[k] + s->sb[k]);
 }
-static void paddsw(union xmm *d, const union xmm *s)
+static void paddsw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->sw[k] = sat16s(d->sw[k] + s->sw[k]);
 }
-static void paddusb(union xmm *d, const union xmm *s)
+static void paddusb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		d->b[k] = sat8u(d->b[k] + s->b[k]);
 }
-static void paddusw(union xmm *d, const union xmm *s)
+static void paddusw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = sat16u(d->w[k] + s->w[k]);
 }
-static void psubsb(union xmm *d, const union xmm *s)
+static void psubsb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		d->sb[k] = sat8s(d->sb[k] - s->sb[k]);
 }
-static void psubsw(union xmm *d, const union xmm *s)
+static void psubsw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->sw[k] = sat16s(d->sw[k] - s->sw[k]);
 }
-static void psubusb(union xmm *d, const union xmm *s)
+static void psubusb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		d->b[k] = sat8u(d->b[k] - s->b[k]);
 }
-static void psubusw(union xmm *d, const union xmm *s)
+static void psubusw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = sat16u(d->w[k] - s->w[k]);
 }
 
-static void pcmpeqb(union xmm *d, const union xmm *s)
+static void pcmpeqb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		d->b[k] = d->b[k] == s->b[k] ? 0xff : 0;
 }
-static void pcmpeqw(union xmm *d, const union xmm *s)
+static void pcmpeqw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = d->w[k] == s->w[k] ? 0xffff : 0;
 }
-static void pcmpeqd(union xmm *d, const union xmm *s)
+static void pcmpeqd(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 4; k++)
+	for (unsigned k = 0; k < bytes / 4; k++)
 		d->d[k] = d->d[k] == s->d[k] ? ~0u : 0;
 }
-static void pcmpgtb(union xmm *d, const union xmm *s)
+static void pcmpgtb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		d->b[k] = d->sb[k] > s->sb[k] ? 0xff : 0;
 }
-static void pcmpgtw(union xmm *d, const union xmm *s)
+static void pcmpgtw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = d->sw[k] > s->sw[k] ? 0xffff : 0;
 }
-static void pcmpgtd(union xmm *d, const union xmm *s)
+static void pcmpgtd(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 4; k++)
+	for (unsigned k = 0; k < bytes / 4; k++)
 		d->d[k] = d->sd[k] > s->sd[k] ? ~0u : 0;
 }
 
-static void pminub(union xmm *d, const union xmm *s)
+static void pminub(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		if (s->b[k] < d->b[k])
 			d->b[k] = s->b[k];
 }
-static void pmaxub(union xmm *d, const union xmm *s)
+static void pmaxub(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		if (s->b[k] > d->b[k])
 			d->b[k] = s->b[k];
 }
-static void pminsw(union xmm *d, const union xmm *s)
+static void pminsw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		if (s->sw[k] < d->sw[k])
 			d->sw[k] = s->sw[k];
 }
-static void pmaxsw(union xmm *d, const union xmm *s)
+static void pmaxsw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		if (s->sw[k] > d->sw[k])
 			d->sw[k] = s->sw[k];
 }
-static void pavgb(union xmm *d, const union xmm *s)
+static void pavgb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 16; k++)
+	for (unsigned k = 0; k < bytes; k++)
 		d->b[k] = (uint8_t)((d->b[k] + s->b[k] + 1) >> 1);
 }
-static void pavgw(union xmm *d, const union xmm *s)
+static void pavgw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = (uint16_t)((d->w[k] + s->w[k] + 1) >> 1);
 }
 
-static void pmullw(union xmm *d, const union xmm *s)
+static void pmullw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = (uint16_t)((int32_t)d->sw[k] * s->sw[k]);
 }
 
-static void pmulhw(union xmm *d, const union xmm *s)
+static void pmulhw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = (uint16_t)((uint32_t)((int32_t)d->sw[k] * s->sw[k]) >> 16);
 }
 
-static void pmulhuw(union xmm *d, const union xmm *s)
+static void pmulhuw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int k = 0; k < 8; k++)
+	for (unsigned k = 0; k < bytes / 2; k++)
 		d->w[k] = (uint16_t)(((uint32_t)d->w[k] * s->w[k]) >> 16);
 }
 
-static void pmuludq(union xmm *d, const union xmm *s)
+/* The even dwords of each quadword, unsigned, to a 64-bit product. */
+static void pmuludq(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	d->q[0] = (uint64_t)d->d[0] * s->d[0];
-	d->q[1] = (uint64_t)d->d[2] * s->d[2];
+	for (unsigned k = 0; k < bytes / 8; k++)
+		d->q[k] = (uint64_t)d->d[2 * k] * s->d[2 * k];
 }
 
-static void pmaddwd(union xmm *d, const union xmm *s)
+static void pmaddwd(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	union xmm r;
-	for (int k = 0; k < 4; k++) {
+	union xmm r = *d;
+	for (unsigned k = 0; k < bytes / 4; k++) {
 		/* Both products -32768 * -32768 overflow to 0x80000000, as on hardware. */
 		uint32_t a = (uint32_t)((int32_t)d->sw[2 * k] * s->sw[2 * k]);
 		uint32_t b = (uint32_t)((int32_t)d->sw[2 * k + 1] * s->sw[2 * k + 1]);
@@ -438,11 +453,12 @@ static void pmaddwd(union xmm *d, const union xmm *s)
 	*d = r;
 }
 
-static void psadbw(union xmm *d, const union xmm *s)
+/* One sum of absolute byte differences per quadword, zero-extended. */
+static void psadbw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	for (int h = 0; h < 2; h++) {
+	for (unsigned h = 0; h < bytes / 8; h++) {
 		unsigned sum = 0;
-		for (int k = 0; k < 8; k++) {
+		for (unsigned k = 0; k < 8; k++) {
 			int diff = d->b[8 * h + k] - s->b[8 * h + k];
 			sum += (unsigned)(diff < 0 ? -diff : diff);
 		}
@@ -450,11 +466,12 @@ static void psadbw(union xmm *d, const union xmm *s)
 	}
 }
 
-/* Interleaves the low (hi = 0) or high halves of d and s in units of `size` bytes. */
-static void unpack(union xmm *d, const union xmm *s, unsigned size, bool hi)
+/* Interleaves the low (hi = 0) or high halves of d and s in units of
+ * `size` bytes. */
+static void unpack(union xmm *d, const union xmm *s, unsigned bytes, unsigned size, bool hi)
 {
-	union xmm r;
-	unsigned n = 8 / size, base = hi ? 8 : 0;
+	union xmm r = *d;
+	unsigned half = bytes / 2, n = half / size, base = hi ? half : 0;
 	for (unsigned k = 0; k < n; k++) {
 		memcpy(&r.b[2 * k * size], &d->b[base + k * size], size);
 		memcpy(&r.b[(2 * k + 1) * size], &s->b[base + k * size], size);
@@ -462,47 +479,48 @@ static void unpack(union xmm *d, const union xmm *s, unsigned size, bool hi)
 	*d = r;
 }
 
-static void punpcklbw(union xmm *d, const union xmm *s) { unpack(d, s, 1, false); }
-static void punpcklwd(union xmm *d, const union xmm *s) { unpack(d, s, 2, false); }
-static void punpckldq(union xmm *d, const union xmm *s) { unpack(d, s, 4, false); }
-static void punpcklqdq(union xmm *d, const union xmm *s) { unpack(d, s, 8, false); }
-static void punpckhbw(union xmm *d, const union xmm *s) { unpack(d, s, 1, true); }
-static void punpckhwd(union xmm *d, const union xmm *s) { unpack(d, s, 2, true); }
-static void punpckhdq(union xmm *d, const union xmm *s) { unpack(d, s, 4, true); }
-static void punpckhqdq(union xmm *d, const union xmm *s) { unpack(d, s, 8, true); }
+static void punpcklbw(union xmm *d, const union xmm *s, unsigned n) { unpack(d, s, n, 1, false); }
+static void punpcklwd(union xmm *d, const union xmm *s, unsigned n) { unpack(d, s, n, 2, false); }
+static void punpckldq(union xmm *d, const union xmm *s, unsigned n) { unpack(d, s, n, 4, false); }
+static void punpcklqdq(union xmm *d, const union xmm *s, unsigned n) { unpack(d, s, n, 8, false); }
+static void punpckhbw(union xmm *d, const union xmm *s, unsigned n) { unpack(d, s, n, 1, true); }
+static void punpckhwd(union xmm *d, const union xmm *s, unsigned n) { unpack(d, s, n, 2, true); }
+static void punpckhdq(union xmm *d, const union xmm *s, unsigned n) { unpack(d, s, n, 4, true); }
+static void punpckhqdq(union xmm *d, const union xmm *s, unsigned n) { unpack(d, s, n, 8, true); }
 
-static void packsswb(union xmm *d, const union xmm *s)
+/* The packs: d's elements, narrowed, fill the low half, s's the high half. */
+static void packsswb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	union xmm r;
-	for (int k = 0; k < 8; k++) {
+	union xmm r = *d;
+	for (unsigned k = 0; k < bytes / 2; k++) {
 		r.sb[k] = sat8s(d->sw[k]);
-		r.sb[k + 8] = sat8s(s->sw[k]);
+		r.sb[k + bytes / 2] = sat8s(s->sw[k]);
 	}
 	*d = r;
 }
 
-static void packuswb(union xmm *d, const union xmm *s)
+static void packuswb(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	union xmm r;
-	for (int k = 0; k < 8; k++) {
+	union xmm r = *d;
+	for (unsigned k = 0; k < bytes / 2; k++) {
 		r.b[k] = sat8u(d->sw[k]);
-		r.b[k + 8] = sat8u(s->sw[k]);
+		r.b[k + bytes / 2] = sat8u(s->sw[k]);
 	}
 	*d = r;
 }
 
-static void packssdw(union xmm *d, const union xmm *s)
+static void packssdw(union xmm *d, const union xmm *s, unsigned bytes)
 {
-	union xmm r;
-	for (int k = 0; k < 4; k++) {
-		r.sw[k] = d->sd[k] > 32767 ? 32767 : d->sd[k] < -32768 ? -32768 : (int16_t)d->sd[k];
-		r.sw[k + 4] = s->sd[k] > 32767 ? 32767 : s->sd[k] < -32768 ? -32768 : (int16_t)s->sd[k];
+	union xmm r = *d;
+	for (unsigned k = 0; k < bytes / 4; k++) {
+		r.sw[k] = sat16s(d->sd[k]);
+		r.sw[k + bytes / 4] = sat16s(s->sd[k]);
 	}
 	*d = r;
 }
 
 /* UNPCKLPS/UNPCKHPS/UNPCKLPD/UNPCKHPD are the dword/qword interleaves. */
-static const pint_fn pint_ops[256] = {
+static const pint_elem_fn pint_ops[256] = {
     [0x14] = punpckldq, [0x15] = punpckhdq, /* (66 selects the qword forms, see pint_op) */
     [0x54] = p_and, [0x55] = p_andn, [0x56] = p_or, [0x57] = p_xor,
     [0x60] = punpcklbw, [0x61] = punpcklwd, [0x62] = punpckldq, [0x63] = packsswb,
@@ -520,9 +538,11 @@ static const pint_fn pint_ops[256] = {
     [0xfc] = paddb, [0xfd] = paddw, [0xfe] = paddd,
 };
 
+pint_elem_fn sse_pint_fn(uint8_t opcode) { return pint_ops[opcode]; }
+
 static void pint_op(struct soft_cpu *cpu, struct insn *i)
 {
-	pint_fn fn = pint_ops[i->opcode];
+	pint_elem_fn fn = pint_ops[i->opcode];
 	union xmm d, s;
 	if (i->opcode == 0x14 && i->opsize_prefix)
 		fn = punpcklqdq; /* UNPCKLPD */
@@ -531,7 +551,7 @@ static void pint_op(struct soft_cpu *cpu, struct insn *i)
 	fpu_check_sse(cpu);
 	src_read(cpu, i, 16, true, &s);
 	xmm_get(cpu, i->reg, &d);
-	fn(&d, &s);
+	fn(&d, &s, 16);
 	xmm_set(cpu, i->reg, &d);
 }
 
@@ -580,14 +600,11 @@ static void shufp(struct soft_cpu *cpu, struct insn *i) /* 0F C6 SHUFPS, 66 0F C
 
 /* ---- shifts ---- */
 
-enum shift_kind { SH_LEFT, SH_RIGHT, SH_ARITH };
-
-/* Shifts each `size`-byte element of v by `count` (counts beyond the
- * element width clear it, or fill it with the sign for arithmetic shifts). */
-static void shift_elems(union xmm *v, unsigned size, enum shift_kind kind, uint64_t count)
+void sse_shift_elems(union xmm *v, unsigned bytes, unsigned size, enum shift_kind kind,
+		     uint64_t count)
 {
 	unsigned bits = size * 8;
-	for (unsigned k = 0; k < 16 / size; k++) {
+	for (unsigned k = 0; k < bytes / size; k++) {
 		uint64_t e = 0;
 		memcpy(&e, &v->b[k * size], size);
 		if (kind == SH_ARITH) {
@@ -613,7 +630,7 @@ static void pshift_xmm(struct soft_cpu *cpu, struct insn *i)
 	fpu_check_sse(cpu);
 	src_read(cpu, i, 16, true, &s);
 	xmm_get(cpu, i->reg, &d);
-	shift_elems(&d, size, kind, s.q[0]);
+	sse_shift_elems(&d, 16, size, kind, s.q[0]);
 	xmm_set(cpu, i->reg, &d);
 }
 
@@ -635,7 +652,8 @@ static void pshift_imm(struct soft_cpu *cpu, struct insn *i)
 			memcpy(&r.b[n], &v.b[0], 16 - n);
 		v = r;
 	} else {
-		shift_elems(&v, size, op == 6 ? SH_LEFT : op == 4 ? SH_ARITH : SH_RIGHT, i->imm);
+		sse_shift_elems(&v, 16, size, op == 6 ? SH_LEFT : op == 4 ? SH_ARITH : SH_RIGHT,
+				i->imm);
 	}
 	xmm_set(cpu, i->rm, &v);
 }
@@ -746,8 +764,6 @@ static uint64_t fp_daz(const struct simd_fp *c, const struct fpfmt *f, uint64_t 
 {
 	return c->daz && fp_is_denormal(f, a) ? a & f->sign : a;
 }
-
-enum fp_op { FP_ADD, FP_SUB, FP_MUL, FP_DIV, FP_SQRT, FP_MIN, FP_MAX };
 
 /* One operation and its (DAZ-processed) operands, kept for the exactness
  * question below. */
@@ -1113,6 +1129,23 @@ static void sse_arith(struct soft_cpu *cpu, struct insn *i)
 	xmm_set(cpu, i->reg, &d);
 }
 
+/* For SSE3's ADDSUBPS/PD, HADDPS/PD and HSUBPS/PD (ops_ssse3.c), which
+ * are sse_arith on rearranged operands. */
+void sse_fp_lanes(struct soft_cpu *cpu, bool dbl, const enum fp_op op[], const union xmm *a,
+		  const union xmm *b, union xmm *r)
+{
+	const struct fpfmt *f = dbl ? &F64 : &F32;
+	struct simd_fp c;
+	fp_begin(cpu, &c);
+	for (unsigned k = 0; k < 16 / f->bytes; k++) {
+		uint64_t x = elem_get(a, f, k), y = elem_get(b, f, k);
+		uint64_t v = op[k] == FP_MIN || op[k] == FP_MAX ? fp_minmax(&c, f, op[k] == FP_MAX, x, y)
+								: fp_arith(&c, f, op[k], x, y);
+		elem_set(r, f, k, v);
+	}
+	fp_commit(cpu, &c);
+}
+
 static void sse_cmp(struct soft_cpu *cpu, struct insn *i) /* 0F C2 ib */
 {
 	union xmm d, s;
@@ -1245,6 +1278,55 @@ static void sse_cvts2si(struct soft_cpu *cpu, struct insn *i)
 	uint64_t r = fp_to_int(&c, from, elem_get(&s, from, 0), size, i->opcode == 0x2c);
 	fp_commit(cpu, &c);
 	reg_write(cpu, i->reg, size, r, true);
+}
+
+/* ---- conversions with an MMX operand (vol. 3 tables 22-4 to 22-6) ----
+ * The SSE preconditions and then #MF (mmx_check_sse); each switches the
+ * x87 unit to MMX mode (fpu.h, mmx_enter) once nothing can fault any
+ * more, except CVTPI2PD and CVTPI2PS from memory, which touch no MMX
+ * state and take no x87 exception. (The SDM says so of CVTPI2PD only;
+ * the processor treats CVTPI2PS the same, checked on hardware.) */
+
+/* CVTPI2PS xmm, mm/m64 (0F 2A): two dwords to singles in the low
+ * quadword, the high one kept; CVTPI2PD xmm, mm/m64 (66 0F 2A): to two
+ * doubles (exact). */
+static void sse_cvtpi2p(struct soft_cpu *cpu, struct insn *i)
+{
+	const struct fpfmt *to = i->opsize_prefix ? &F64 : &F32;
+	bool mmx = i->mod == 3;
+	union xmm d;
+	struct simd_fp c;
+	if (mmx)
+		mmx_check_sse(cpu);
+	else
+		fpu_check_sse(cpu);
+	uint64_t s = i->mod == 3 ? mmx_get(cpu, i->rm) : op_rm_read_mem(cpu, i, 8);
+	xmm_get(cpu, i->reg, &d);
+	fp_begin(cpu, &c);
+	for (unsigned k = 0; k < 2; k++)
+		elem_set(&d, to, k, int_to_fp(&c, to, (int32_t)(uint32_t)(s >> (32 * k))));
+	fp_commit(cpu, &c);
+	if (mmx)
+		mmx_enter(cpu);
+	xmm_set(cpu, i->reg, &d);
+}
+
+/* CVT(T)PS2PI mm, xmm/m64 (0F 2D, 0F 2C truncating); CVT(T)PD2PI mm,
+ * xmm/m128 (66 0F 2D/2C, an aligned 16-byte memory operand). */
+static void sse_cvtp2pi(struct soft_cpu *cpu, struct insn *i)
+{
+	const struct fpfmt *from = i->opsize_prefix ? &F64 : &F32;
+	union xmm s;
+	struct simd_fp c;
+	uint64_t r = 0;
+	mmx_check_sse(cpu);
+	src_read(cpu, i, 2 * from->bytes, from->bytes == 8, &s);
+	fp_begin(cpu, &c);
+	for (unsigned k = 0; k < 2; k++)
+		r |= fp_to_int(&c, from, elem_get(&s, from, k), 4, i->opcode == 0x2c) << (32 * k);
+	fp_commit(cpu, &c);
+	mmx_enter(cpu);
+	mmx_set(cpu, i->reg, r);
 }
 
 /* ---- MXCSR, FXSAVE, FXRSTOR (0F AE /0-/3 with a memory operand) ---- */
@@ -1457,6 +1539,9 @@ const struct opdef soft_ops_sse[] = {
     SSE(0x2a, PFX_F3, 0, "cvtsi2ss", sse_cvtsi2s), SSE(0x2a, PFX_F2, 0, "cvtsi2sd", sse_cvtsi2s),
     SSE(0x2c, PFX_F3, 0, "cvttss2si", sse_cvts2si), SSE(0x2c, PFX_F2, 0, "cvttsd2si", sse_cvts2si),
     SSE(0x2d, PFX_F3, 0, "cvtss2si", sse_cvts2si), SSE(0x2d, PFX_F2, 0, "cvtsd2si", sse_cvts2si),
+    SSE(0x2a, PFX_NONE, 0, "cvtpi2ps", sse_cvtpi2p), SSE(0x2a, PFX_66, 0, "cvtpi2pd", sse_cvtpi2p),
+    SSE(0x2c, PFX_NONE, 0, "cvttps2pi", sse_cvtp2pi), SSE(0x2c, PFX_66, 0, "cvttpd2pi", sse_cvtp2pi),
+    SSE(0x2d, PFX_NONE, 0, "cvtps2pi", sse_cvtp2pi), SSE(0x2d, PFX_66, 0, "cvtpd2pi", sse_cvtp2pi),
     /* state and ordering */
     SSEG(0xae, 0, PFX_NONE, MEM, "fxsave", fxsave),
     SSEG(0xae, 1, PFX_NONE, MEM, "fxrstor", fxrstor),

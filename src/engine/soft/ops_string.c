@@ -169,6 +169,52 @@ static void zero_count(struct soft_cpu *cpu, const struct insn *i, unsigned regs
 		rewrite(cpu, i, GPR_RDI);
 }
 
+/* REP MOVS and REP STOS in bulk: as many iterations as stay within the
+ * current source and destination pages at once, when both are RAM with
+ * TLB hits, in 64-bit mode with DF = 0 and outside single-stepping (which
+ * must see one iteration per step). Memory is then exactly as after that
+ * many single iterations, and each page is done at once: the iterations
+ * are restartable at page granularity and interrupts wait at most a page.
+ * Overlapping copies (whose byte-by-byte result differs from memmove's)
+ * and anything else take the one-iteration path. Returns the iterations
+ * done, 0 for none. */
+static uint64_t string_bulk(struct soft_cpu *cpu, const struct insn *i, bool is_movs,
+			    uint64_t count)
+{
+	unsigned size = i->opsize;
+	if (!cpu->string_bulk || !cpu->long64 || i->addrsize != 8 || (cpu->s.rflags & FLAG_DF) ||
+	    count < 2)
+		return 0;
+	uint64_t dst = cpu->s.gpr[GPR_RDI], src = cpu->s.gpr[GPR_RSI];
+	uint64_t n = (0x1000 - (dst & 0xfff)) / size;
+	if (is_movs && (0x1000 - (src & 0xfff)) / size < n)
+		n = (0x1000 - (src & 0xfff)) / size;
+	if (n > count)
+		n = count;
+	if (n < 2)
+		return 0;
+	uint8_t *d = mem_fast(cpu, SEG_ES, dst, (unsigned)(n * size), ACC_WRITE);
+	if (!d)
+		return 0;
+	if (is_movs) {
+		const uint8_t *s = mem_fast(cpu, i->seg, src, (unsigned)(n * size), ACC_READ);
+		if (!s || (d > s && d < s + n * size))
+			return 0;
+		memmove(d, s, n * size);
+		cpu->s.gpr[GPR_RSI] = src + n * size;
+	} else if (size == 1) {
+		memset(d, (int)(cpu->s.gpr[GPR_RAX] & 0xff), n);
+	} else {
+		uint64_t v = cpu->s.gpr[GPR_RAX];
+		for (uint64_t k = 0; k < n; k++)
+			memcpy(d + k * size, &v, size);
+	}
+	cpu->s.gpr[GPR_RDI] = dst + n * size;
+	return n;
+}
+
+static const struct string_op op_movs, op_stos;
+
 /* Runs one iteration, or under REP one iteration and rCX - 1, re-running
  * the instruction while iterations remain. */
 static void string_exec(struct soft_cpu *cpu, const struct insn *i, const struct string_op *op)
@@ -182,8 +228,12 @@ static void string_exec(struct soft_cpu *cpu, const struct insn *i, const struct
 		zero_count(cpu, i, op->zero_count);
 		return;
 	}
-	op->once(cpu, i);
-	count--;
+	uint64_t done = op == &op_movs || op == &op_stos ? string_bulk(cpu, i, op == &op_movs, count) : 0;
+	if (!done) {
+		op->once(cpu, i);
+		done = 1;
+	}
+	count -= done;
 	reg_write(cpu, GPR_RCX, i->addrsize, count, true);
 	if (count == 0)
 		return;

@@ -44,10 +44,12 @@
 	(BIT(0) /* FPU */ | BIT(3) /* PSE */ | BIT(4) /* TSC */ | BIT(5) /* MSR */ |             \
 	 BIT(6) /* PAE */ | BIT(8) /* CX8 */ | BIT(11) /* SEP */ | BIT(12) /* MTRR */ |          \
 	 BIT(13) /* PGE */ | BIT(15) /* CMOV */ | BIT(16) /* PAT */ | BIT(17) /* PSE-36 */ |     \
-	 BIT(19) /* CLFLUSH */ | BIT(24) /* FXSR */ | BIT(25) /* SSE */ | BIT(26) /* SSE2 */ |     \
-	 BIT(9) /* APIC */)
+	 BIT(19) /* CLFLUSH */ | BIT(23) /* MMX */ | BIT(24) /* FXSR */ | BIT(25) /* SSE */ |    \
+	 BIT(26) /* SSE2 */ | BIT(9) /* APIC */)
 /* Leaf 1 ECX; the hypervisor bit (31) is added by cpuid_complete(). */
-#define L1_ECX (BIT(13) /* CMPXCHG16B */ | BIT(23) /* POPCNT */ | BIT(24) /* TSC-deadline */)
+#define L1_ECX                                                                                   \
+	(BIT(0) /* SSE3 */ | BIT(9) /* SSSE3 */ | BIT(13) /* CMPXCHG16B */ | BIT(19) /* SSE4.1 */ | \
+	 BIT(20) /* SSE4.2 */ | BIT(23) /* POPCNT */ | BIT(24) /* TSC-deadline */)
 #define L7_EBX (BIT(0) /* FSGSBASE */ | BIT(7) /* SMEP */)
 /* IA32_ARCH_CAPABILITIES exists: an interpreter does not speculate, so it
  * truthfully reports immunity to the transient-execution attacks that

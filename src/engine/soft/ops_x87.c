@@ -6,7 +6,7 @@
  * FNSTSW, FWAIT) and the environment and state images (FNSTENV/FLDENV,
  * FNSAVE/FRSTOR). Not implemented (#UD): the transcendentals (F2XM1,
  * FYL2X, FYL2XP1, FPTAN, FPATAN, FSIN, FCOS, FSINCOS), FXTRACT, FBLD,
- * FBSTP, and FISTTP (SSE3, not advertised).
+ * and FBSTP. FISTTP (SSE3) is FISTP with truncation.
  *
  * Values are the host's 80-bit long double: every operation runs on the
  * host's x87 under the guest's rounding and precision control and reads
@@ -334,11 +334,13 @@ static unsigned mem_to_ld(const struct fpu_state *f, enum mem_kind k, const uint
 
 /* Converts ST(0)'s value for a store to memory on the host (FST/FIST
  * semantics: rounding, C1, IE with the indefinite value for NaNs and
- * out-of-range integers). Returns the status word. */
-static unsigned ld_to_mem(const struct fpu_state *f, enum mem_kind k, long double v, uint8_t *buf)
+ * out-of-range integers; `chop` rounds toward zero whatever FCW.RC says,
+ * as FISTTP does). Returns the status word. */
+static unsigned ld_to_mem(const struct fpu_state *f, enum mem_kind k, long double v, uint8_t *buf,
+			  bool chop)
 {
 	struct host87 h;
-	uint16_t sw = 0;
+	uint16_t sw = 0, cw;
 	float f32;
 	double f64;
 	int16_t i16;
@@ -346,6 +348,11 @@ static unsigned ld_to_mem(const struct fpu_state *f, enum mem_kind k, long doubl
 	int64_t i64;
 
 	host_begin(f, &h, false);
+	if (chop) {
+		__asm__ volatile("fnstcw %0" : "=m"(cw));
+		cw |= 0x0c00; /* RC = 11b */
+		__asm__ volatile("fldcw %0" : : "m"(cw) : "memory");
+	}
 	switch (k) {
 	case MK_F32:
 		__asm__ volatile("fsts %0\n\tfnstsw %1" : "=m"(f32), "=m"(sw) : "t"(v));
@@ -687,15 +694,16 @@ static enum mem_kind store_kind(const struct insn *i)
 {
 	switch (i->opcode) {
 	case 0xd9: return MK_F32;
-	case 0xdd: return MK_F64;
+	case 0xdd: return (i->reg & 7) == 1 ? MK_I64 : MK_F64;
 	case 0xdb: return (i->reg & 7) == 7 ? MK_F80 : MK_I32;
 	default: return (i->reg & 7) == 7 ? MK_I64 : MK_I16;
 	}
 }
 
 /* FST/FSTP m32/m64 (D9/DD /2 /3), FSTP m80 (DB /7), FIST/FISTP m16/m32
- * (DF/DB /2 /3), FISTP m64 (DF /7). The memory write comes before any
- * FPU state changes so that a fault leaves no trace. */
+ * (DF/DB /2 /3), FISTP m64 (DF /7), FISTTP m16/m32/m64 (DF/DB/DD /1).
+ * The memory write comes before any FPU state changes so that a fault
+ * leaves no trace. */
 static void x87_store_mem(struct soft_cpu *cpu, struct insn *i)
 {
 	struct fpu_state *f = x87_begin(cpu, true);
@@ -710,7 +718,7 @@ static void x87_store_mem(struct soft_cpu *cpu, struct insn *i)
 		sw = 0;
 		memcpy(buf, f->st[0], 10); /* no conversion, no exception */
 	} else {
-		sw = ld_to_mem(f, k, ld_of(f->st[0]), buf);
+		sw = ld_to_mem(f, k, ld_of(f->st[0]), buf, (i->reg & 7) == 1);
 	}
 	unsigned ex = sw & FSW_EXC;
 	bool stored = !x87_blocked(f, ex, FSW_IE | FSW_DE | FSW_ZE | FSW_OE | FSW_UE);
@@ -1173,7 +1181,8 @@ const struct opdef soft_ops_x87[] = {
     XR(0xda, 2, "fcmovbe", x87_fcmov), XR(0xda, 3, "fcmovu", x87_fcmov),
     XRM(0xda, 5, 1, "fucompp", x87_fcompp),
     /* DB */
-    XM(0xdb, 0, "fild m32", x87_load_mem), XM(0xdb, 2, "fist m32", x87_store_mem),
+    XM(0xdb, 0, "fild m32", x87_load_mem), XM(0xdb, 1, "fisttp m32", x87_store_mem),
+    XM(0xdb, 2, "fist m32", x87_store_mem),
     XM(0xdb, 3, "fistp m32", x87_store_mem), XM(0xdb, 5, "fld m80", x87_load_mem),
     XM(0xdb, 7, "fstp m80", x87_store_mem),
     XR(0xdb, 0, "fcmovnb", x87_fcmov), XR(0xdb, 1, "fcmovne", x87_fcmov),
@@ -1188,7 +1197,8 @@ const struct opdef soft_ops_x87[] = {
     XR(0xdc, 4, "fsubr", x87_arith_sti), XR(0xdc, 5, "fsub", x87_arith_sti),
     XR(0xdc, 6, "fdivr", x87_arith_sti), XR(0xdc, 7, "fdiv", x87_arith_sti),
     /* DD */
-    XM(0xdd, 0, "fld m64", x87_load_mem), XM(0xdd, 2, "fst m64", x87_store_mem),
+    XM(0xdd, 0, "fld m64", x87_load_mem), XM(0xdd, 1, "fisttp m64", x87_store_mem),
+    XM(0xdd, 2, "fst m64", x87_store_mem),
     XM(0xdd, 3, "fstp m64", x87_store_mem), XM(0xdd, 4, "frstor", x87_frstor),
     XM(0xdd, 6, "fnsave", x87_fnsave), XM(0xdd, 7, "fnstsw m16", x87_fnstsw_mem),
     XR(0xdd, 0, "ffree", x87_ffree), XR(0xdd, 2, "fst st", x87_fst_st),
@@ -1201,7 +1211,8 @@ const struct opdef soft_ops_x87[] = {
     XR(0xde, 4, "fsubrp", x87_arith_sti), XR(0xde, 5, "fsubp", x87_arith_sti),
     XR(0xde, 6, "fdivrp", x87_arith_sti), XR(0xde, 7, "fdivp", x87_arith_sti),
     /* DF */
-    XM(0xdf, 0, "fild m16", x87_load_mem), XM(0xdf, 2, "fist m16", x87_store_mem),
+    XM(0xdf, 0, "fild m16", x87_load_mem), XM(0xdf, 1, "fisttp m16", x87_store_mem),
+    XM(0xdf, 2, "fist m16", x87_store_mem),
     XM(0xdf, 3, "fistp m16", x87_store_mem), XM(0xdf, 5, "fild m64", x87_load_mem),
     XM(0xdf, 7, "fistp m64", x87_store_mem),
     XR(0xdf, 0, "ffreep", x87_ffree),

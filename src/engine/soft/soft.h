@@ -66,6 +66,7 @@ enum lazy_op {
 	LF_NONE, /* rflags holds the arithmetic flags */
 	LF_ADD, LF_ADC, LF_SUB, LF_SBB, LF_LOGIC, LF_INC, LF_DEC, LF_NEG,
 	LF_SHL, LF_SHR, LF_SAR, LF_MUL, LF_IMUL,
+	LF_HOST, /* res holds an x86 RFLAGS image with the arithmetic flags (jit/) */
 };
 
 struct lazy_flags {
@@ -203,19 +204,21 @@ struct soft_block {
 	uint64_t key; /* guest-physical address | mode, 0 = empty */
 	uint8_t ninsns;
 	uint16_t nbytes;
+	/* The page's code stamp when the block was decoded (vm/memory.h): the
+	 * block holds while the stamp does, whoever writes the page. */
+	const uint32_t *stamp_ptr;
+	uint32_t stamp;
 	/* Chaining: the blocks that ran after this one lately (two, for the
 	 * two ways out of a conditional branch), and the RIP each started at.
 	 * Only hints, checked on use: a link holds if it was made while
 	 * cpu->code_gen was `gen` (same mode, CPL and translations), `to`
-	 * still has `key`, and guest memory at `code` still holds its bytes.
-	 * Blocks live as long as the cache, so `to` never dangles. */
+	 * still has `key` and its stamp still holds. Blocks live as long as
+	 * the cache, so `to` never dangles. */
 	struct soft_link {
 		struct soft_block *to;
-		const uint8_t *code;
 		uint64_t rip, key, gen;
 	} link[2];
 	uint8_t link_victim; /* the link to replace next */
-	uint8_t bytes[BLOCK_MAX_BYTES]; /* what the block was decoded from */
 	struct insn insn[BLOCK_MAX_INSNS];
 };
 struct soft_dcache;
@@ -229,6 +232,9 @@ void soft_dcache_counts(const struct soft_dcache *c, uint64_t *hits, uint64_t *m
  * link is tried first and then updated. May raise #PF/#GP for the fetch
  * itself. */
 struct soft_block *soft_block_lookup(struct soft_cpu *cpu, struct soft_block *prev);
+/* Where the instruction at RIP is: its host address and guest-physical
+ * address; NULL for code in MMIO. May raise the fetch's #PF/#GP. */
+const uint8_t *soft_fetch_pointer(struct soft_cpu *cpu, uint64_t *gpa);
 
 /* Opcode lookup built once from the group tables, read-only afterwards:
  * for each (map, opcode), the range [first, first + count) of `defs`. */
@@ -255,11 +261,20 @@ enum access { ACC_READ = 0, ACC_WRITE = 1, ACC_FETCH = 2 };
 
 #define TLB_SIZE 512
 struct tlb_entry {
-	uint64_t tag;   /* linear page | TLB_VALID; 0 = empty */
+	uint64_t tag;   /* linear page | cpu->tlb_tag; anything else = empty */
 	uint8_t *host;  /* host address of the page, NULL for MMIO */
 	uint64_t gpa;   /* guest-physical page */
 };
 #define TLB_VALID 1ULL
+/* Bits 2-11 of a tag hold the TLB generation it was filled in: a flush of
+ * the whole TLB (every CR3 write) moves to the next generation, so that
+ * old entries stop matching without clearing 72 KiB; the arrays are only
+ * cleared when the generations run out. */
+#define TLB_GEN_SHIFT 2
+#define TLB_GEN_MAX 1023u
+/* Set in the tag of MMIO pages, so that no inline probe ever hits them:
+ * accesses to MMIO always take the slow path to the VMM. */
+#define TLB_MMIO 2ULL
 
 struct tlb {
 	/* Indexed [access][user]: a hit means the access is already permitted
@@ -269,6 +284,11 @@ struct tlb {
 
 void tlb_flush_all(struct soft_cpu *cpu);
 void tlb_flush_page(struct soft_cpu *cpu, uint64_t la);
+/* Code pages (vm/memory.h, code stamps) never have write entries in the
+ * TLB, so that every store to them reaches the slow path. A page that
+ * newly holds decoded code loses the write entries it had. */
+bool tlb_page_has_code(const struct soft_cpu *cpu, uint64_t gpa_page);
+void tlb_protect_code(struct soft_cpu *cpu, uint64_t gpa_page);
 
 /* The TLB miss path: walks the page tables, raises #PF, fills the entry. */
 const struct tlb_entry *mmu_fill(struct soft_cpu *cpu, uint64_t la, enum access acc,
@@ -383,6 +403,7 @@ struct soft_cpu {
 	uint64_t ud_count;     /* #UD raised for an opcode shrike does not implement */
 
 	struct tlb tlb;
+	uint64_t tlb_tag; /* (generation << TLB_GEN_SHIFT) | TLB_VALID: what a current tag holds */
 	/* The page instructions are being fetched from, so that sequential
 	 * fetches skip segmentation and the TLB (64-bit mode only). Cleared by
 	 * every TLB flush and mode change. */
@@ -395,7 +416,15 @@ struct soft_cpu {
 	struct insn scratch; /* decoded form of an uncacheable instruction */
 	uint64_t block_gpa_page; /* page of the block being executed */
 	bool block_abort;        /* leave the block after this instruction */
+	bool string_bulk;        /* REP MOVS/STOS may do a page at once (not single-stepping) */
 	struct soft_dcache *dcache;
+	/* The irqchip may have an interrupt for this vCPU (set from any
+	 * thread; translated code tests it on block entry). */
+	atomic_bool irq_hint;
+	/* Instructions translated code may still run before returning to the
+	 * run loop (jit/); it goes negative when the budget is spent. */
+	int32_t jit_budget;
+	uint64_t jit_scratch; /* translated code keeps a value here across a call */
 	const struct soft_optable *optable;
 	const struct guest_mem *mem;
 	struct soft_engine *engine;
@@ -484,7 +513,7 @@ static inline const struct tlb_entry *mmu_translate(struct soft_cpu *cpu, uint64
 	bool user = cpu->cpl == 3 && !supervisor;
 	uint64_t page = la & ~0xfffULL;
 	const struct tlb_entry *e = &cpu->tlb.e[acc][user][(page >> 12) % TLB_SIZE];
-	if (__builtin_expect(e->tag == (page | TLB_VALID), 1))
+	if (__builtin_expect(e->tag == (page | cpu->tlb_tag), 1))
 		return e;
 	return mmu_fill(cpu, la, acc, supervisor);
 }
@@ -499,8 +528,7 @@ static inline bool soft_canonical(uint64_t la)
  * take the general path (which raises whatever fault applies). Exactly the
  * checks seg_linear() and mmu_translate() make for such an access: no
  * limits in 64-bit mode, a canonical address, and a hit in the TLB of this
- * access kind, which implies the permissions and A/D bits. A write hit on
- * the page of the running block ends the block (see lin_write_page). */
+ * access kind, which implies the permissions and A/D bits. */
 static inline uint8_t *mem_fast(struct soft_cpu *cpu, unsigned seg, uint64_t off, unsigned size,
 				enum access acc)
 {
@@ -513,11 +541,9 @@ static inline uint8_t *mem_fast(struct soft_cpu *cpu, unsigned seg, uint64_t off
 		return NULL;
 	uint64_t page = la & ~0xfffULL;
 	const struct tlb_entry *e = &cpu->tlb.e[acc][cpu->cpl == 3][(page >> 12) % TLB_SIZE];
-	if (__builtin_expect(e->tag != (page | TLB_VALID) || !e->host, 0))
+	if (__builtin_expect(e->tag != (page | cpu->tlb_tag) || !e->host, 0))
 		return NULL;
-	if (acc == ACC_WRITE && e->gpa == cpu->block_gpa_page)
-		cpu->block_abort = true; /* code may change under the current block */
-	return e->host + (la & 0xfff);
+	return e->host + (la & 0xfff); /* a write hit is never to a code page (tlb_protect_code) */
 }
 
 /* Little-endian loads and stores of 1 to 8 bytes at a host address (any
@@ -610,7 +636,8 @@ static inline bool flags_cond_inline(struct soft_cpu *cpu, unsigned cc)
 		case 7: r = f->res == 0 || sf; break;
 		default: return flags_cond(cpu, cc);
 		}
-	} else if ((cc >> 1) == 2 && f->op != LF_NONE && f->op != LF_MUL && f->op != LF_IMUL) {
+	} else if ((cc >> 1) == 2 && f->op != LF_NONE && f->op != LF_MUL && f->op != LF_IMUL &&
+		   f->op != LF_HOST) {
 		r = f->res == 0;
 	} else {
 		return flags_cond(cpu, cc);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "devices/soft_irqchip.h"
+#include "engine/soft/jit/jit.h"
 #include "engine/soft/soft.h"
 #include "engine/soft/system.h"
 
@@ -25,6 +26,8 @@ struct soft_engine {
 	engine_exit_fn exit_handler;
 	void *exit_opaque;
 	struct soft_optable *optable;
+	bool interpret;     /* no translator (--soft-jit off) */
+	size_t jit_cache;   /* bytes of code cache per vCPU */
 	/* What KVM keeps in the kernel: PIC, PIT, IOAPIC, local APICs. */
 	struct soft_irqchip irqchip;
 	struct engine_vcpu *vcpus[IRQCHIP_MAX_CPUS];
@@ -38,9 +41,9 @@ struct engine_vcpu {
 	struct soft_cpu cpu; /* first: soft_cpu pointers convert back */
 	struct engine *engine;
 	atomic_bool kicked;   /* stop requested: run() returns VCPU_EXIT_INTR */
-	atomic_bool irq_hint; /* the irqchip may have an interrupt for this vCPU */
 	bool halt_reported;   /* the current halt was reported as VCPU_EXIT_HLT */
 	bool single_step;
+	struct soft_jit *jit; /* NULL: interpret only */
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 };
@@ -66,7 +69,7 @@ static void irqchip_kick(void *opaque, unsigned cpu)
 	if (!v)
 		return;
 	pthread_mutex_lock(&v->lock);
-	atomic_store(&v->irq_hint, true);
+	atomic_store(&v->cpu.irq_hint, true);
 	pthread_cond_broadcast(&v->wake);
 	pthread_mutex_unlock(&v->lock);
 }
@@ -87,6 +90,8 @@ static int soft_create(struct engine **out, const struct engine_config *cfg, str
 	e->se.ncpus = cfg->ncpus;
 	e->se.exit_handler = cfg->exit_handler;
 	e->se.exit_opaque = cfg->exit_opaque;
+	e->se.interpret = cfg->soft_interpret;
+	e->se.jit_cache = cfg->soft_jit_cache ? (size_t)cfg->soft_jit_cache : SOFT_JIT_DEFAULT_CACHE;
 	if (cfg->ncpus > 1) {
 		free(e);
 		return errmsg_set(err, ENOTSUP,
@@ -149,6 +154,7 @@ static void soft_reset_state(struct soft_cpu *cpu)
 	cpu->fpu.mxcsr = 0x1f80;
 	cpu->msr.pat = 0x0007040600070406ULL;
 	cpu->lf.op = LF_NONE;
+	tlb_flush_all(cpu);
 	soft_mode_changed(cpu);
 }
 
@@ -161,6 +167,7 @@ static void soft_vcpu_destroy(struct engine_vcpu *v)
 	pthread_cond_destroy(&v->wake);
 	pthread_mutex_destroy(&v->lock);
 	soft_dcache_free(v->cpu.dcache);
+	soft_jit_free(v->jit);
 	free(v);
 }
 
@@ -182,6 +189,13 @@ static int soft_vcpu_create(struct engine *e, unsigned index, struct engine_vcpu
 	if (!v->cpu.dcache) {
 		soft_vcpu_destroy(v);
 		return errmsg_set(err, ENOMEM, "out of memory");
+	}
+	if (!e->se.interpret) {
+		v->jit = soft_jit_new(e->se.jit_cache);
+		if (!v->jit) {
+			soft_vcpu_destroy(v);
+			return errmsg_set(err, ENOMEM, "soft engine: cannot map the translator's code cache");
+		}
 	}
 	soft_cpuid_init(&v->cpu, e->se.ncpus);
 	soft_reset_state(&v->cpu);
@@ -319,13 +333,13 @@ static bool soft_take_interrupt(struct engine_vcpu *v)
 	struct soft_cpu *cpu = &v->cpu;
 	struct soft_irqchip *chip = &cpu->engine->irqchip;
 
-	if (!(cpu->s.rflags & FLAG_IF) || !atomic_load_explicit(&v->irq_hint, memory_order_relaxed))
+	if (!(cpu->s.rflags & FLAG_IF) || !atomic_load_explicit(&v->cpu.irq_hint, memory_order_relaxed))
 		return false;
-	atomic_store(&v->irq_hint, false);
+	atomic_store(&v->cpu.irq_hint, false);
 	if (irqchip_pending(chip, cpu->index) < 0)
 		return false;
 	int vector = irqchip_ack(chip, cpu->index);
-	atomic_store(&v->irq_hint, true); /* more may be pending behind this one */
+	atomic_store(&v->cpu.irq_hint, true); /* more may be pending behind this one */
 	if (vector < 0)
 		return false;
 	cpu->halted = false;
@@ -346,7 +360,7 @@ static bool soft_boundary(struct engine_vcpu *v)
 		return false;
 	}
 	/* The common case, inline: interrupts off or nothing hinted. */
-	if (!(cpu->s.rflags & FLAG_IF) || !atomic_load_explicit(&v->irq_hint, memory_order_relaxed))
+	if (!(cpu->s.rflags & FLAG_IF) || !atomic_load_explicit(&v->cpu.irq_hint, memory_order_relaxed))
 		return false;
 	return soft_take_interrupt(v);
 }
@@ -384,7 +398,7 @@ static void soft_run_block(struct engine_vcpu *v, const struct soft_block *b, un
 		}
 		/* No interrupt shadow can be active here (setting one ends the
 		 * block), so only a hinted interrupt needs a closer look. */
-		if (__builtin_expect(atomic_load_explicit(&v->irq_hint, memory_order_relaxed), 0) &&
+		if (__builtin_expect(atomic_load_explicit(&v->cpu.irq_hint, memory_order_relaxed), 0) &&
 		    soft_boundary(v))
 			break;
 	}
@@ -403,6 +417,18 @@ static void soft_execute(struct engine_vcpu *v, unsigned budget)
 		if (soft_boundary(v)) {
 			prev = NULL; /* an interrupt is no path to remember */
 			continue;
+		}
+		/* The translator: 64-bit code with no instruction shadow or
+		 * single-step trap pending, and a budget that lets a whole
+		 * translation run (the interpreter handles the rest). */
+		if (v->jit && cpu->long64 && !cpu->interrupt_shadow && !(cpu->s.rflags & FLAG_TF) &&
+		    !v->single_step && budget >= SOFT_JIT_MIN_BUDGET) {
+			int left = (int)budget;
+			bool ran = soft_jit_run(cpu, v->jit, &cpu->irq_hint, &left);
+			budget = left > 0 ? (unsigned)left : 0;
+			prev = NULL;
+			if (ran)
+				continue;
 		}
 		struct soft_block *b = soft_block_lookup(cpu, prev);
 		if (b) {
@@ -458,6 +484,7 @@ static void soft_handle_fault(struct soft_cpu *cpu)
 static void soft_run_once(struct engine_vcpu *v, unsigned budget)
 {
 	struct soft_cpu *cpu = &v->cpu;
+	cpu->string_bulk = !v->single_step;
 	/* setjmp returns again for every fault; the loop state lives in cpu,
 	 * so no local is modified between setjmp and longjmp. */
 	if (setjmp(cpu->jb)) {
@@ -471,7 +498,7 @@ static void soft_run_once(struct engine_vcpu *v, unsigned budget)
 static bool soft_halt_should_wake(struct engine_vcpu *v)
 {
 	struct soft_cpu *cpu = &v->cpu;
-	if (!atomic_load(&v->irq_hint) || !(cpu->s.rflags & FLAG_IF))
+	if (!atomic_load(&v->cpu.irq_hint) || !(cpu->s.rflags & FLAG_IF))
 		return false;
 	return irqchip_pending(&cpu->engine->irqchip, cpu->index) >= 0;
 }
@@ -498,7 +525,7 @@ static void soft_wait_while_halted(struct engine_vcpu *v)
 		struct timespec deadline = {.tv_sec = (time_t)(abs / 1000000000ULL),
 					    .tv_nsec = (long)(abs % 1000000000ULL)};
 		pthread_mutex_lock(&v->lock);
-		if (!atomic_load(&v->kicked) && !atomic_load(&v->irq_hint))
+		if (!atomic_load(&v->kicked) && !atomic_load(&v->cpu.irq_hint))
 			pthread_cond_timedwait(&v->wake, &v->lock, &deadline);
 		pthread_mutex_unlock(&v->lock);
 	}
@@ -560,6 +587,7 @@ static void soft_vcpu_stats(struct engine_vcpu *v, struct engine_vcpu_stats *out
 	out->instructions = v->cpu.icount;
 	out->unimplemented_ud = v->cpu.ud_count;
 	soft_dcache_counts(v->cpu.dcache, &out->dcache_hits, &out->dcache_misses);
+	soft_jit_stats(v->jit, &out->jit);
 }
 
 static int soft_irq_line(struct engine *e, uint32_t gsi, int level)

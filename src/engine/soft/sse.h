@@ -62,8 +62,38 @@ static inline void mem_write(struct soft_cpu *cpu, const struct insn *i, const v
 	lin_write_bytes(cpu, sse_linear(cpu, i, size, ACC_WRITE, aligned), v, size);
 }
 
+/* ---- packed-integer element operations (ops_sse.c), shared with the
+ * MMX forms (ops_mmx.c) ---- */
+
+/* d = d OP s on the low `bytes` bytes of the operands: 16 for XMM, 8 for
+ * MMX (the rest of d is then unspecified). */
+typedef void (*pint_elem_fn)(union xmm *d, const union xmm *s, unsigned bytes);
+
+/* The operation of 66 0F `opcode` (and of the MMX form 0F `opcode`), or
+ * NULL when that opcode is not a packed-integer operation. */
+pint_elem_fn sse_pint_fn(uint8_t opcode);
+
+enum shift_kind { SH_LEFT, SH_RIGHT, SH_ARITH };
+
+/* PSLL/PSRL/PSRA: shifts each `size`-byte element of the low `bytes`
+ * bytes of v by `count`; counts beyond the element width clear it, or
+ * fill it with its sign for arithmetic shifts. */
+void sse_shift_elems(union xmm *v, unsigned bytes, unsigned size, enum shift_kind kind,
+		     uint64_t count);
+
 /* General-purpose operand width of MOVD/MOVQ, CVTSI2SS, ...: 64 with
  * REX.W, otherwise 32 whatever the mode's operand size. */
 static inline unsigned gpr_size(const struct insn *i) { return i->opsize == 8 ? 8 : 4; }
+
+/* ---- SIMD floating point (ops_sse.c) ---- */
+
+enum fp_op { FP_ADD, FP_SUB, FP_MUL, FP_DIV, FP_SQRT, FP_MIN, FP_MAX };
+
+/* r[k] = a[k] op[k] b[k] over the four singles or, with dbl, the two
+ * doubles, exactly as the SSE arithmetic instructions compute them (the
+ * guest's rounding, DAZ/FTZ, NaN rules, MXCSR flags). An unmasked
+ * exception raises #XM (or #UD) before returning: store r only after. */
+void sse_fp_lanes(struct soft_cpu *cpu, bool dbl, const enum fp_op op[], const union xmm *a,
+		  const union xmm *b, union xmm *r);
 
 #endif
