@@ -8,7 +8,7 @@
 # powers off. Checked: the state is `running`, no unit failed, the login
 # prompt appeared on ttyS0, and shrike exits 0 on the clean poweroff.
 #
-# The boot runs on the soft engine, and on the kvm engine when the host CPU
+# The boot runs on the soft engine (translator and interpreter), and on the kvm engine when the host CPU
 # has VT-x/AMD-V (KVM's PVM backend, without them, cannot run a full Linux
 # boot; --engine auto makes the same choice). If the Debian mirror cannot
 # be reached, the test is SKIPPED, loudly: the network alone never fails it.
@@ -60,7 +60,7 @@ expect() {
 # ---- the image ----
 if [ "$(id -u)" != 0 ]; then
 	banner "the Debian image needs root (debootstrap, file owners)"
-	skipped=$((skipped + 2))
+	skipped=$((skipped + 3))
 	finish
 fi
 scripts/debian-image.sh >"$TMP/image.log" 2>&1
@@ -68,7 +68,7 @@ rc=$?
 if [ $rc -eq 75 ]; then
 	tail -n 5 "$TMP/image.log"
 	banner "the Debian mirror cannot be reached; the distribution boot is NOT tested"
-	skipped=$((skipped + 2))
+	skipped=$((skipped + 3))
 	finish
 elif [ $rc -ne 0 ]; then
 	cp "$TMP/image.log" "$TMP/out"
@@ -77,13 +77,15 @@ elif [ $rc -ne 0 ]; then
 fi
 ok "Debian image ($(cat "$DIR/kernel-release"))"
 
-# boot ENGINE: boots a fresh copy of the image; checks state, prompt, status.
+# boot ENGINE [OPTION...]: boots a fresh copy of the image with shrike
+# run --engine ENGINE OPTION...; checks state, failed units, prompt, status.
 boot() {
-	local engine=$1 name="Debian boot, --engine $1" t0 rc
+	local engine=$1 name="Debian boot, --engine $*" t0 rc
+	shift
 	cp --sparse=always "$DIR/rootfs.img" "$TMP/rootfs.img"
 	t0=$(date +%s)
 	# No console= here: `root=` makes shrike add console=ttyS0 (the CLI's job).
-	timeout -k 10 "$LIMIT" "$SHRIKE" run --engine "$engine" --memory "$MEM" \
+	timeout -k 10 "$LIMIT" "$SHRIKE" run --engine "$engine" "$@" --memory "$MEM" \
 		--kernel "$DIR/vmlinuz" --initrd "$DIR/initrd.img" --disk "$TMP/rootfs.img" \
 		--append "root=/dev/vda shrike.report" </dev/null >"$TMP/raw" 2>"$TMP/err"
 	rc=$?
@@ -106,7 +108,9 @@ boot() {
 	fi
 }
 
-boot soft
+# The soft engine in both execution modes: the translator and the interpreter.
+boot soft --soft-jit on
+boot soft --soft-jit off
 
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
 	boot kvm
