@@ -365,6 +365,7 @@ struct soft_msrs {
 	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
 	uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
 	uint64_t pat, misc_enable, tsc_aux, tsc_offset;
+	uint64_t tsc_adjust; /* IA32_TSC_ADJUST: the sum of the guest's TSC moves */
 	uint64_t mtrr_def_type;
 	uint64_t mtrr_var[16];   /* IA32_MTRR_PHYSBASE0..PHYSMASK7 (0x200-0x20F) */
 	uint64_t mtrr_fixed[11]; /* IA32_MTRR_FIX64K/16K/4K (0x250, 0x258-9, 0x268-F) */
