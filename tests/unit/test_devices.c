@@ -282,6 +282,7 @@ static void test_i8042_reset(void **state)
 	bus_init(&pio, "pio");
 	i8042_init(&k, &power);
 	assert_int_equal(i8042_attach(&k, &pio), 0);
+	assert_int_equal(inb(&pio, 0x64), 0x14); /* system flag, keyboard not inhibited */
 	outb(&pio, 0x64, 0xaa);
 	assert_true(inb(&pio, 0x64) & 0x01);
 	assert_int_equal(inb(&pio, 0x60), 0x55);
