@@ -247,7 +247,11 @@ main() {
 	local mirror
 	[[ $(id -u) == 0 ]] || die "run as root (debootstrap and the image's file owners need it)"
 	command -v debootstrap >/dev/null || die "debootstrap is missing (scripts/install-deps.sh)"
+	command -v wget >/dev/null || die "wget is missing (scripts/install-deps.sh)"
 	mkdir -p "$DIR"
+	# One build at a time (a test and a benchmark may ask together).
+	exec 9>"$DIR/.lock"
+	flock 9
 	mirror=$(find_mirror)
 	if stamp_stale "$DIR/base.stamp" "$BASE_REVISION $SUITE $mirror"; then
 		if ! mirror_reachable "$mirror"; then
