@@ -68,6 +68,7 @@ read -r s_ms s_up < <(best shrike)
 read -r i_ms i_up < <(best interp)
 read -r q_ms q_up < <(best qemu)
 {
+	echo "# bench/distro-boot.sh (wall times vary by about ±30% with the host's load)"
 	echo "Debian 12 (debootstrap minbase + systemd, $(cat "$DIR/kernel-release")) to multi-user, $MEM, best of $REPS ($(date -u +%F))"
 	echo "  $load"
 	echo "  start to 'is-system-running: running' (wall; guest uptime at that point)"
