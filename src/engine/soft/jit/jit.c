@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/soft/jit/jit_internal.h"
 
@@ -54,6 +55,11 @@ struct soft_jit *soft_jit_new(size_t cache_bytes)
 		return NULL;
 	}
 	j->st.enabled = true;
+	if (getenv("SHRIKE_PERF_MAP")) {
+		char path[64];
+		snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+		j->perf_map = fopen(path, "a");
+	}
 	return j;
 }
 
@@ -61,6 +67,8 @@ void soft_jit_free(struct soft_jit *j)
 {
 	if (!j)
 		return;
+	if (j->perf_map)
+		fclose(j->perf_map);
 	jit_cache_destroy(&j->cache);
 	free(j->tbs);
 	free(j->insns);
@@ -108,6 +116,9 @@ static struct jit_tb *translate(struct soft_jit *j, struct soft_cpu *cpu, const 
 			tlb_protect_code(cpu, gpa & ~0xfffULL);
 		int rc = jit_translate(j, cpu, tb, code, gpa);
 		if (rc == 0) {
+			if (j->perf_map)
+				fprintf(j->perf_map, "%lx %lx guest_%llx\n", (unsigned long)tb->code,
+					(unsigned long)tb->code_size, (unsigned long long)tb->rip);
 			j->ntbs++;
 			unsigned h = tb_hash(key);
 			tb->next = j->hash[h];

@@ -3,6 +3,8 @@
 #ifndef SHRIKE_ENGINE_SOFT_JIT_INTERNAL_H
 #define SHRIKE_ENGINE_SOFT_JIT_INTERNAL_H
 
+#include <stdio.h>
+
 #include "engine/soft/jit/code_cache.h"
 #include "engine/soft/jit/emit.h"
 #include "engine/soft/jit/jit.h"
@@ -44,6 +46,7 @@ struct jit_tb {
 	const uint32_t *stamp_ptr;
 	uint32_t stamp;      /* the code page's stamp when translated */
 	uint32_t ninsns;
+	uint32_t code_size;  /* bytes of host code */
 	uintptr_t code;      /* entry, an execute address in the cache */
 	struct jit_tb *next; /* hash chain */
 };
@@ -63,6 +66,7 @@ struct soft_jit {
 	 * the one they were filled under. */
 	struct jit_jc jc[JIT_JC_SIZE];
 	uint64_t fallback_count[JIT_OPS]; /* incremented by generated code */
+	FILE *perf_map; /* SHRIKE_PERF_MAP: /tmp/perf-PID.map, for perf to name translations */
 	struct engine_jit_stats st;
 };
 

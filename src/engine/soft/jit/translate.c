@@ -204,6 +204,8 @@ static void call_helper(struct tctx *t, const void *fn)
 	emit_call_abs(&t->e, (uintptr_t)fn, H_RAX);
 }
 
+static void emit_flags_from_rax(struct emit *e);
+
 /* The flag conversions are shared routines of the runtime (emitted once
  * per cache, jit_emit_runtime), called from translated code: a call and a
  * return change no flags, so the host's flags reach them intact. */
@@ -243,6 +245,22 @@ static void materialize_from(struct tctx *t, enum fstate fs)
 		materialize_r8(t);
 }
 
+/* Host arithmetic flags ← the RFLAGS image in RAX, without POPFQ (slow,
+ * microcoded): OF through ADD AL, 0x7F on AL = OF (0x80 overflows, 0x7F
+ * does not), then SF ZF AF PF CF through SAHF from AH = the image's low
+ * byte. Clobbers RAX and R11. */
+static void emit_flags_from_rax(struct emit *e)
+{
+	static const uint8_t mov_ah_al[] = {0x88, 0xc4};
+	emit_mov_rr(e, 8, H_R11, H_RAX);
+	emit_shift_ri(e, HSH_SHR, 4, H_RAX, 11);
+	emit_alu_ri(e, HALU_AND, 4, H_RAX, 1);
+	emit_alu_ri(e, HALU_ADD, 1, H_RAX, 0x7f);
+	emit_mov_rr(e, 8, H_RAX, H_R11);
+	emit_bytes(e, mov_ah_al, sizeof(mov_ah_al));
+	emit_sahf(e);
+}
+
 static void emit_flag_routines(struct emit *e, struct soft_jit *j)
 {
 	/* Calls C: realign the stack the call misaligned. */
@@ -252,8 +270,7 @@ static void emit_flag_routines(struct emit *e, struct soft_jit *j)
 	emit_mov_rr(e, 8, H_RDI, H_RBP);
 	emit_call_abs(e, (uintptr_t)jit_flags_to_host, H_RAX);
 	emit_alu_ri(e, HALU_ADD, 8, H_RSP, 8);
-	emit_push_r(e, H_RAX);
-	emit_popfq(e);
+	emit_flags_from_rax(e);
 	emit_ret(e);
 }
 
@@ -297,8 +314,8 @@ static void flags_to_host_keep_rcx(struct tctx *t)
 		emit_mov_rm(&t->e, 8, H_RCX, cpu_field(OFF_SCRATCH));
 		t->fs = F_BOTH;
 	} else if (t->fs == F_R8) {
-		emit_push_r(&t->e, H_R8);
-		emit_popfq(&t->e);
+		emit_mov_rr(&t->e, 8, H_RAX, H_R8);
+		emit_flags_from_rax(&t->e);
 		t->fs = F_HOST;
 	}
 }
@@ -310,8 +327,8 @@ static void flags_to_host(struct tctx *t)
 		load_flags_to_host(t);
 		t->fs = F_BOTH;
 	} else if (t->fs == F_R8) {
-		emit_push_r(&t->e, H_R8);
-		emit_popfq(&t->e);
+		emit_mov_rr(&t->e, 8, H_RAX, H_R8);
+		emit_flags_from_rax(&t->e);
 		t->fs = F_HOST;
 	}
 }
@@ -1602,6 +1619,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	jit_cache_commit(&j->cache, used);
 	jit_cache_sync(&j->cache, rx, used);
 	tb->ninsns = t->n;
+	tb->code_size = (uint32_t)used;
 	j->st.blocks++;
 	j->st.code_bytes += used;
 	return 0;
