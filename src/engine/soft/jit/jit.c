@@ -117,8 +117,10 @@ static struct jit_tb *translate(struct soft_jit *j, struct soft_cpu *cpu, const 
 		int rc = jit_translate(j, cpu, tb, code, gpa);
 		if (rc == 0) {
 			if (j->perf_map)
-				fprintf(j->perf_map, "%lx %lx guest_%llx\n", (unsigned long)tb->code,
-					(unsigned long)tb->code_size, (unsigned long long)tb->rip);
+				fprintf(j->perf_map, "%lx %lx guest_%llx_cacheoff_%lx\n",
+					(unsigned long)tb->code, (unsigned long)tb->code_size,
+					(unsigned long long)tb->rip,
+					(unsigned long)(tb->code - (uintptr_t)j->cache.rx));
 			j->ntbs++;
 			unsigned h = tb_hash(key);
 			tb->next = j->hash[h];
