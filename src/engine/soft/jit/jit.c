@@ -18,6 +18,7 @@
  * A translation found stale is made again, and the old entry is patched
  * to jump to the new one, which unlinks every chain that led there.
  * When the code cache or an arena fills up, everything is flushed. */
+#include <cpuid.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ struct soft_jit *soft_jit_new(size_t cache_bytes)
 		return NULL;
 	}
 	j->st.enabled = true;
+	j->host = jit_host_features();
 	if (getenv("SHRIKE_PERF_MAP")) {
 		char path[64];
 		snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
@@ -78,6 +80,22 @@ void soft_jit_free(struct soft_jit *j)
 /* What shapes the generated code besides the bytes: the CPL (which TLB
  * the probes index) and whether SSE instructions may run without a fault
  * (jit_sse_usable: they are emitted natively only then). */
+unsigned jit_host_features(void)
+{
+	unsigned a, b, c, d, f = 0;
+	if (__get_cpuid(1, &a, &b, &c, &d)) {
+		f |= (c & bit_SSSE3) ? HOST_SSSE3 : 0;
+		f |= (c & bit_SSE4_1) ? HOST_SSE41 : 0;
+		f |= (c & bit_SSE4_2) ? HOST_SSE42 : 0;
+		f |= (c & bit_POPCNT) ? HOST_POPCNT : 0;
+	}
+	if (__get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & bit_LZCNT))
+		f |= HOST_LZCNT;
+	if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_BMI))
+		f |= HOST_BMI1;
+	return f;
+}
+
 static uint64_t tb_key(const struct soft_cpu *cpu, uint64_t gpa)
 {
 	return gpa | ((uint64_t)(cpu->cpl == 3) << 62) | (1ULL << 61) |

@@ -39,6 +39,13 @@ struct jit_jc {
 	uintptr_t code;
 };
 
+/* Host CPU features the translator copies guest instructions onto. */
+enum {
+	HOST_SSSE3 = 1 << 0, HOST_SSE41 = 1 << 1, HOST_SSE42 = 1 << 2, HOST_POPCNT = 1 << 3,
+	HOST_LZCNT = 1 << 4, HOST_BMI1 = 1 << 5,
+};
+unsigned jit_host_features(void);
+
 /* One translation: guest code at a guest-physical address in one mode. */
 struct jit_tb {
 	uint64_t key;        /* gpa | mode bits (jit.c: tb_key) */
@@ -67,6 +74,7 @@ struct soft_jit {
 	struct jit_jc jc[JIT_JC_SIZE];
 	uint64_t fallback_count[JIT_OPS]; /* incremented by generated code */
 	FILE *perf_map; /* SHRIKE_PERF_MAP: /tmp/perf-PID.map, for perf to name translations */
+	unsigned host;  /* HOST_*: what the host CPU can run of what the guest's code may copy */
 	struct engine_jit_stats st;
 };
 

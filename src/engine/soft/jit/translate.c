@@ -610,12 +610,16 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 	emit_probe(t, i, size, writes ? ACC_WRITE : ACC_READ, &slow);
 	if (reads_cf)
 		flags_to_host_keep_rcx(t);
-	if (imm) {
-		emit_alu_mi(e, op, size, hmem_base(H_RCX, 0), iv);
-	} else {
+	if (!imm)
 		g_load(t, size, H_RAX, i->reg);
+	/* LOCK: the host's locked instruction on guest RAM is atomic for
+	 * every other vCPU and device thread too. */
+	if (i->lock)
+		emit_lock(e);
+	if (imm)
+		emit_alu_mi(e, op, size, hmem_base(H_RCX, 0), iv);
+	else
 		emit_alu_mr(e, op, size, hmem_base(H_RCX, 0), H_RAX);
-	}
 	produced_flags(t);
 	end_mem(t, slow);
 	return true;
@@ -787,6 +791,8 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	emit_probe(t, i, size, ACC_WRITE, &slow);
 	if (need_cf)
 		flags_to_host_keep_rcx(t);
+	if (i->lock)
+		emit_lock(e);
 	emit_unary_m(e, op, size, hmem_base(H_RCX, 0));
 	if (flags)
 		produced_flags(t);
@@ -1200,6 +1206,237 @@ static bool tr_sse(struct tctx *t, const struct insn *i)
 	return false;
 }
 
+/* ---- more integer instructions ---- */
+
+/* Instructions whose LOCK form is emitted as the host's locked one. */
+static bool lockable(const struct insn *i)
+{
+	unsigned op = i->opcode;
+	if (i->mod == 3)
+		return false;
+	if (i->map == OPMAP_1B)
+		return (op < 0x40 && (op & 7) < 2 && (op >> 3) != HALU_CMP && (op >> 3) != HALU_ADC &&
+			(op >> 3) != HALU_SBB) ||
+		       (op >= 0x80 && op <= 0x83 && op != 0x82 && i->reg != HALU_CMP &&
+			i->reg != HALU_ADC && i->reg != HALU_SBB) ||
+		       ((op == 0xf6 || op == 0xf7) && (i->reg == 2 || i->reg == 3)) ||
+		       ((op == 0xfe || op == 0xff) && i->reg <= 1) || op == 0x86 || op == 0x87;
+	return i->map == OPMAP_0F && (op == 0xb0 || op == 0xb1 || op == 0xc0 || op == 0xc1);
+}
+
+/* Guest register n ← all 64 bits of host register h (moves only). */
+static void g_set64(struct tctx *t, unsigned n, int h)
+{
+	int c = hreg_of(t, n);
+	if (c >= 0)
+		emit_mov_rr(&t->e, 8, c, h);
+	emit_mov_mr(&t->e, 8, gpr_slot(n), h);
+}
+
+/* A slow path for an instruction without a TLB probe: the handler runs
+ * the whole instruction (a case the native form does not cover). */
+static struct stub *new_slow(struct tctx *t, size_t branch)
+{
+	struct stub *s = new_stub(t, STUB_SLOW);
+	s->branch = branch;
+	s->rip = t->rip[t->k];
+	s->fall = t->rip[t->k + 1];
+	s->flags_r8 = t->fs == F_R8;
+	return s;
+}
+
+/* XCHG r/m, r (86/87): with memory implicitly locked, as on hardware. */
+static bool tr_xchg(struct tctx *t, const struct insn *i, unsigned size)
+{
+	struct emit *e = &t->e;
+	if (!byte_reg_ok(i, size, i->reg) || (i->mod == 3 && !byte_reg_ok(i, size, i->rm)))
+		return false;
+	if (i->mod == 3) {
+		g_load(t, size, H_RAX, i->reg);
+		g_load(t, size, H_RDX, i->rm);
+		store_reg(t, i->rm, size);
+		emit_mov_rr(e, 8, H_RAX, H_RDX);
+		store_reg(t, i->reg, size);
+		return true;
+	}
+	struct stub *slow;
+	emit_probe(t, i, size, ACC_WRITE, &slow);
+	g_load(t, size, H_RAX, i->reg);
+	emit_xchg_mr(e, size, hmem_base(H_RCX, 0), H_RAX);
+	store_reg(t, i->reg, size);
+	end_mem(t, slow);
+	return true;
+}
+
+/* CMPXCHG r/m, r and XADD r/m, r on memory (LOCK kept). The accumulator
+ * goes through the host's RAX whole, so the host's rules for its upper
+ * half are the guest's. */
+static bool tr_cmpxchg_xadd(struct tctx *t, const struct insn *i, unsigned size, bool xadd)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3 || !byte_reg_ok(i, size, i->reg))
+		return false;
+	struct stub *slow;
+	emit_probe(t, i, size, ACC_WRITE, &slow);
+	g_load(t, size, H_RDX, i->reg);
+	if (xadd) {
+		emit_xadd_mr(e, size, hmem_base(H_RCX, 0), H_RDX, i->lock);
+		produced_flags(t);
+		emit_mov_rr(e, 8, H_RAX, H_RDX);
+		store_reg(t, i->reg, size);
+	} else {
+		g_load(t, 8, H_RAX, GPR_RAX);
+		emit_cmpxchg_mr(e, size, hmem_base(H_RCX, 0), H_RDX, i->lock);
+		produced_flags(t);
+		g_set64(t, GPR_RAX, H_RAX);
+	}
+	end_mem(t, slow);
+	return true;
+}
+
+/* MUL and one-operand IMUL (F6/F7 /4 /5): rDX:rAX ← rAX * r/m through the
+ * host's own RAX and RDX, loaded and stored whole (the host merges the
+ * narrow forms exactly as the guest would). */
+static bool tr_mul(struct tctx *t, const struct insn *i, unsigned size, bool is_signed)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3 && !byte_reg_ok(i, size, i->rm))
+		return false;
+	struct stub *slow = NULL;
+	if (i->mod == 3) {
+		g_load(t, size, H_RCX, i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		emit_mov_rm(e, size, H_RCX, hmem_base(H_RCX, 0));
+	}
+	g_load(t, 8, H_RAX, GPR_RAX);
+	g_load(t, 8, H_RDX, GPR_RDX);
+	emit_unary_r(e, is_signed ? HUN_IMUL : HUN_MUL, size, H_RCX);
+	produced_flags(t);
+	g_set64(t, GPR_RAX, H_RAX);
+	g_set64(t, GPR_RDX, H_RDX);
+	if (slow)
+		end_mem(t, slow);
+	return true;
+}
+
+/* BSF/BSR (0F BC/BD), TZCNT/LZCNT (F3 0F BC/BD), POPCNT (F3 0F B8). A
+ * zero source leaves BSF/BSR's destination to the handler (undefined by
+ * the SDM; the interpreter's choice stands). */
+static bool tr_bitscan(struct tctx *t, const struct insn *i, uint8_t pfx)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	bool bsf_bsr = pfx == 0;
+	if (size < 2)
+		return false;
+	struct stub *slow = NULL, *zero = NULL;
+	if (i->mod == 3) {
+		g_load(t, size, H_RDX, i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		emit_mov_rm(e, size, H_RDX, hmem_base(H_RCX, 0));
+	}
+	if (bsf_bsr) {
+		if (!slow)
+			flags_before_probe(t);
+		emit_test_rr(e, size, H_RDX, H_RDX);
+		size_t z = emit_jcc_rel32(e, HCC_E, 0);
+		zero = new_slow(t, z);
+	}
+	int w = g_work(t, i->reg, size);
+	emit_wide_rr(e, pfx, 0x0f00 | i->opcode, size, w, H_RDX);
+	produced_flags(t);
+	g_finish(t, i->reg, size, w);
+	if (slow)
+		end_mem(t, slow);
+	if (zero)
+		end_mem(t, zero);
+	return true;
+}
+
+/* BT/BTS/BTR/BTC r/m, imm8 (0F BA /4-7). ZF is kept: the host starts
+ * from the guest's flags. */
+static bool tr_bt_imm(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	enum hbt op = (enum hbt)(i->reg - 4);
+	uint8_t bit = (uint8_t)(i->imm & (size * 8 - 1));
+	if (size < 2 || i->reg < 4 || (i->lock && op == HBT_BT))
+		return false;
+	if (i->mod == 3) {
+		flags_to_host(t);
+		int w = g_work(t, i->rm, size);
+		emit_bt_ri(e, op, size, w, bit);
+		produced_flags(t);
+		if (op != HBT_BT)
+			g_finish(t, i->rm, size, w);
+		return true;
+	}
+	struct stub *slow;
+	emit_probe(t, i, size, op == HBT_BT ? ACC_READ : ACC_WRITE, &slow);
+	flags_to_host_keep_rcx(t);
+	if (i->lock)
+		emit_lock(e);
+	emit_bt_mi(e, op, size, hmem_base(H_RCX, 0), bit);
+	produced_flags(t);
+	end_mem(t, slow);
+	return true;
+}
+
+/* FF /2 CALL r/m64, /4 JMP r/m64, /6 PUSH r/m64. */
+static bool tr_ff_branch_push(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	if (i->opsize != 8)
+		return false;
+	struct stub *slow = NULL, *slow2 = NULL;
+	if (i->mod == 3) {
+		g_load(t, 8, H_RDX, i->rm);
+	} else {
+		emit_probe(t, i, 8, ACC_READ, &slow);
+		emit_mov_rm(e, 8, H_RDX, hmem_base(H_RCX, 0));
+	}
+	if (i->reg != 6) {
+		/* A non-canonical target faults on the branch (the handler). */
+		if (!slow)
+			flags_before_probe(t);
+		emit_mov_rr(e, 8, H_RAX, H_RDX);
+		emit_shift_ri(e, HSH_SHL, 8, H_RAX, 16);
+		emit_shift_ri(e, HSH_SAR, 8, H_RAX, 16);
+		emit_alu_rr(e, HALU_CMP, 8, H_RAX, H_RDX);
+		size_t bad = emit_jcc_rel32(e, HCC_NE, 0);
+		slow2 = new_slow(t, bad);
+	}
+	if (i->reg == 2 || i->reg == 6) {
+		struct stub *push;
+		struct insn top = {.base = GPR_RSP, .index = REG_NONE, .disp = -8, .addrsize = 8,
+				   .seg = SEG_SS};
+		emit_probe(t, &top, 8, ACC_WRITE, &push);
+		if (i->reg == 2)
+			emit_mov_ri(e, 8, H_RAX, t->rip[t->k + 1]);
+		else
+			emit_mov_rr(e, 8, H_RAX, H_RDX);
+		emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
+		if (i->reg == 2)
+			emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RDX);
+		g_add_noflags(t, GPR_RSP, -8);
+		end_mem(t, push);
+	} else {
+		emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RDX);
+	}
+	if (slow)
+		end_mem(t, slow);
+	if (slow2)
+		end_mem(t, slow2);
+	if (i->reg == 6)
+		return true;
+	size_t br = emit_jmp_rel32(e, 0);
+	exit_dynamic(t, br, t->k + 1);
+	return true;
+}
+
 /* ---- instruction selection ---- */
 
 static bool is_nop(const struct insn *i)
@@ -1211,7 +1448,9 @@ static bool is_nop(const struct insn *i)
 static bool tr_native(struct tctx *t, const struct insn *i)
 {
 	unsigned op = i->opcode, size = op_size(i);
-	if (i->lock)
+	/* LOCK: only the memory read-modify-writes emitted with a LOCK of
+	 * their own (the decoder refuses LOCK elsewhere). */
+	if (i->lock && !lockable(i))
 		return false;
 	if (i->map == OPMAP_1B) {
 		if (op < 0x40 && (op & 7) < 6) {
@@ -1246,6 +1485,8 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_test(t, i, size, false, 0);
 		if (op >= 0x88 && op <= 0x8b)
 			return tr_mov(t, i, size, op >= 0x8a);
+		if (op == 0x86 || op == 0x87)
+			return tr_xchg(t, i, size);
 		if (op == 0x8d)
 			return tr_lea(t, i);
 		if (is_nop(i))
@@ -1277,11 +1518,15 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			case 0: return tr_test(t, i, size, true, i->imm);
 			case 2: return tr_unary(t, i, HUN_NOT, size);
 			case 3: return tr_unary(t, i, HUN_NEG, size);
+			case 4: return tr_mul(t, i, size, false);
+			case 5: return tr_mul(t, i, size, true);
 			default: return false;
 			}
 		}
 		if ((op == 0xfe || op == 0xff) && i->reg <= 1)
 			return tr_unary(t, i, i->reg ? HUN_DEC : HUN_INC, size);
+		if (op == 0xff && (i->reg == 2 || i->reg == 4 || i->reg == 6))
+			return tr_ff_branch_push(t, i);
 		return false;
 	}
 	if (i->map == OPMAP_0F) {
@@ -1295,6 +1540,17 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_setcc(t, i, op & 15);
 		if (op == 0xaf)
 			return tr_imul(t, i, false, 0);
+		if (op == 0xb0 || op == 0xb1 || op == 0xc0 || op == 0xc1)
+			return tr_cmpxchg_xadd(t, i, op & 1 ? i->opsize : 1, op >= 0xc0);
+		if (op == 0xbc || op == 0xbd || (op == 0xb8 && i->def->prefix == PFX_F3)) {
+			/* The F3 forms run as BSF/BSR on hosts without them. */
+			unsigned need = op == 0xb8 ? HOST_POPCNT : op == 0xbc ? HOST_BMI1 : HOST_LZCNT;
+			if (i->def->prefix == PFX_F3 && !(t->j->host & need))
+				return false;
+			return tr_bitscan(t, i, i->def->prefix == PFX_F3 ? 0xf3 : 0);
+		}
+		if (op == 0xba)
+			return tr_bt_imm(t, i);
 		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf)
 			return tr_movx(t, i, (op & 1) ? 2 : 1, op >= 0xbe);
 		if (is_nop(i))
