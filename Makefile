@@ -69,6 +69,7 @@ e2e: all guests
 	tests/e2e/run.sh
 	tests/e2e/linux-soft.sh
 	tests/e2e/virtio.sh
+	tests/e2e/smc.sh
 	tests/e2e/distro.sh
 
 # One-time host setup (packages), then the default Debian guest.
@@ -88,7 +89,9 @@ test: deps
 	$(MAKE) difftest
 
 # Differential tester: KVM (the real processor) is the oracle for the soft
-# CPU; built from tests/difftest/*.c against the library, like unit tests.
+# CPU, and the soft engine's interpreter for its translator (no KVM needed:
+# runs everywhere); built from tests/difftest/*.c against the library, like
+# unit tests.
 DIFFTEST_SRCS := $(wildcard tests/difftest/*.c)
 DIFFTEST_OBJS := $(patsubst tests/difftest/%.c,$(BUILD)/difftest-obj/%.o,$(DIFFTEST_SRCS))
 $(BUILD)/difftest-obj/%.o: tests/difftest/%.c
@@ -100,7 +103,8 @@ $(BUILD)/difftest: $(DIFFTEST_OBJS) $(BUILD)/libshrike.a
 
 .PHONY: difftest
 # Generated sequences: DIFFTEST_ITERATIONS in 64-bit mode and a quarter of
-# that in each 32-bit mode (16000 → 24000 sequences, ~1.5 M instructions).
+# that in each 32-bit mode (16000 → 24000 sequences, ~1.5 M instructions)
+# against KVM, then the 64-bit ones again, translator against interpreter.
 DIFFTEST_ITERATIONS ?= 16000
 difftest: $(BUILD)/difftest all guests
 	DIFFTEST_ITERATIONS=$(DIFFTEST_ITERATIONS) $(BUILD)/difftest

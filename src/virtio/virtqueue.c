@@ -287,7 +287,9 @@ void vq_push(struct virtqueue *vq, const struct vq_chain *chain, uint32_t writte
 	uint32_t len = written_len;
 	if (len > chain->write_len)
 		len = (uint32_t)chain->write_len;
-	note_code_written(vq, chain, len);
+	/* All of the writable part, not just what the device reports: a
+	 * device that fails after writing reports less than it wrote. */
+	note_code_written(vq, chain, chain->write_len > UINT32_MAX ? UINT32_MAX : (uint32_t)chain->write_len);
 	uint32_t *elem = used_elem(vq, vq->used_idx);
 	__atomic_store_n(&elem[0], (uint32_t)chain->head, __ATOMIC_RELAXED);
 	__atomic_store_n(&elem[1], len, __ATOMIC_RELAXED);

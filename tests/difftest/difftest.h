@@ -1,11 +1,13 @@
 /* The differential tester: KVM (the real processor) is the oracle for the
- * soft CPU. Both engines get the same architectural state (struct
- * cpu_state) and the same guest memory, are single-stepped through the
- * public engine interface (engine/engine.h), and are compared after every
- * instruction: GPRs, RIP, RFLAGS (minus the flags the Intel SDM vol. 2
- * calls undefined for the instruction just executed), segment registers,
- * CR0/CR2/CR3/CR4, EFER, the pages a test can touch, and the sequence of
- * port-I/O and MMIO accesses.
+ * soft CPU (and, in jitcmp.c, the soft engine's interpreter for its
+ * translator: whole runs compared, no KVM needed). Both engines get the
+ * same architectural state (struct cpu_state) and the same guest memory,
+ * are single-stepped through the public engine interface
+ * (engine/engine.h), and are compared after every instruction: GPRs, RIP,
+ * RFLAGS (minus the flags the Intel SDM vol. 2 calls undefined for the
+ * instruction just executed), segment registers, CR0/CR2/CR3/CR4, EFER,
+ * the pages a test can touch, and the sequence of port-I/O and MMIO
+ * accesses.
  *
  * Where the oracle is: on a PVM host (KVM nested in a VM), code at CPL3
  * runs natively while CPL0 code is run by the host's instruction emulator,
@@ -136,7 +138,9 @@ struct dt_side {
  * the element index only, so both engines see the same data. */
 void dt_read_value(uint64_t addr, unsigned index, uint8_t *buf, unsigned len);
 
-int dt_side_init(struct dt_side *s, const struct engine_ops *ops, char *err, size_t errlen);
+/* soft_interpret: a soft engine without its translator (ignored by KVM). */
+int dt_side_init(struct dt_side *s, const struct engine_ops *ops, bool soft_interpret, char *err,
+		 size_t errlen);
 void dt_side_fini(struct dt_side *s);
 /* Turns the engine's single-step on or off (cached). */
 int dt_side_single_step(struct dt_side *s, bool on);
@@ -188,6 +192,7 @@ struct dt_test {
 	size_t len;
 	struct cpu_state init; /* full initial state */
 	const uint8_t *data;   /* initial data area (DT_DATA_SIZE bytes) or NULL */
+	const uint8_t *stack;  /* initial stack area (DT_STACK_SIZE bytes) or NULL */
 	uint64_t seed;         /* fills data/stack when data is NULL */
 	unsigned max_steps;
 	const char *repro;     /* how to run this test alone */
@@ -220,6 +225,26 @@ struct dt_ctx {
 /* Runs one test on both engines. Returns 0 on agreement, 1 on a
  * divergence (reported on stdout), -errno on a tester failure. */
 int dt_run_test(struct dt_ctx *c, const struct dt_test *t);
+/* Shared by both comparisons (run.c). */
+struct dt_range {
+	uint64_t base, size;
+	const char *name;
+};
+/* The guest memory a test can write, compared after every instruction. */
+extern const struct dt_range dt_compared[];
+extern const unsigned dt_ncompared;
+extern const char *const dt_gpr_names[GPR_COUNT];
+extern const char *const dt_seg_names[SEG_COUNT];
+/* Writes the test's code, data, stack and the machine into s's memory. */
+int dt_prepare_memory(struct dt_side *s, const struct dt_test *t);
+bool dt_seg_equal(const struct segment *a, const struct segment *b);
+uint64_t dt_linear_rip(const struct cpu_state *s);
+bool dt_in_stubs(const struct cpu_state *s);
+bool dt_vector_has_error(int v);
+void dt_print_hex(const uint8_t *b, size_t n);
+int dt_disassemble(const char *objdump, enum dt_mode m, const uint8_t *b, size_t n,
+		   void (*fn)(void *opaque, uint64_t off, const char *text), void *opaque);
+
 /* dt_run_test's result when the KVM side hit the watchdog. */
 #define DT_ORACLE_TIMEOUT 2
 /* dt_run_test, run once more after a watchdog timeout (see run.c). */
@@ -311,10 +336,37 @@ void dt_corpus_free(struct dt_corpus *c);
 void dt_corpus_instantiate(const struct dt_corpus_test *ct, enum dt_mode m, struct dt_test *t,
 			   char *repro, size_t repro_len);
 
-/* Watchdog (run.c): kicks a KVM run() that takes longer than a second. */
+/* Watchdog (run.c): kicks a side's run() that does not return by its
+ * deadline, after setting the side's watchdog_fired. */
 struct dt_watchdog;
-struct dt_watchdog *dt_watchdog_start(struct dt_side *kvm);
+struct dt_watchdog *dt_watchdog_start(struct dt_side *side);
 void dt_watchdog_stop(struct dt_watchdog *w);
+/* Arms for 5 s (on) or disarms. */
 void dt_watchdog_arm(struct dt_watchdog *w, bool on);
+/* Arms for ms milliseconds; 0 disarms. */
+void dt_watchdog_arm_ms(struct dt_watchdog *w, long ms);
+
+/* ---- the translator against the interpreter (jitcmp.c) ---- */
+
+/* Whether the translator runs code of mode m (64-bit modes only). */
+bool dt_jit_mode(enum dt_mode m);
+
+struct dt_jit_stats {
+	uint64_t tests, instructions, failures;
+	uint64_t explained; /* whole runs that differ through undefined flags only */
+	uint64_t loops;     /* neither side ended within the time limit */
+	uint64_t blocks, fallbacks; /* the translator's: translations, handler calls */
+};
+
+struct dt_jit_ctx;
+/* Two soft-engine vCPUs, one with and one without the translator. */
+int dt_jit_init(struct dt_jit_ctx **out, const char *objdump, bool verbose, char *err,
+		size_t errlen);
+void dt_jit_fini(struct dt_jit_ctx *c);
+/* Runs t freely on both and compares the final states (see jitcmp.c).
+ * Returns 0 on agreement, 1 on a divergence (reported on stdout),
+ * -errno on a tester failure. */
+int dt_jit_run_test(struct dt_jit_ctx *c, const struct dt_test *t);
+const struct dt_jit_stats *dt_jit_get_stats(struct dt_jit_ctx *c);
 
 #endif

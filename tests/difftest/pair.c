@@ -79,7 +79,8 @@ static void soft_exit_handler(void *opaque, unsigned index, struct vcpu_exit *x)
 		handle_mmio(s, x);
 }
 
-int dt_side_init(struct dt_side *s, const struct engine_ops *ops, char *err, size_t errlen)
+int dt_side_init(struct dt_side *s, const struct engine_ops *ops, bool soft_interpret, char *err,
+		 size_t errlen)
 {
 	struct errmsg em = {{0}};
 	int rc;
@@ -92,8 +93,8 @@ int dt_side_init(struct dt_side *s, const struct engine_ops *ops, char *err, siz
 		snprintf(err, errlen, "guest memory: %s", strerror(-rc));
 		return rc;
 	}
-	struct engine_config ec = {.mem = &s->mem, .ncpus = 1, .exit_handler = soft_exit_handler,
-				   .exit_opaque = s};
+	struct engine_config ec = {.mem = &s->mem, .ncpus = 1, .soft_interpret = soft_interpret,
+				   .exit_handler = soft_exit_handler, .exit_opaque = s};
 	rc = ops->create(&s->engine, &ec, &em);
 	if (!rc)
 		rc = ops->vcpu_create(s->engine, 0, &s->vcpu, &em);

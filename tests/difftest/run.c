@@ -39,7 +39,7 @@ struct dt_watchdog {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct dt_side *kvm;
+	struct dt_side *side; /* the side whose run() it kicks */
 	bool armed, stop;
 	struct timespec deadline;
 };
@@ -67,8 +67,8 @@ static void *watchdog_main(void *arg)
 		struct timespec dl = w->deadline;
 		if (pthread_cond_timedwait(&w->cond, &w->lock, &dl) == ETIMEDOUT && w->armed &&
 		    w->deadline.tv_sec == dl.tv_sec && w->deadline.tv_nsec == dl.tv_nsec) {
-			atomic_store(&w->kvm->watchdog_fired, true);
-			w->kvm->ops->kick(w->kvm->vcpu);
+			atomic_store(&w->side->watchdog_fired, true);
+			w->side->ops->kick(w->side->vcpu);
 			w->armed = false;
 		}
 	}
@@ -76,12 +76,12 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
-struct dt_watchdog *dt_watchdog_start(struct dt_side *kvm)
+struct dt_watchdog *dt_watchdog_start(struct dt_side *side)
 {
 	struct dt_watchdog *w = calloc(1, sizeof(*w));
 	if (!w)
 		return NULL;
-	w->kvm = kvm;
+	w->side = side;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	if (pthread_create(&w->thread, NULL, watchdog_main, w)) {
@@ -91,16 +91,21 @@ struct dt_watchdog *dt_watchdog_start(struct dt_side *kvm)
 	return w;
 }
 
-void dt_watchdog_arm(struct dt_watchdog *w, bool on)
+void dt_watchdog_arm_ms(struct dt_watchdog *w, long ms)
 {
 	if (!w)
 		return;
 	pthread_mutex_lock(&w->lock);
-	w->armed = on;
-	if (on)
-		deadline_in(&w->deadline, 5000);
+	w->armed = ms > 0;
+	if (ms > 0)
+		deadline_in(&w->deadline, ms);
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+}
+
+void dt_watchdog_arm(struct dt_watchdog *w, bool on)
+{
+	dt_watchdog_arm_ms(w, on ? 5000 : 0);
 }
 
 void dt_watchdog_stop(struct dt_watchdog *w)
@@ -119,14 +124,9 @@ void dt_watchdog_stop(struct dt_watchdog *w)
 
 /* ---- memory ---- */
 
-struct range {
-	uint64_t base, size;
-	const char *name;
-};
-
 /* Everything a test can write: CPL3 tests only the data and stack areas,
  * the ring-0 stack through exception frames, CPL0 tests any of these. */
-static const struct range compared[] = {
+const struct dt_range dt_compared[] = {
     {DT_DATA_ADDR, DT_DATA_SIZE, "data"},
     {DT_STACK_ADDR, DT_STACK_SIZE, "stack"},
     {DT_KSTACK_ADDR, DT_KSTACK_TOP - DT_KSTACK_ADDR, "ring-0 stack"},
@@ -136,7 +136,8 @@ static const struct range compared[] = {
     {DT_READONLY, 0x1000, "read-only page"},
     {DT_SUPERVISOR, 0x1000, "supervisor page"},
 };
-#define NCOMPARED (sizeof(compared) / sizeof(compared[0]))
+#define NCOMPARED (sizeof(dt_compared) / sizeof(dt_compared[0]))
+const unsigned dt_ncompared = NCOMPARED;
 
 static uint64_t splitmix(uint64_t *x)
 {
@@ -159,7 +160,7 @@ static uint8_t *side_ptr(struct dt_side *s, uint64_t gpa, uint64_t len)
 	return guest_mem_ptr(&s->mem, gpa, len);
 }
 
-static int prepare_memory(struct dt_side *s, const struct dt_test *t)
+int dt_prepare_memory(struct dt_side *s, const struct dt_test *t)
 {
 	static const uint8_t zero_page[0x1000];
 	uint8_t *code = side_ptr(s, DT_CODE_ADDR, DT_CODE_SIZE);
@@ -176,7 +177,10 @@ static int prepare_memory(struct dt_side *s, const struct dt_test *t)
 		memcpy(data, t->data, DT_DATA_SIZE);
 	else
 		fill_pattern(data, DT_DATA_SIZE, t->seed);
-	fill_pattern(stack, DT_STACK_SIZE, t->seed ^ 0x5555);
+	if (t->stack)
+		memcpy(stack, t->stack, DT_STACK_SIZE);
+	else
+		fill_pattern(stack, DT_STACK_SIZE, t->seed ^ 0x5555);
 	memset(kstack, 0, DT_KSTACK_TOP - DT_KSTACK_ADDR);
 	fill_pattern(ro, 0x1000, 0x1234);
 	memcpy(sup, zero_page, sizeof(zero_page));
@@ -201,7 +205,7 @@ static void note(struct cmp *c, const char *name)
 /* A null selector's hidden part (SS after an interrupt to CPL0 in 64-bit
  * mode) is model-specific and reported differently by each engine; only
  * the selector is architectural. */
-static bool seg_equal(const struct segment *a, const struct segment *b)
+bool dt_seg_equal(const struct segment *a, const struct segment *b)
 {
 	if ((a->unusable && b->unusable) || ((a->selector & ~3) == 0 && (b->selector & ~3) == 0 &&
 					      a->s == b->s && !(a->type & 8)))
@@ -211,24 +215,24 @@ static bool seg_equal(const struct segment *a, const struct segment *b)
 	       a->l == b->l && a->db == b->db && a->g == b->g && a->unusable == b->unusable;
 }
 
-static const char *const gpr_names[GPR_COUNT] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp",
+const char *const dt_gpr_names[GPR_COUNT] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp",
 						  "rsi", "rdi", "r8",  "r9",  "r10", "r11",
 						  "r12", "r13", "r14", "r15"};
-static const char *const seg_names[SEG_COUNT] = {"es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"};
+const char *const dt_seg_names[SEG_COUNT] = {"es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr"};
 
 static bool compare_state(const struct cpu_state *k, const struct cpu_state *s, struct cmp *c)
 {
 	for (int r = 0; r < GPR_COUNT; r++)
 		if (k->gpr[r] != s->gpr[r])
-			note(c, gpr_names[r]);
+			note(c, dt_gpr_names[r]);
 	if (k->rip != s->rip)
 		note(c, "rip");
 	uint64_t ignore = c->flag_mask | FLAG_TF_BIT;
 	if ((k->rflags & ~ignore) != (s->rflags & ~ignore))
 		note(c, "rflags");
 	for (int r = 0; r < SEG_COUNT; r++)
-		if (!seg_equal(&k->seg[r], &s->seg[r]))
-			note(c, seg_names[r]);
+		if (!dt_seg_equal(&k->seg[r], &s->seg[r]))
+			note(c, dt_seg_names[r]);
 	if (k->cr0 != s->cr0)
 		note(c, "cr0");
 	if (k->cr2 != s->cr2)
@@ -264,13 +268,13 @@ static bool events_equal(const struct dt_side *k, const struct dt_side *s)
 static int compare_memory(struct dt_side *k, struct dt_side *s, uint64_t *where)
 {
 	for (unsigned r = 0; r < NCOMPARED; r++) {
-		const uint8_t *a = side_ptr(k, compared[r].base, compared[r].size);
-		const uint8_t *b = side_ptr(s, compared[r].base, compared[r].size);
-		if (!a || !b || memcmp(a, b, compared[r].size) == 0)
+		const uint8_t *a = side_ptr(k, dt_compared[r].base, dt_compared[r].size);
+		const uint8_t *b = side_ptr(s, dt_compared[r].base, dt_compared[r].size);
+		if (!a || !b || memcmp(a, b, dt_compared[r].size) == 0)
 			continue;
-		for (uint64_t off = 0; off < compared[r].size; off++)
+		for (uint64_t off = 0; off < dt_compared[r].size; off++)
 			if (a[off] != b[off]) {
-				*where = compared[r].base + off;
+				*where = dt_compared[r].base + off;
 				return (int)r;
 			}
 	}
@@ -279,7 +283,7 @@ static int compare_memory(struct dt_side *k, struct dt_side *s, uint64_t *where)
 
 /* ---- reporting ---- */
 
-static void print_hex(const uint8_t *b, size_t n)
+void dt_print_hex(const uint8_t *b, size_t n)
 {
 	for (size_t k = 0; k < n; k++)
 		printf("%s%02x", k ? " " : "", b[k]);
@@ -294,34 +298,57 @@ static const char *objdump_arch(enum dt_mode m)
 	}
 }
 
-/* Disassembly for the report only (objdump on a temporary file). */
-static void print_disassembly(const struct dt_ctx *c, enum dt_mode m, const uint8_t *b, size_t n)
+/* Disassembly for reports only: objdump on a temporary file, fn called
+ * for each instruction line with its offset and text (AT&T syntax, the
+ * bytes included, newline stripped). Returns the number of lines, or -1
+ * when objdump cannot run. */
+int dt_disassemble(const char *objdump, enum dt_mode m, const uint8_t *b, size_t n,
+		   void (*fn)(void *opaque, uint64_t off, const char *text), void *opaque)
 {
-	char path[] = "/tmp/difftest-insn-XXXXXX", cmd[512], line[256];
-	if (!c->objdump)
-		return;
+	char path[] = "/tmp/difftest-insn-XXXXXX", cmd[512], line[512];
+	int lines = -1;
+	if (!objdump)
+		return -1;
 	int fd = mkstemp(path);
 	if (fd < 0)
-		return;
+		return -1;
 	bool ok = write(fd, b, n) == (ssize_t)n;
 	close(fd);
+	FILE *p = NULL;
 	if (ok) {
 		snprintf(cmd, sizeof(cmd), "%s -D -b binary %s --stop-address=%zu %s 2>/dev/null",
-			 c->objdump, objdump_arch(m), n, path);
-		FILE *p = popen(cmd, "r");
-		bool first = true;
-		while (p && fgets(line, sizeof(line), p)) {
-			if (strncmp(line, "   0:", 5) == 0) {
-				printf("  disassembly: %s", line + 5);
-				first = false;
-				break;
-			}
-		}
-		if (p)
-			pclose(p);
-		(void)first;
+			 objdump, objdump_arch(m), n, path);
+		p = popen(cmd, "r");
 	}
+	while (p && fgets(line, sizeof(line), p)) {
+		char *end;
+		unsigned long long off = strtoull(line, &end, 16);
+		if (end == line || *end != ':' || line[0] != ' ')
+			continue;
+		line[strcspn(line, "\n")] = 0;
+		if (lines < 0)
+			lines = 0;
+		lines++;
+		fn(opaque, off, end + 1);
+	}
+	if (p)
+		pclose(p);
 	unlink(path);
+	return lines;
+}
+
+static void print_first_line(void *opaque, uint64_t off, const char *text)
+{
+	bool *done = opaque;
+	if (off == 0 && !*done)
+		printf("  disassembly: %s\n", text);
+	*done = true;
+}
+
+static void print_disassembly(const struct dt_ctx *c, enum dt_mode m, const uint8_t *b, size_t n)
+{
+	bool done = false;
+	dt_disassemble(c->objdump, m, b, n, print_first_line, &done);
 }
 
 static void print_seg_row(const char *name, const struct segment *a, const struct segment *b)
@@ -330,7 +357,7 @@ static void print_seg_row(const char *name, const struct segment *a, const struc
 	       "%04x b=%08" PRIx64 " l=%08x t=%x s%u d%u p%u l%u db%u g%u u%u%s\n",
 	       name, a->selector, a->base, a->limit, a->type, a->s, a->dpl, a->present, a->l,
 	       a->db, a->g, a->unusable, b->selector, b->base, b->limit, b->type, b->s, b->dpl,
-	       b->present, b->l, b->db, b->g, b->unusable, seg_equal(a, b) ? "" : "  <--");
+	       b->present, b->l, b->db, b->g, b->unusable, dt_seg_equal(a, b) ? "" : "  <--");
 }
 
 static void print_row(const char *name, uint64_t a, uint64_t b, uint64_t ignore)
@@ -343,13 +370,13 @@ static void print_states(const struct cpu_state *k, const struct cpu_state *s, u
 {
 	printf("         %-16s   %-16s\n", "kvm", "soft");
 	for (int r = 0; r < GPR_COUNT; r++)
-		print_row(gpr_names[r], k->gpr[r], s->gpr[r], 0);
+		print_row(dt_gpr_names[r], k->gpr[r], s->gpr[r], 0);
 	print_row("rip", k->rip, s->rip, 0);
 	print_row("rflags", k->rflags, s->rflags, mask | FLAG_TF_BIT);
 	if (mask)
 		printf("         (undefined flags ignored: %03" PRIx64 ")\n", mask);
 	for (int r = 0; r < SEG_COUNT; r++)
-		print_seg_row(seg_names[r], &k->seg[r], &s->seg[r]);
+		print_seg_row(dt_seg_names[r], &k->seg[r], &s->seg[r]);
 	print_row("cr0", k->cr0, s->cr0, 0);
 	print_row("cr2", k->cr2, s->cr2, 0);
 	print_row("cr3", k->cr3, s->cr3, 0);
@@ -401,7 +428,7 @@ static void report(struct dt_ctx *c, const struct dt_test *t, const struct step_
 	       si->index, what);
 	if (!full) {
 		printf("  instruction: ");
-		print_hex(si->bytes, si->nbytes);
+		dt_print_hex(si->bytes, si->nbytes);
 		printf("\n");
 		print_disassembly(c, t->mode, si->bytes, si->nbytes);
 		return;
@@ -410,7 +437,7 @@ static void report(struct dt_ctx *c, const struct dt_test *t, const struct step_
 	if (t->tags && si->rip_linear >= DT_CODE_ADDR && off < t->len && t->tags[off])
 		printf("  generated by template '%s'\n", t->tags[off]);
 	printf("  instruction at %08" PRIx64 ": ", si->rip_linear);
-	print_hex(si->bytes, si->nbytes);
+	dt_print_hex(si->bytes, si->nbytes);
 	printf("   (bytes up to 15; the instruction is a prefix of them)\n");
 	print_disassembly(c, t->mode, si->bytes, si->nbytes);
 	printf("  kvm:  %s\n  soft: %s\n", exit_desc(&c->kvm, e1, sizeof(e1)),
@@ -432,26 +459,26 @@ static void report_memory(struct dt_ctx *c, int range, uint64_t where)
 		return;
 	const uint8_t *a = side_ptr(&c->kvm, where & ~0xfULL, 32);
 	const uint8_t *b = side_ptr(&c->soft, where & ~0xfULL, 32);
-	printf("  memory differs in the %s area, first at %08" PRIx64 "\n", compared[range].name,
+	printf("  memory differs in the %s area, first at %08" PRIx64 "\n", dt_compared[range].name,
 	       where);
 	if (a && b) {
 		printf("    kvm  %08" PRIx64 ": ", where & ~(uint64_t)0xf);
-		print_hex(a, 32);
+		dt_print_hex(a, 32);
 		printf("\n    soft %08" PRIx64 ": ", where & ~(uint64_t)0xf);
-		print_hex(b, 32);
+		dt_print_hex(b, 32);
 		printf("\n");
 	}
 }
 
 /* ---- stepping ---- */
 
-static bool in_stubs(const struct cpu_state *s)
+bool dt_in_stubs(const struct cpu_state *s)
 {
 	uint64_t la = s->seg[SEG_CS].base + s->rip;
 	return la >= DT_STUBS_ADDR && la < DT_STUBS_ADDR + 256 * 8;
 }
 
-static uint64_t linear_rip(const struct cpu_state *s)
+uint64_t dt_linear_rip(const struct cpu_state *s)
 {
 	return (s->seg[SEG_CS].base + s->rip) & (s->efer & EFER_LMA ? ~0ULL : 0xffffffffULL);
 }
@@ -473,7 +500,7 @@ static bool is_rep_string(const struct dt_opinfo *o)
 /* A fault's handler finishes with the stub's port write. */
 static int finish_handler(struct dt_side *s)
 {
-	for (int n = 0; n < MAX_HANDLER_STEPS && s->exc_vector < 0 && in_stubs(&s->st); n++) {
+	for (int n = 0; n < MAX_HANDLER_STEPS && s->exc_vector < 0 && dt_in_stubs(&s->st); n++) {
 		int rc = dt_side_step(s);
 		if (rc)
 			return rc;
@@ -487,7 +514,7 @@ static int soft_step(struct dt_ctx *c, const struct step_info *si)
 	int rc = dt_side_step(s);
 	/* A REP string instruction may stop after each iteration. */
 	for (int n = 0; !rc && n < MAX_REP_ITERATIONS && is_rep_string(&si->op) &&
-			s->last_exit == VCPU_EXIT_DEBUG && linear_rip(&s->st) == si->rip_linear;
+			s->last_exit == VCPU_EXIT_DEBUG && dt_linear_rip(&s->st) == si->rip_linear;
 	     n++)
 		rc = dt_side_step(s);
 	return rc ? rc : finish_handler(s);
@@ -502,7 +529,7 @@ static void clear_tf_image(struct dt_side *s, uint64_t gpa)
 		p[1] &= (uint8_t)~(FLAG_TF_BIT >> 8);
 }
 
-static bool vector_has_error(int v)
+bool dt_vector_has_error(int v)
 {
 	return v == 8 || (v >= 10 && v <= 14) || v == 17;
 }
@@ -510,7 +537,7 @@ static bool vector_has_error(int v)
 /* Where the RFLAGS image of the exception frame the stub sits on is. */
 static uint64_t frame_rflags_gpa(const struct dt_side *s)
 {
-	uint64_t frame = s->st.gpr[GPR_RSP] + (vector_has_error(s->exc_vector) ? 8 : 0);
+	uint64_t frame = s->st.gpr[GPR_RSP] + (dt_vector_has_error(s->exc_vector) ? 8 : 0);
 	if (!(s->st.efer & EFER_LMA))
 		return frame + 8; /* 32-bit frame: EIP, CS, EFLAGS */
 	return frame + 16;
@@ -571,7 +598,7 @@ static int kvm_step(struct dt_ctx *c, const struct step_info *si, struct cpu_sta
 		for (int n = 0; !rc && n < MAX_REP_ITERATIONS && is_rep_string(&si->op) &&
 				(k->last_exit == VCPU_EXIT_DEBUG || k->last_exit == VCPU_EXIT_INTR) &&
 				k->exc_vector < 0 &&
-				linear_rip(&k->st) == si->rip_linear;
+				dt_linear_rip(&k->st) == si->rip_linear;
 		     n++)
 			rc = dt_side_step(k);
 		return rc ? rc : finish_handler(k);
@@ -579,7 +606,7 @@ static int kvm_step(struct dt_ctx *c, const struct step_info *si, struct cpu_sta
 	rc = kvm_native_once(c, user);
 	/* TF traps after every iteration of a REP string instruction. */
 	for (int n = 0; !rc && n < MAX_REP_ITERATIONS && is_rep_string(&si->op) &&
-			k->exc_vector < 0 && linear_rip(user) == si->rip_linear;
+			k->exc_vector < 0 && dt_linear_rip(user) == si->rip_linear;
 	     n++)
 		rc = kvm_native_once(c, user);
 	if (rc || k->exc_vector < 0)
@@ -619,7 +646,7 @@ static int step_both(struct dt_ctx *c, const struct dt_test *t, struct step_info
 static void read_insn(struct dt_ctx *c, const struct dt_test *t, struct step_info *si)
 {
 	si->before = c->soft.st;
-	si->rip_linear = linear_rip(&c->soft.st);
+	si->rip_linear = dt_linear_rip(&c->soft.st);
 	uint64_t avail = DT_CODE_ADDR + DT_CODE_SIZE > si->rip_linear
 			     ? DT_CODE_ADDR + DT_CODE_SIZE - si->rip_linear
 			     : 0;
@@ -636,7 +663,7 @@ static void read_insn(struct dt_ctx *c, const struct dt_test *t, struct step_inf
  * (needed for immediate shift counts). */
 static size_t insn_length(const struct step_info *si, const struct cpu_state *after)
 {
-	uint64_t next = linear_rip(after);
+	uint64_t next = dt_linear_rip(after);
 	if (next > si->rip_linear && next - si->rip_linear <= si->nbytes)
 		return (size_t)(next - si->rip_linear);
 	return si->nbytes;
@@ -654,9 +681,9 @@ static bool oracle_cannot(const struct dt_test *t, const struct dt_ctx *c)
 
 static int load_both(struct dt_ctx *c, const struct dt_test *t, const struct cpu_state *init)
 {
-	int rc = prepare_memory(&c->kvm, t);
+	int rc = dt_prepare_memory(&c->kvm, t);
 	if (!rc)
-		rc = prepare_memory(&c->soft, t);
+		rc = dt_prepare_memory(&c->soft, t);
 	if (!rc)
 		rc = dt_side_single_step(&c->kvm, dt_mode_oracle(t->mode) == DT_ORACLE_EMULATOR);
 	if (!rc)
@@ -674,7 +701,7 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 	init.apic_base = c->apic_base;
 	struct cpu_state kvm_user = init;
 	struct step_info si;
-	uint64_t end = linear_rip(&init) + t->len;
+	uint64_t end = dt_linear_rip(&init) + t->len;
 	int rc = load_both(c, t, &init);
 	if (rc)
 		return rc;
@@ -682,7 +709,7 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 	c->stats.tests++;
 
 	for (unsigned n = 0; n < t->max_steps; n++) {
-		if (linear_rip(&c->soft.st) == end)
+		if (dt_linear_rip(&c->soft.st) == end)
 			return 0;
 		memset(&si, 0, sizeof(si));
 		si.index = n;
@@ -692,7 +719,7 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 			return rc;
 		c->stats.steps++;
 		if (c->kvm.last_exit == VCPU_EXIT_SHUTDOWN && n == 0 &&
-		    linear_rip(&c->kvm.st) == si.rip_linear && c->kvm.exc_vector < 0) {
+		    dt_linear_rip(&c->kvm.st) == si.rip_linear && c->kvm.exc_vector < 0) {
 			/* PVM answered the first entry into a legacy-mode state
 			 * with a spurious shutdown when paging was on (it is off
 			 * now); should it happen, one more entry works. */
@@ -707,7 +734,7 @@ int dt_run_test(struct dt_ctx *c, const struct dt_test *t)
 			c->stats.oracle_skips++;
 			if (c->verbose) {
 				printf("  %s: step %u: the KVM emulator cannot run ", t->name, n);
-				print_hex(si.bytes, si.nbytes);
+				dt_print_hex(si.bytes, si.nbytes);
 				printf("; test ends\n");
 			}
 			return 0;

@@ -19,24 +19,54 @@
 #define PTE_A (1ULL << 5)
 #define PTE_D (1ULL << 6)
 #define PTE_PS (1ULL << 7)
+#define PTE_G (1ULL << 8)
 #define PTE_NX (1ULL << 63)
 #define MAXPHYADDR 40
 #define PHYS_MASK (((1ULL << MAXPHYADDR) - 1) & ~0xfffULL)
 #define RSVD_HIGH (((1ULL << 52) - 1) & ~((1ULL << MAXPHYADDR) - 1))
 #define CR4_SMEP (1ULL << 20)
 
-void tlb_flush_all(struct soft_cpu *cpu)
+/* The next unused tag generation, clearing the arrays when they run out
+ * (then every entry is gone, the global ones too). */
+static uint64_t tlb_next_tag(struct soft_cpu *cpu, bool *cleared)
 {
-	uint64_t gen = (cpu->tlb_tag >> TLB_GEN_SHIFT) + 1;
-	if (gen > TLB_GEN_MAX || !(cpu->tlb_tag & TLB_VALID)) {
+	if (cpu->tlb_next_gen == 0 || cpu->tlb_next_gen > TLB_GEN_MAX) {
 		memset(&cpu->tlb, 0, sizeof(cpu->tlb));
-		gen = 1;
+		cpu->tlb_next_gen = 1;
+		*cleared = true;
 	}
-	cpu->tlb_tag = (gen << TLB_GEN_SHIFT) | TLB_VALID;
+	return (cpu->tlb_next_gen++ << TLB_GEN_SHIFT) | TLB_VALID;
+}
+
+static void tlb_flushed(struct soft_cpu *cpu)
+{
+	cpu->tlb_tag_x = cpu->tlb_tag ^ cpu->tlb_gtag;
 	cpu->code_la = ~0ULL;
 	cpu->code_gen++;
+	cpu->map_gen++;
 	cpu->block_abort = true;
 }
+
+/* CR3 writes: global pages (PTE.G with CR4.PGE) stay (SDM vol. 3 §4.10.4.1). */
+void tlb_flush_nonglobal(struct soft_cpu *cpu)
+{
+	bool cleared = false;
+	cpu->tlb_tag = tlb_next_tag(cpu, &cleared);
+	if (cleared)
+		cpu->tlb_gtag = tlb_next_tag(cpu, &cleared);
+	tlb_flushed(cpu);
+}
+
+void tlb_flush_all(struct soft_cpu *cpu)
+{
+	bool cleared = false;
+	cpu->tlb_gtag = tlb_next_tag(cpu, &cleared);
+	cpu->tlb_tag = tlb_next_tag(cpu, &cleared);
+	if (cleared) /* the second call cleared: the first tag is free again */
+		cpu->tlb_gtag = tlb_next_tag(cpu, &cleared);
+	tlb_flushed(cpu);
+}
+
 
 bool tlb_page_has_code(const struct soft_cpu *cpu, uint64_t gpa_page)
 {
@@ -61,6 +91,7 @@ void tlb_flush_page(struct soft_cpu *cpu, uint64_t la)
 	if (cpu->code_la == page)
 		cpu->code_la = ~0ULL;
 	cpu->code_gen++; /* chain links may lead into this page */
+	cpu->map_gen++;
 	cpu->block_abort = true;
 	for (int a = 0; a < 3; a++)
 		for (int u = 0; u < 2; u++)
@@ -74,6 +105,7 @@ struct walk {
 	bool user;   /* access at CPL 3 (not an implicit supervisor access) */
 	bool write, fetch;
 	bool allow_user, allow_write, allow_exec;
+	bool global; /* a global translation (PTE.G with CR4.PGE) */
 	uint64_t gpa;
 };
 
@@ -172,6 +204,7 @@ static void walk64(struct soft_cpu *cpu, struct walk *w, uint64_t table, int lev
 	}
 	w->gpa = (ptes[n - 1] & PHYS_MASK) | (w->la & 0xfff);
 leaf:
+	w->global = (ptes[n - 1] & PTE_G) && (cpu->s.cr4 & CR4_PGE);
 	check_rights(cpu, w);
 	for (int k = 0; k < n; k++)
 		if (!(ptes[k] & PTE_A))
@@ -201,6 +234,7 @@ static void walk32(struct soft_cpu *cpu, struct walk *w)
 	if ((pde & PTE_PS) && (cpu->s.cr4 & CR4_PSE)) {
 		/* 4 MiB page; bits 13-20 hold physical address bits 32-39 (PSE-36). */
 		w->gpa = (pde & 0xffc00000ULL) | ((pde & 0x1fe000ULL) << 19) | (w->la & 0x3fffff);
+		w->global = (pde & PTE_G) && (cpu->s.cr4 & CR4_PGE);
 		check_rights(cpu, w);
 		pte_set_bits(cpu, hosts[0], 4, PTE_A | (w->write ? PTE_D : 0));
 		return;
@@ -210,6 +244,7 @@ static void walk32(struct soft_cpu *cpu, struct walk *w)
 		page_fault(cpu, w, 0);
 	apply_rights(w, pte, false);
 	w->gpa = (pte & 0xfffff000ULL) | (w->la & 0xfff);
+	w->global = (pte & PTE_G) && (cpu->s.cr4 & CR4_PGE);
 	check_rights(cpu, w);
 	pte_set_bits(cpu, hosts[0], 4, PTE_A);
 	pte_set_bits(cpu, hosts[1], 4, PTE_A | (w->write ? PTE_D : 0));
@@ -236,7 +271,7 @@ const struct tlb_entry *mmu_fill(struct soft_cpu *cpu, uint64_t la, enum access 
 
 	e->gpa = w.gpa & ~0xfffULL;
 	e->host = guest_mem_ptr(cpu->mem, e->gpa, 0x1000);
-	e->tag = page | cpu->tlb_tag;
+	e->tag = page | (w.global ? cpu->tlb_gtag : cpu->tlb_tag);
 	/* Pages holding decoded code are write-protected in the TLB: every
 	 * store to them takes the slow path, which invalidates the code
 	 * (lin_write_page). The entry is still good for this one access. */

@@ -244,6 +244,10 @@ static void popf(struct soft_cpu *cpu, struct insn *i)
 	if (i->opsize > 2)
 		f &= ~FLAG_RF;
 	flags_put(cpu, f);
+	/* Opening the interrupt window (or setting TF) ends a translated
+	 * block, whose entry is where pending interrupts are looked at. */
+	if ((f & ~old) & (FLAG_IF | FLAG_TF))
+		cpu->block_abort = true;
 }
 
 /* ---- PUSHA, POPA ---- */

@@ -511,7 +511,7 @@ static void write_cr3(struct soft_cpu *cpu, uint64_t v)
 	if (v & PHYS_RSVD) /* including bit 63 (no PCIDs) */
 		soft_gp(cpu, 0);
 	cpu->s.cr3 = v;
-	tlb_flush_all(cpu);
+	tlb_flush_nonglobal(cpu);
 }
 
 static void write_cr4(struct soft_cpu *cpu, uint64_t v)

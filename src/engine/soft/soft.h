@@ -283,6 +283,7 @@ struct tlb {
 };
 
 void tlb_flush_all(struct soft_cpu *cpu);
+void tlb_flush_nonglobal(struct soft_cpu *cpu);
 void tlb_flush_page(struct soft_cpu *cpu, uint64_t la);
 /* Code pages (vm/memory.h, code stamps) never have write entries in the
  * TLB, so that every store to them reaches the slow path. A page that
@@ -404,7 +405,15 @@ struct soft_cpu {
 	uint64_t ud_count;     /* #UD raised for an opcode shrike does not implement */
 
 	struct tlb tlb;
-	uint64_t tlb_tag; /* (generation << TLB_GEN_SHIFT) | TLB_VALID: what a current tag holds */
+	/* (generation << TLB_GEN_SHIFT) | TLB_VALID: what a current tag holds,
+	 * for global translations (tlb_gtag, kept by CR3 writes) and the
+	 * others; tlb_tag_x is their XOR (the translator's probe uses it). */
+	uint64_t tlb_tag, tlb_gtag, tlb_tag_x;
+	uint64_t tlb_next_gen;
+	/* Bumped by every TLB flush, whole or one page: what linear addresses
+	 * map to may have changed (the translator's jump cache holds while it
+	 * does not; unlike code_gen, mode and CPL changes leave it). */
+	uint64_t map_gen;
 	/* The page instructions are being fetched from, so that sequential
 	 * fetches skip segmentation and the TLB (64-bit mode only). Cleared by
 	 * every TLB flush and mode change. */
@@ -514,7 +523,7 @@ static inline const struct tlb_entry *mmu_translate(struct soft_cpu *cpu, uint64
 	bool user = cpu->cpl == 3 && !supervisor;
 	uint64_t page = la & ~0xfffULL;
 	const struct tlb_entry *e = &cpu->tlb.e[acc][user][(page >> 12) % TLB_SIZE];
-	if (__builtin_expect(e->tag == (page | cpu->tlb_tag), 1))
+	if (__builtin_expect(e->tag == (page | cpu->tlb_tag) || e->tag == (page | cpu->tlb_gtag), 1))
 		return e;
 	return mmu_fill(cpu, la, acc, supervisor);
 }
@@ -542,7 +551,8 @@ static inline uint8_t *mem_fast(struct soft_cpu *cpu, unsigned seg, uint64_t off
 		return NULL;
 	uint64_t page = la & ~0xfffULL;
 	const struct tlb_entry *e = &cpu->tlb.e[acc][cpu->cpl == 3][(page >> 12) % TLB_SIZE];
-	if (__builtin_expect(e->tag != (page | cpu->tlb_tag) || !e->host, 0))
+	if (__builtin_expect((e->tag != (page | cpu->tlb_tag) && e->tag != (page | cpu->tlb_gtag)) ||
+			     !e->host, 0))
 		return NULL;
 	return e->host + (la & 0xfff); /* a write hit is never to a code page (tlb_protect_code) */
 }

@@ -31,6 +31,8 @@ struct insn_buf {
 };
 
 /* An r/m operand: a register or memory. */
+static unsigned sse_prefix_flags(uint8_t pfx);
+
 struct rm {
 	bool mem;
 	int reg;
@@ -603,6 +605,16 @@ void emit_dshift_mrcl(struct emit *e, enum hdshift op, unsigned sz, struct hmem 
 	wide_modrm(e, 0, sz, dshift_opcode(op, true), src, rm_mem(m), 0, 0);
 }
 
+void emit_wide_rr(struct emit *e, uint8_t pfx, uint32_t opc, unsigned sz, int dst, int src)
+{
+	wide_modrm(e, sse_prefix_flags(pfx), sz, opc, dst, rm_reg(src), 0, 0);
+}
+
+void emit_wide_rm(struct emit *e, uint8_t pfx, uint32_t opc, unsigned sz, int dst, struct hmem m)
+{
+	wide_modrm(e, sse_prefix_flags(pfx), sz, opc, dst, rm_mem(m), 0, 0);
+}
+
 void emit_imul_rr(struct emit *e, unsigned sz, int dst, int src)
 {
 	wide_modrm(e, 0, sz, 0x0faf, dst, rm_reg(src), 0, 0);
@@ -782,6 +794,34 @@ void emit_movq_xm(struct emit *e, int x, struct hmem m)
 void emit_movq_mx(struct emit *e, struct hmem m, int x)
 {
 	insn_modrm(e, F_66, 0x0fd6, x, rm_mem(m), 0, 0);
+}
+
+static unsigned sse_prefix_flags(uint8_t pfx)
+{
+	switch (pfx) {
+	case 0x66: return F_66;
+	case 0xf2: return F_F2;
+	case 0xf3: return F_F3;
+	default: return 0;
+	}
+}
+
+void emit_sse_xx(struct emit *e, uint8_t pfx, uint32_t opc, int dst, int src, int imm8)
+{
+	insn_modrm(e, sse_prefix_flags(pfx), opc, dst, rm_reg(src), imm8 >= 0 ? 1 : 0,
+		   (uint64_t)(imm8 & 0xff));
+}
+
+void emit_sse_xm(struct emit *e, uint8_t pfx, uint32_t opc, int dst, struct hmem m, int imm8)
+{
+	insn_modrm(e, sse_prefix_flags(pfx), opc, dst, rm_mem(m), imm8 >= 0 ? 1 : 0,
+		   (uint64_t)(imm8 & 0xff));
+}
+
+void emit_sse_rx(struct emit *e, uint8_t pfx, uint32_t opc, int r, int x, int imm8)
+{
+	insn_modrm(e, sse_prefix_flags(pfx), opc, r, rm_reg(x), imm8 >= 0 ? 1 : 0,
+		   (uint64_t)(imm8 & 0xff));
 }
 
 void emit_movd_xr(struct emit *e, int x, int r) { insn_modrm(e, F_66, 0x0f6e, x, rm_reg(r), 0, 0); }

@@ -170,6 +170,11 @@ void emit_dshift_mri(struct emit *e, enum hdshift op, unsigned sz, struct hmem m
 		     uint8_t count);
 void emit_dshift_rrcl(struct emit *e, enum hdshift op, unsigned sz, int dst, int src);
 void emit_dshift_mrcl(struct emit *e, enum hdshift op, unsigned sz, struct hmem m, int src);
+/* A 16/32/64-bit register destination with an r/m source and an optional
+ * mandatory prefix (F3 for TZCNT/LZCNT/POPCNT): BSF 0x0fbc, BSR 0x0fbd,
+ * POPCNT 0x0fb8, ... */
+void emit_wide_rr(struct emit *e, uint8_t pfx, uint32_t opc, unsigned sz, int dst, int src);
+void emit_wide_rm(struct emit *e, uint8_t pfx, uint32_t opc, unsigned sz, int dst, struct hmem m);
 /* Two- and three-operand IMUL (sz 2, 4, 8). */
 void emit_imul_rr(struct emit *e, unsigned sz, int dst, int src);
 void emit_imul_rm(struct emit *e, unsigned sz, int dst, struct hmem m);
@@ -225,6 +230,14 @@ void emit_movd_xr(struct emit *e, int x, int r);
 void emit_movd_rx(struct emit *e, int r, int x);
 void emit_movd_xm(struct emit *e, int x, struct hmem m);
 void emit_movd_mx(struct emit *e, struct hmem m, int x);
+
+/* Any SSE instruction of the form op xmm, xmm/m128 [, imm8] (or op r32,
+ * xmm for the _rx form, e.g. PMOVMSKB), given its mandatory prefix (0,
+ * 0x66, 0xF2, 0xF3) and its opcode bytes from 0F on (0x0fef, 0x0f3a0f);
+ * imm8 < 0: none. The translator copies guest SSE instructions with it. */
+void emit_sse_xx(struct emit *e, uint8_t pfx, uint32_t opc, int dst, int src, int imm8);
+void emit_sse_xm(struct emit *e, uint8_t pfx, uint32_t opc, int dst, struct hmem m, int imm8);
+void emit_sse_rx(struct emit *e, uint8_t pfx, uint32_t opc, int r, int x, int imm8);
 
 /* ---- control flow ----
  * The rel8/rel32 branches return a patch handle: the buffer offset of

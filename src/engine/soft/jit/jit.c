@@ -18,9 +18,11 @@
  * A translation found stale is made again, and the old entry is patched
  * to jump to the new one, which unlinks every chain that led there.
  * When the code cache or an arena fills up, everything is flushed. */
+#include <cpuid.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/soft/jit/jit_internal.h"
 
@@ -43,7 +45,6 @@ struct soft_jit *soft_jit_new(size_t cache_bytes)
 		return NULL;
 	j->tbs = calloc(JIT_MAX_TBS, sizeof(*j->tbs));
 	j->insns = calloc(JIT_INSN_ARENA, sizeof(*j->insns));
-	j->jc_gen = ~0ULL;
 	if (!j->tbs || !j->insns || jit_cache_init(&j->cache, cache_bytes) != 0) {
 		free(j->tbs);
 		free(j->insns);
@@ -55,6 +56,12 @@ struct soft_jit *soft_jit_new(size_t cache_bytes)
 		return NULL;
 	}
 	j->st.enabled = true;
+	j->host = jit_host_features();
+	if (getenv("SHRIKE_PERF_MAP")) {
+		char path[64];
+		snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+		j->perf_map = fopen(path, "a");
+	}
 	return j;
 }
 
@@ -62,15 +69,37 @@ void soft_jit_free(struct soft_jit *j)
 {
 	if (!j)
 		return;
+	if (j->perf_map)
+		fclose(j->perf_map);
 	jit_cache_destroy(&j->cache);
 	free(j->tbs);
 	free(j->insns);
 	free(j);
 }
 
+/* What shapes the generated code besides the bytes: the CPL (which TLB
+ * the probes index) and whether SSE instructions may run without a fault
+ * (jit_sse_usable: they are emitted natively only then). */
+unsigned jit_host_features(void)
+{
+	unsigned a, b, c, d, f = 0;
+	if (__get_cpuid(1, &a, &b, &c, &d)) {
+		f |= (c & bit_SSSE3) ? HOST_SSSE3 : 0;
+		f |= (c & bit_SSE4_1) ? HOST_SSE41 : 0;
+		f |= (c & bit_SSE4_2) ? HOST_SSE42 : 0;
+		f |= (c & bit_POPCNT) ? HOST_POPCNT : 0;
+	}
+	if (__get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & bit_LZCNT))
+		f |= HOST_LZCNT;
+	if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_BMI))
+		f |= HOST_BMI1;
+	return f;
+}
+
 static uint64_t tb_key(const struct soft_cpu *cpu, uint64_t gpa)
 {
-	return gpa | ((uint64_t)(cpu->cpl == 3) << 62) | (1ULL << 61);
+	return gpa | ((uint64_t)(cpu->cpl == 3) << 62) | (1ULL << 61) |
+	       ((uint64_t)jit_sse_usable(cpu) << 60);
 }
 
 static unsigned tb_hash(uint64_t key)
@@ -105,6 +134,11 @@ static struct jit_tb *translate(struct soft_jit *j, struct soft_cpu *cpu, const 
 			tlb_protect_code(cpu, gpa & ~0xfffULL);
 		int rc = jit_translate(j, cpu, tb, code, gpa);
 		if (rc == 0) {
+			if (j->perf_map)
+				fprintf(j->perf_map, "%lx %lx guest_%llx_cacheoff_%lx\n",
+					(unsigned long)tb->code, (unsigned long)tb->code_size,
+					(unsigned long long)tb->rip,
+					(unsigned long)(tb->code - (uintptr_t)j->cache.rx));
 			j->ntbs++;
 			unsigned h = tb_hash(key);
 			tb->next = j->hash[h];
@@ -154,10 +188,12 @@ static struct jit_tb *lookup(struct soft_jit *j, struct soft_cpu *cpu)
 	}
 	/* Absent, stale, or made at another linear address of the same code
 	 * (whose chains assume that address's page): make it anew. */
+	uint64_t generation = jit_cache_generation(&j->cache);
 	struct jit_tb *fresh = translate(j, cpu, code, gpa, key);
 	if (!fresh)
 		return NULL;
-	if (tb) {
+	/* A flush on the way emptied the table and the cache: tb is gone. */
+	if (tb && jit_cache_generation(&j->cache) == generation) {
 		/* A stale translation's entry leads to the fresh one. One made at
 		 * another linear address stays as it is for the chains into it,
 		 * which come from its own page. */
@@ -195,18 +231,11 @@ uint32_t jit_run_handler(struct soft_cpu *cpu, struct jit_call *c)
 	return cpu->next_rip != c->fall;
 }
 
-static void jc_sync(struct soft_jit *j, const struct soft_cpu *cpu)
-{
-	if (j->jc_gen != cpu->code_gen) {
-		memset(j->jc, 0, sizeof(j->jc));
-		j->jc_gen = cpu->code_gen;
-	}
-}
-
 static void jc_fill(struct soft_jit *j, const struct soft_cpu *cpu, const struct jit_tb *tb)
 {
 	struct jit_jc *e = &j->jc[jit_jc_index(cpu->s.rip)];
 	e->tag = jit_jc_tag(cpu->s.rip, cpu->cpl == 3);
+	e->gen = cpu->map_gen;
 	e->code = tb->code;
 }
 
@@ -228,7 +257,6 @@ bool soft_jit_run(struct soft_cpu *cpu, struct soft_jit *j, const _Atomic bool *
 	(void)irq_hint;
 	cpu->jit_budget = *budget;
 	while (cpu->jit_budget > 0 && cpu->long64 && !cpu->halted && !cpu->shutdown) {
-		jc_sync(j, cpu);
 		struct jit_tb *tb = lookup(j, cpu);
 		if (!tb)
 			break;

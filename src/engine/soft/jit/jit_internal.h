@@ -3,6 +3,8 @@
 #ifndef SHRIKE_ENGINE_SOFT_JIT_INTERNAL_H
 #define SHRIKE_ENGINE_SOFT_JIT_INTERNAL_H
 
+#include <stdio.h>
+
 #include "engine/soft/jit/code_cache.h"
 #include "engine/soft/jit/emit.h"
 #include "engine/soft/jit/jit.h"
@@ -12,7 +14,7 @@
 #define JIT_HASH_SIZE (1u << JIT_HASH_BITS)
 #define JIT_MAX_TBS (1u << 17)
 #define JIT_MAX_INSNS SOFT_JIT_MIN_BUDGET /* guest instructions per translation */
-#define JIT_MAX_CODE (64u << 10) /* host bytes per translation, at most */
+#define JIT_MAX_CODE (32u << 10) /* host bytes per translation, at most */
 #define JIT_INSN_ARENA (1u << 17) /* decoded instructions kept for handler calls */
 #define JIT_OPS (OPMAP_COUNT * 256)
 
@@ -33,8 +35,16 @@ struct jit_call {
  * that translated code resolves without the dispatcher. */
 struct jit_jc {
 	uint64_t tag;
+	uint64_t gen;   /* cpu->map_gen when filled: a TLB flush retires it */
 	uintptr_t code;
 };
+
+/* Host CPU features the translator copies guest instructions onto. */
+enum {
+	HOST_SSSE3 = 1 << 0, HOST_SSE41 = 1 << 1, HOST_SSE42 = 1 << 2, HOST_POPCNT = 1 << 3,
+	HOST_LZCNT = 1 << 4, HOST_BMI1 = 1 << 5,
+};
+unsigned jit_host_features(void);
 
 /* One translation: guest code at a guest-physical address in one mode. */
 struct jit_tb {
@@ -43,6 +53,7 @@ struct jit_tb {
 	const uint32_t *stamp_ptr;
 	uint32_t stamp;      /* the code page's stamp when translated */
 	uint32_t ninsns;
+	uint32_t code_size;  /* bytes of host code */
 	uintptr_t code;      /* entry, an execute address in the cache */
 	struct jit_tb *next; /* hash chain */
 };
@@ -58,11 +69,12 @@ struct soft_jit {
 	unsigned ntbs;
 	struct jit_call *insns; /* [JIT_INSN_ARENA], handler calls */
 	unsigned ninsns;
-	/* The jump cache holds while cpu->code_gen (the TLB's contents) is
-	 * jc_gen; the dispatcher empties it otherwise. */
-	uint64_t jc_gen;
+	/* Entries hold while cpu->map_gen (what linear addresses map to) is
+	 * the one they were filled under. */
 	struct jit_jc jc[JIT_JC_SIZE];
 	uint64_t fallback_count[JIT_OPS]; /* incremented by generated code */
+	FILE *perf_map; /* SHRIKE_PERF_MAP: /tmp/perf-PID.map, for perf to name translations */
+	unsigned host;  /* HOST_*: what the host CPU can run of what the guest's code may copy */
 	struct engine_jit_stats st;
 };
 
@@ -75,6 +87,12 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 /* 0: the instruction fell through; 1: it branched (cpu->s.rip is where
  * to); 2: it asks for the run loop (mode, paging, halt, its own code). */
 uint32_t jit_run_handler(struct soft_cpu *cpu, struct jit_call *c);
+
+/* SSE instructions raise no #UD/#NM now (fpu_check_sse's conditions). */
+static inline bool jit_sse_usable(const struct soft_cpu *cpu)
+{
+	return !(cpu->s.cr0 & (CR0_EM | CR0_TS)) && (cpu->s.cr4 & CR4_OSFXSR);
+}
 
 static inline uint64_t jit_jc_tag(uint64_t rip, bool user) { return rip ^ ((uint64_t)user << 63); }
 static inline unsigned jit_jc_index(uint64_t rip)

@@ -102,12 +102,14 @@ struct tctx {
 	unsigned k;         /* the instruction being translated */
 	enum fstate fs;
 	bool user;          /* CPL 3: the TLB index of the generated probes */
+	bool sse;           /* SSE instructions may be emitted natively (jit_sse_usable) */
 	unsigned nstubs, first_pending;
 	/* Write-through register cache: guest register n lives in host
 	 * register cached[n] (or -1) for the whole block; every write also
 	 * goes to memory, so memory is always current for C code, faults and
 	 * exits, and only a handler call (which may write any register)
 	 * requires reloading the cache. */
+	struct stub *pending_slow; /* sse_mem: the misalignment exit, completed at the end */
 	int8_t cached[16];
 	uint16_t cached_set;
 	struct stub stubs[MAX_STUBS];
@@ -202,6 +204,8 @@ static void call_helper(struct tctx *t, const void *fn)
 	emit_call_abs(&t->e, (uintptr_t)fn, H_RAX);
 }
 
+static void emit_flags_from_rax(struct emit *e);
+
 /* The flag conversions are shared routines of the runtime (emitted once
  * per cache, jit_emit_runtime), called from translated code: a call and a
  * return change no flags, so the host's flags reach them intact. */
@@ -241,6 +245,22 @@ static void materialize_from(struct tctx *t, enum fstate fs)
 		materialize_r8(t);
 }
 
+/* Host arithmetic flags ← the RFLAGS image in RAX, without POPFQ (slow,
+ * microcoded): OF through ADD AL, 0x7F on AL = OF (0x80 overflows, 0x7F
+ * does not), then SF ZF AF PF CF through SAHF from AH = the image's low
+ * byte. Clobbers RAX and R11. */
+static void emit_flags_from_rax(struct emit *e)
+{
+	static const uint8_t mov_ah_al[] = {0x88, 0xc4};
+	emit_mov_rr(e, 8, H_R11, H_RAX);
+	emit_shift_ri(e, HSH_SHR, 4, H_RAX, 11);
+	emit_alu_ri(e, HALU_AND, 4, H_RAX, 1);
+	emit_alu_ri(e, HALU_ADD, 1, H_RAX, 0x7f);
+	emit_mov_rr(e, 8, H_RAX, H_R11);
+	emit_bytes(e, mov_ah_al, sizeof(mov_ah_al));
+	emit_sahf(e);
+}
+
 static void emit_flag_routines(struct emit *e, struct soft_jit *j)
 {
 	/* Calls C: realign the stack the call misaligned. */
@@ -250,8 +270,7 @@ static void emit_flag_routines(struct emit *e, struct soft_jit *j)
 	emit_mov_rr(e, 8, H_RDI, H_RBP);
 	emit_call_abs(e, (uintptr_t)jit_flags_to_host, H_RAX);
 	emit_alu_ri(e, HALU_ADD, 8, H_RSP, 8);
-	emit_push_r(e, H_RAX);
-	emit_popfq(e);
+	emit_flags_from_rax(e);
 	emit_ret(e);
 }
 
@@ -295,8 +314,8 @@ static void flags_to_host_keep_rcx(struct tctx *t)
 		emit_mov_rm(&t->e, 8, H_RCX, cpu_field(OFF_SCRATCH));
 		t->fs = F_BOTH;
 	} else if (t->fs == F_R8) {
-		emit_push_r(&t->e, H_R8);
-		emit_popfq(&t->e);
+		emit_mov_rr(&t->e, 8, H_RAX, H_R8);
+		emit_flags_from_rax(&t->e);
 		t->fs = F_HOST;
 	}
 }
@@ -308,8 +327,8 @@ static void flags_to_host(struct tctx *t)
 		load_flags_to_host(t);
 		t->fs = F_BOTH;
 	} else if (t->fs == F_R8) {
-		emit_push_r(&t->e, H_R8);
-		emit_popfq(&t->e);
+		emit_mov_rr(&t->e, 8, H_RAX, H_R8);
+		emit_flags_from_rax(&t->e);
 		t->fs = F_HOST;
 	}
 }
@@ -348,12 +367,12 @@ static void exit_dynamic(struct tctx *t, size_t branch, uint32_t icount)
 
 /* ---- flag liveness ---- */
 
-static void flag_use(const struct insn *i, uint8_t *rd, uint8_t *wr);
+static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, uint8_t *wr);
 
 static uint8_t live_before(const struct tctx *t, unsigned k)
 {
 	uint8_t rd, wr;
-	flag_use(&t->insn[k], &rd, &wr);
+	flag_use(t, &t->insn[k], &rd, &wr);
 	return (uint8_t)(rd | (t->live_after[k] & ~wr));
 }
 
@@ -363,7 +382,7 @@ static void compute_liveness(struct tctx *t)
 	for (unsigned k = t->n; k-- > 0;) {
 		t->live_after[k] = live;
 		uint8_t rd, wr;
-		flag_use(&t->insn[k], &rd, &wr);
+		flag_use(t, &t->insn[k], &rd, &wr);
 		live = (uint8_t)(rd | (live & ~wr));
 		/* A conditional branch leaves the block when taken. */
 		if ((t->insn[k].map == OPMAP_1B && t->insn[k].opcode >= 0x70 && t->insn[k].opcode <= 0x7f) ||
@@ -444,7 +463,12 @@ static void emit_probe(struct tctx *t, const struct insn *i, unsigned size, enum
 	emit_alu_rm(e, HALU_OR, 8, H_RCX, cpu_field((int32_t)offsetof(struct soft_cpu, tlb_tag)));
 	int32_t base = OFF_TLB(acc, t->user ? 1 : 0);
 	emit_alu_rm(e, HALU_CMP, 8, H_RCX, hmem_sib(H_RBP, H_RAX, 8, base));
+	size_t hit = emit_jcc_rel8(e, HCC_E, 0);
+	/* A global translation carries the other current tag. */
+	emit_alu_rm(e, HALU_XOR, 8, H_RCX, cpu_field((int32_t)offsetof(struct soft_cpu, tlb_tag_x)));
+	emit_alu_rm(e, HALU_CMP, 8, H_RCX, hmem_sib(H_RBP, H_RAX, 8, base));
 	size_t miss = emit_jcc_rel32(e, HCC_NE, 0);
+	emit_bind_rel8(e, hit);
 	emit_mov_rm(e, 8, H_RCX, hmem_sib(H_RBP, H_RAX, 8, base + 8));
 	emit_mov_rr(e, 4, H_RAX, H_RDI);
 	emit_alu_ri(e, HALU_AND, 4, H_RAX, 0xfff);
@@ -586,12 +610,16 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 	emit_probe(t, i, size, writes ? ACC_WRITE : ACC_READ, &slow);
 	if (reads_cf)
 		flags_to_host_keep_rcx(t);
-	if (imm) {
-		emit_alu_mi(e, op, size, hmem_base(H_RCX, 0), iv);
-	} else {
+	if (!imm)
 		g_load(t, size, H_RAX, i->reg);
+	/* LOCK: the host's locked instruction on guest RAM is atomic for
+	 * every other vCPU and device thread too. */
+	if (i->lock)
+		emit_lock(e);
+	if (imm)
+		emit_alu_mi(e, op, size, hmem_base(H_RCX, 0), iv);
+	else
 		emit_alu_mr(e, op, size, hmem_base(H_RCX, 0), H_RAX);
-	}
 	produced_flags(t);
 	end_mem(t, slow);
 	return true;
@@ -746,7 +774,9 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	bool flags = op != HUN_NOT;
 	/* INC/DEC keep CF: when it is needed afterwards the host must hold
 	 * the guest's CF before the instruction. */
-	bool need_cf = keeps_cf && (t->live_after[t->k] & FL_CF);
+	/* The guest's CF is needed even where it looks dead: a fault before
+	 * the next flag writer pushes RFLAGS. Free when the host has it. */
+	bool need_cf = keeps_cf;
 	if (need_cf && i->mod == 3)
 		flags_to_host(t);
 	if (i->mod == 3) {
@@ -761,6 +791,8 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	emit_probe(t, i, size, ACC_WRITE, &slow);
 	if (need_cf)
 		flags_to_host_keep_rcx(t);
+	if (i->lock)
+		emit_lock(e);
 	emit_unary_m(e, op, size, hmem_base(H_RCX, 0));
 	if (flags)
 		produced_flags(t);
@@ -781,8 +813,9 @@ static bool tr_shift(struct tctx *t, const struct insn *i, unsigned size, int co
 		return false;
 	if (i->mod == 3 && !byte_reg_ok(i, size, i->rm))
 		return false;
-	uint8_t written = count < 0 ? 0 : op <= HSH_ROR ? (FL_CF | FL_OF) : FL_ALL;
-	bool need_old = (t->live_after[t->k] & ~written) != 0;
+	/* Flags the instruction keeps are needed even where they look dead:
+	 * a fault before the next flag writer pushes RFLAGS. */
+	bool need_old = !(count >= 0 && op > HSH_ROR);
 	struct stub *slow = NULL;
 	if (i->mod == 3) {
 		if (need_old)
@@ -970,6 +1003,440 @@ static bool tr_ret(struct tctx *t, const struct insn *i)
 	return true;
 }
 
+/* ---- SSE: integer, logic and moves on XMM registers ----
+ * Copied to the host's own instruction on XMM0/XMM1, loaded from and
+ * stored to cpu->fpu.xmm. Only forms whose result does not depend on
+ * MXCSR (no floating point) and that raise no SIMD exception; a 16-byte
+ * memory operand that must be aligned is checked inline (the slow path,
+ * the handler, raises the #GP). Taken only when SSE is usable, which is
+ * part of the translation's key (jit_sse_usable). */
+#define OFF_XMM(n) ((int32_t)(offsetof(struct soft_cpu, fpu.xmm) + 16 * (size_t)((n) & 15)))
+
+static uint8_t sse_prefix(const struct insn *i)
+{
+	switch (i->def->prefix) {
+	case PFX_66: return 0x66;
+	case PFX_F3: return 0xf3;
+	case PFX_F2: return 0xf2;
+	default: return 0;
+	}
+}
+
+/* Two-operand xmm, xmm/m128 instructions the host runs as they are. */
+static bool sse_plain_op(uint8_t pfx, unsigned op)
+{
+	if (pfx == 0x66)
+		return (op >= 0x60 && op <= 0x6d) || (op >= 0x74 && op <= 0x76) ||
+		       (op >= 0xd1 && op <= 0xd5) || (op >= 0xd8 && op <= 0xdf) ||
+		       (op >= 0xe0 && op <= 0xe5) || (op >= 0xe8 && op <= 0xef) ||
+		       (op >= 0xf1 && op <= 0xf6) || (op >= 0xf8 && op <= 0xfe) ||
+		       (op >= 0x54 && op <= 0x57) || op == 0x14 || op == 0x15;
+	return pfx == 0 && ((op >= 0x54 && op <= 0x57) || op == 0x14 || op == 0x15);
+}
+
+/* The m128 operand's host address in RCX; `aligned`: misaligned goes to
+ * the slow path. */
+static struct stub *sse_mem(struct tctx *t, const struct insn *i, unsigned size, enum access acc,
+			    bool aligned)
+{
+	struct stub *slow;
+	emit_probe(t, i, size, acc, &slow);
+	if (aligned) {
+		emit_test_ri(&t->e, 4, H_RDI, 15);
+		size_t bad = emit_jcc_rel32(&t->e, HCC_NE, 0);
+		struct stub *again = new_stub(t, STUB_SLOW);
+		*again = *slow;
+		again->branch = bad;
+		t->pending_slow = again;
+	}
+	return slow;
+}
+
+static void sse_end_mem(struct tctx *t, struct stub *slow)
+{
+	end_mem(t, slow);
+	if (t->pending_slow) {
+		struct stub *again = t->pending_slow;
+		size_t branch = again->branch;
+		*again = *slow;
+		again->branch = branch;
+		t->pending_slow = NULL;
+	}
+}
+
+/* Whether tr_sse emits this instruction itself (then it neither reads
+ * nor writes the arithmetic flags). */
+static bool sse_native(const struct insn *i)
+{
+	if (i->map != OPMAP_0F || !i->def)
+		return false;
+	uint8_t pfx = sse_prefix(i);
+	unsigned op = i->opcode;
+	return sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0) ||
+	       (pfx == 0x66 && op >= 0x71 && op <= 0x73 && i->mod == 3) ||
+	       (op == 0x6f && (pfx == 0x66 || pfx == 0xf3)) ||
+	       ((op == 0x10 || op == 0x28) && (pfx == 0 || pfx == 0x66)) ||
+	       (op == 0x7f && (pfx == 0x66 || pfx == 0xf3)) ||
+	       ((op == 0x11 || op == 0x29) && (pfx == 0 || pfx == 0x66)) ||
+	       (op == 0xe7 && pfx == 0x66) || (op == 0x2b && pfx == 0) ||
+	       ((op == 0x6e || op == 0x7e || op == 0xd6) && pfx == 0x66) ||
+	       (op == 0x7e && pfx == 0xf3) || (op == 0xd7 && pfx == 0x66 && i->mod == 3);
+}
+
+static bool tr_sse(struct tctx *t, const struct insn *i)
+{
+	if (!sse_native(i))
+		return false;
+	struct emit *e = &t->e;
+	uint8_t pfx = sse_prefix(i);
+	unsigned op = i->opcode;
+	uint32_t opc = 0x0f00 | op;
+	struct stub *slow = NULL;
+
+	if (sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0)) {
+		int imm = op == 0x70 ? (int)(i->imm & 0xff) : -1;
+		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
+		if (i->mod == 3) {
+			/* cpu->fpu.xmm need not be 16-byte aligned: no m128 form. */
+			emit_movdqu_xm(e, 1, cpu_field(OFF_XMM(i->rm)));
+			emit_sse_xx(e, pfx, opc, 0, 1, imm);
+		} else {
+			slow = sse_mem(t, i, 16, ACC_READ, true);
+			emit_movdqu_xm(e, 1, hmem_base(H_RCX, 0));
+			emit_sse_xx(e, pfx, opc, 0, 1, imm);
+		}
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+		if (slow)
+			sse_end_mem(t, slow);
+		return true;
+	}
+	/* Immediate shifts 66 0F 71/72/73 /digit xmm, ib. */
+	if (pfx == 0x66 && op >= 0x71 && op <= 0x73 && i->mod == 3) {
+		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->rm)));
+		emit_sse_xx(e, pfx, opc, (int)(i->reg & 7), 0, (int)(i->imm & 0xff));
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(i->rm)), 0);
+		return true;
+	}
+	/* 16-byte loads and stores. */
+	bool load = (op == 0x6f && (pfx == 0x66 || pfx == 0xf3)) ||
+		    ((op == 0x10 || op == 0x28) && (pfx == 0 || pfx == 0x66));
+	bool store = (op == 0x7f && (pfx == 0x66 || pfx == 0xf3)) ||
+		     ((op == 0x11 || op == 0x29) && (pfx == 0 || pfx == 0x66)) ||
+		     (op == 0xe7 && pfx == 0x66) || (op == 0x2b && pfx == 0);
+	if (load || store) {
+		bool aligned = op == 0x28 || op == 0x29 || op == 0x2b || op == 0xe7 ||
+			       ((op == 0x6f || op == 0x7f) && pfx == 0x66);
+		if (i->mod == 3) {
+			unsigned from = load ? i->rm : i->reg, to = load ? i->reg : i->rm;
+			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(from)));
+			emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
+			return true;
+		}
+		slow = sse_mem(t, i, 16, load ? ACC_READ : ACC_WRITE, aligned);
+		if (load) {
+			emit_movdqu_xm(e, 0, hmem_base(H_RCX, 0));
+			emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+		} else {
+			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
+			emit_movdqu_mx(e, hmem_base(H_RCX, 0), 0);
+		}
+		sse_end_mem(t, slow);
+		return true;
+	}
+	/* MOVD/MOVQ xmm, r/m (zero-extended to 128 bits). */
+	if (op == 0x6e && pfx == 0x66) {
+		unsigned size = i->opsize == 8 ? 8 : 4;
+		if (i->mod == 3) {
+			g_load(t, size, H_RAX, i->rm);
+		} else {
+			slow = sse_mem(t, i, size, ACC_READ, false);
+			emit_mov_rm(e, size, H_RAX, hmem_base(H_RCX, 0));
+		}
+		if (size == 8)
+			emit_movq_xr(e, 0, H_RAX);
+		else
+			emit_movd_xr(e, 0, H_RAX);
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+		if (slow)
+			sse_end_mem(t, slow);
+		return true;
+	}
+	/* MOVD/MOVQ r/m, xmm. */
+	if (op == 0x7e && pfx == 0x66) {
+		unsigned size = i->opsize == 8 ? 8 : 4;
+		emit_mov_rm(e, size, H_RAX, cpu_field(OFF_XMM(i->reg)));
+		if (i->mod == 3) {
+			store_reg(t, i->rm, size);
+			return true;
+		}
+		emit_mov_mr(e, 8, cpu_field(OFF_SCRATCH), H_RAX);
+		slow = sse_mem(t, i, size, ACC_WRITE, false);
+		emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_SCRATCH));
+		emit_mov_mr(e, size, hmem_base(H_RCX, 0), H_RAX);
+		sse_end_mem(t, slow);
+		return true;
+	}
+	/* MOVQ xmm, xmm/m64 (F3 0F 7E) and MOVQ xmm/m64, xmm (66 0F D6). */
+	if ((op == 0x7e && pfx == 0xf3) || (op == 0xd6 && pfx == 0x66)) {
+		bool to_xmm = op == 0x7e;
+		if (i->mod == 3) {
+			unsigned from = to_xmm ? i->rm : i->reg, to = to_xmm ? i->reg : i->rm;
+			emit_movq_xm(e, 0, cpu_field(OFF_XMM(from)));
+			emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
+			return true;
+		}
+		slow = sse_mem(t, i, 8, to_xmm ? ACC_READ : ACC_WRITE, false);
+		if (to_xmm) {
+			emit_movq_xm(e, 0, hmem_base(H_RCX, 0));
+			emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+		} else {
+			emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_XMM(i->reg)));
+			emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
+		}
+		sse_end_mem(t, slow);
+		return true;
+	}
+	/* PMOVMSKB r32, xmm. */
+	if (op == 0xd7 && pfx == 0x66 && i->mod == 3) {
+		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->rm)));
+		emit_sse_rx(e, 0x66, 0x0fd7, H_RAX, 0, -1);
+		store_reg(t, i->reg, 4);
+		return true;
+	}
+	return false;
+}
+
+/* ---- more integer instructions ---- */
+
+/* Instructions whose LOCK form is emitted as the host's locked one. */
+static bool lockable(const struct insn *i)
+{
+	unsigned op = i->opcode;
+	if (i->mod == 3)
+		return false;
+	if (i->map == OPMAP_1B)
+		return (op < 0x40 && (op & 7) < 2 && (op >> 3) != HALU_CMP && (op >> 3) != HALU_ADC &&
+			(op >> 3) != HALU_SBB) ||
+		       (op >= 0x80 && op <= 0x83 && op != 0x82 && i->reg != HALU_CMP &&
+			i->reg != HALU_ADC && i->reg != HALU_SBB) ||
+		       ((op == 0xf6 || op == 0xf7) && (i->reg == 2 || i->reg == 3)) ||
+		       ((op == 0xfe || op == 0xff) && i->reg <= 1) || op == 0x86 || op == 0x87;
+	return i->map == OPMAP_0F && (op == 0xb0 || op == 0xb1 || op == 0xc0 || op == 0xc1);
+}
+
+/* Guest register n ← all 64 bits of host register h (moves only). */
+static void g_set64(struct tctx *t, unsigned n, int h)
+{
+	int c = hreg_of(t, n);
+	if (c >= 0)
+		emit_mov_rr(&t->e, 8, c, h);
+	emit_mov_mr(&t->e, 8, gpr_slot(n), h);
+}
+
+/* A slow path for an instruction without a TLB probe: the handler runs
+ * the whole instruction (a case the native form does not cover). */
+static struct stub *new_slow(struct tctx *t, size_t branch)
+{
+	struct stub *s = new_stub(t, STUB_SLOW);
+	s->branch = branch;
+	s->rip = t->rip[t->k];
+	s->fall = t->rip[t->k + 1];
+	s->flags_r8 = t->fs == F_R8;
+	return s;
+}
+
+/* XCHG r/m, r (86/87): with memory implicitly locked, as on hardware. */
+static bool tr_xchg(struct tctx *t, const struct insn *i, unsigned size)
+{
+	struct emit *e = &t->e;
+	if (!byte_reg_ok(i, size, i->reg) || (i->mod == 3 && !byte_reg_ok(i, size, i->rm)))
+		return false;
+	if (i->mod == 3) {
+		g_load(t, size, H_RAX, i->reg);
+		g_load(t, size, H_RDX, i->rm);
+		store_reg(t, i->rm, size);
+		emit_mov_rr(e, 8, H_RAX, H_RDX);
+		store_reg(t, i->reg, size);
+		return true;
+	}
+	struct stub *slow;
+	emit_probe(t, i, size, ACC_WRITE, &slow);
+	g_load(t, size, H_RAX, i->reg);
+	emit_xchg_mr(e, size, hmem_base(H_RCX, 0), H_RAX);
+	store_reg(t, i->reg, size);
+	end_mem(t, slow);
+	return true;
+}
+
+/* CMPXCHG r/m, r and XADD r/m, r on memory (LOCK kept). The accumulator
+ * goes through the host's RAX whole, so the host's rules for its upper
+ * half are the guest's. */
+static bool tr_cmpxchg_xadd(struct tctx *t, const struct insn *i, unsigned size, bool xadd)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3 || !byte_reg_ok(i, size, i->reg))
+		return false;
+	struct stub *slow;
+	emit_probe(t, i, size, ACC_WRITE, &slow);
+	g_load(t, size, H_RDX, i->reg);
+	if (xadd) {
+		emit_xadd_mr(e, size, hmem_base(H_RCX, 0), H_RDX, i->lock);
+		produced_flags(t);
+		emit_mov_rr(e, 8, H_RAX, H_RDX);
+		store_reg(t, i->reg, size);
+	} else {
+		g_load(t, 8, H_RAX, GPR_RAX);
+		emit_cmpxchg_mr(e, size, hmem_base(H_RCX, 0), H_RDX, i->lock);
+		produced_flags(t);
+		g_set64(t, GPR_RAX, H_RAX);
+	}
+	end_mem(t, slow);
+	return true;
+}
+
+/* MUL and one-operand IMUL (F6/F7 /4 /5): rDX:rAX ← rAX * r/m through the
+ * host's own RAX and RDX, loaded and stored whole (the host merges the
+ * narrow forms exactly as the guest would). */
+static bool tr_mul(struct tctx *t, const struct insn *i, unsigned size, bool is_signed)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3 && !byte_reg_ok(i, size, i->rm))
+		return false;
+	struct stub *slow = NULL;
+	if (i->mod == 3) {
+		g_load(t, size, H_RCX, i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		emit_mov_rm(e, size, H_RCX, hmem_base(H_RCX, 0));
+	}
+	g_load(t, 8, H_RAX, GPR_RAX);
+	g_load(t, 8, H_RDX, GPR_RDX);
+	emit_unary_r(e, is_signed ? HUN_IMUL : HUN_MUL, size, H_RCX);
+	produced_flags(t);
+	g_set64(t, GPR_RAX, H_RAX);
+	g_set64(t, GPR_RDX, H_RDX);
+	if (slow)
+		end_mem(t, slow);
+	return true;
+}
+
+/* BSF/BSR (0F BC/BD), TZCNT/LZCNT (F3 0F BC/BD), POPCNT (F3 0F B8). A
+ * zero source leaves BSF/BSR's destination to the handler (undefined by
+ * the SDM; the interpreter's choice stands). */
+static bool tr_bitscan(struct tctx *t, const struct insn *i, uint8_t pfx)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	bool bsf_bsr = pfx == 0;
+	if (size < 2)
+		return false;
+	struct stub *slow = NULL, *zero = NULL;
+	if (i->mod == 3) {
+		g_load(t, size, H_RDX, i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		emit_mov_rm(e, size, H_RDX, hmem_base(H_RCX, 0));
+	}
+	if (bsf_bsr) {
+		if (!slow)
+			flags_before_probe(t);
+		emit_test_rr(e, size, H_RDX, H_RDX);
+		size_t z = emit_jcc_rel32(e, HCC_E, 0);
+		zero = new_slow(t, z);
+	}
+	int w = g_work(t, i->reg, size);
+	emit_wide_rr(e, pfx, 0x0f00 | i->opcode, size, w, H_RDX);
+	produced_flags(t);
+	g_finish(t, i->reg, size, w);
+	if (slow)
+		end_mem(t, slow);
+	if (zero)
+		end_mem(t, zero);
+	return true;
+}
+
+/* BT/BTS/BTR/BTC r/m, imm8 (0F BA /4-7). ZF is kept: the host starts
+ * from the guest's flags. */
+static bool tr_bt_imm(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	enum hbt op = (enum hbt)(i->reg - 4);
+	uint8_t bit = (uint8_t)(i->imm & (size * 8 - 1));
+	if (size < 2 || i->reg < 4 || (i->lock && op == HBT_BT))
+		return false;
+	if (i->mod == 3) {
+		flags_to_host(t);
+		int w = g_work(t, i->rm, size);
+		emit_bt_ri(e, op, size, w, bit);
+		produced_flags(t);
+		if (op != HBT_BT)
+			g_finish(t, i->rm, size, w);
+		return true;
+	}
+	struct stub *slow;
+	emit_probe(t, i, size, op == HBT_BT ? ACC_READ : ACC_WRITE, &slow);
+	flags_to_host_keep_rcx(t);
+	if (i->lock)
+		emit_lock(e);
+	emit_bt_mi(e, op, size, hmem_base(H_RCX, 0), bit);
+	produced_flags(t);
+	end_mem(t, slow);
+	return true;
+}
+
+/* FF /2 CALL r/m64, /4 JMP r/m64, /6 PUSH r/m64. */
+static bool tr_ff_branch_push(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	if (i->opsize != 8)
+		return false;
+	struct stub *slow = NULL, *slow2 = NULL;
+	if (i->mod == 3) {
+		g_load(t, 8, H_RDX, i->rm);
+	} else {
+		emit_probe(t, i, 8, ACC_READ, &slow);
+		emit_mov_rm(e, 8, H_RDX, hmem_base(H_RCX, 0));
+	}
+	if (i->reg != 6) {
+		/* A non-canonical target faults on the branch (the handler). */
+		if (!slow)
+			flags_before_probe(t);
+		emit_mov_rr(e, 8, H_RAX, H_RDX);
+		emit_shift_ri(e, HSH_SHL, 8, H_RAX, 16);
+		emit_shift_ri(e, HSH_SAR, 8, H_RAX, 16);
+		emit_alu_rr(e, HALU_CMP, 8, H_RAX, H_RDX);
+		size_t bad = emit_jcc_rel32(e, HCC_NE, 0);
+		slow2 = new_slow(t, bad);
+	}
+	if (i->reg == 2 || i->reg == 6) {
+		struct stub *push;
+		struct insn top = {.base = GPR_RSP, .index = REG_NONE, .disp = -8, .addrsize = 8,
+				   .seg = SEG_SS};
+		emit_probe(t, &top, 8, ACC_WRITE, &push);
+		if (i->reg == 2)
+			emit_mov_ri(e, 8, H_RAX, t->rip[t->k + 1]);
+		else
+			emit_mov_rr(e, 8, H_RAX, H_RDX);
+		emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
+		if (i->reg == 2)
+			emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RDX);
+		g_add_noflags(t, GPR_RSP, -8);
+		end_mem(t, push);
+	} else {
+		emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RDX);
+	}
+	if (slow)
+		end_mem(t, slow);
+	if (slow2)
+		end_mem(t, slow2);
+	if (i->reg == 6)
+		return true;
+	size_t br = emit_jmp_rel32(e, 0);
+	exit_dynamic(t, br, t->k + 1);
+	return true;
+}
+
 /* ---- instruction selection ---- */
 
 static bool is_nop(const struct insn *i)
@@ -981,7 +1448,9 @@ static bool is_nop(const struct insn *i)
 static bool tr_native(struct tctx *t, const struct insn *i)
 {
 	unsigned op = i->opcode, size = op_size(i);
-	if (i->lock)
+	/* LOCK: only the memory read-modify-writes emitted with a LOCK of
+	 * their own (the decoder refuses LOCK elsewhere). */
+	if (i->lock && !lockable(i))
 		return false;
 	if (i->map == OPMAP_1B) {
 		if (op < 0x40 && (op & 7) < 6) {
@@ -1016,6 +1485,8 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_test(t, i, size, false, 0);
 		if (op >= 0x88 && op <= 0x8b)
 			return tr_mov(t, i, size, op >= 0x8a);
+		if (op == 0x86 || op == 0x87)
+			return tr_xchg(t, i, size);
 		if (op == 0x8d)
 			return tr_lea(t, i);
 		if (is_nop(i))
@@ -1047,14 +1518,20 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			case 0: return tr_test(t, i, size, true, i->imm);
 			case 2: return tr_unary(t, i, HUN_NOT, size);
 			case 3: return tr_unary(t, i, HUN_NEG, size);
+			case 4: return tr_mul(t, i, size, false);
+			case 5: return tr_mul(t, i, size, true);
 			default: return false;
 			}
 		}
 		if ((op == 0xfe || op == 0xff) && i->reg <= 1)
 			return tr_unary(t, i, i->reg ? HUN_DEC : HUN_INC, size);
+		if (op == 0xff && (i->reg == 2 || i->reg == 4 || i->reg == 6))
+			return tr_ff_branch_push(t, i);
 		return false;
 	}
 	if (i->map == OPMAP_0F) {
+		if (t->sse && tr_sse(t, i))
+			return true;
 		if (op >= 0x40 && op <= 0x4f)
 			return tr_cmov(t, i, op & 15);
 		if (op >= 0x80 && op <= 0x8f)
@@ -1063,6 +1540,17 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_setcc(t, i, op & 15);
 		if (op == 0xaf)
 			return tr_imul(t, i, false, 0);
+		if (op == 0xb0 || op == 0xb1 || op == 0xc0 || op == 0xc1)
+			return tr_cmpxchg_xadd(t, i, op & 1 ? i->opsize : 1, op >= 0xc0);
+		if (op == 0xbc || op == 0xbd || (op == 0xb8 && i->def->prefix == PFX_F3)) {
+			/* The F3 forms run as BSF/BSR on hosts without them. */
+			unsigned need = op == 0xb8 ? HOST_POPCNT : op == 0xbc ? HOST_BMI1 : HOST_LZCNT;
+			if (i->def->prefix == PFX_F3 && !(t->j->host & need))
+				return false;
+			return tr_bitscan(t, i, i->def->prefix == PFX_F3 ? 0xf3 : 0);
+		}
+		if (op == 0xba)
+			return tr_bt_imm(t, i);
 		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf)
 			return tr_movx(t, i, (op & 1) ? 2 : 1, op >= 0xbe);
 		if (is_nop(i))
@@ -1074,11 +1562,13 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 /* Which arithmetic flags an instruction reads and writes, for liveness.
  * Must agree with tr_native: anything it does not emit natively reads
  * every flag (its handler may) and writes none (its writes go to memory). */
-static void flag_use(const struct insn *i, uint8_t *rd, uint8_t *wr)
+static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, uint8_t *wr)
 {
 	unsigned op = i->opcode;
 	*rd = 0;
 	*wr = 0;
+	if (t->sse && sse_native(i))
+		return;
 	if (i->map == OPMAP_1B) {
 		if (op < 0x40 && (op & 7) < 6) {
 			unsigned alu = op >> 3;
@@ -1321,6 +1811,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	static __thread struct tctx tls_ctx; /* large; one translation at a time per thread */
 	struct tctx *t = &tls_ctx;
 	memset(t, 0, offsetof(struct tctx, insn));
+	t->pending_slow = NULL;
 	t->k = 0;
 	t->fs = F_MEM;
 	t->nstubs = 0;
@@ -1330,6 +1821,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	t->block_rip = cpu->s.rip;
 	t->gpa = gpa;
 	t->user = cpu->cpl == 3;
+	t->sse = jit_sse_usable(cpu);
 	decode_block(t, code);
 	if (t->n == 0)
 		return -EINVAL;
@@ -1338,11 +1830,15 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 
 	uint8_t *rw;
 	uintptr_t rx;
-	int rc = jit_cache_reserve(&j->cache, JIT_MAX_CODE, &rw, &rx);
+	/* A small cache reserves less per translation, so that one fits
+	 * (a translation that then does not is left to the interpreter). */
+	size_t room = jit_cache_size(&j->cache) / 4 < JIT_MAX_CODE ? jit_cache_size(&j->cache) / 4
+								    : JIT_MAX_CODE;
+	int rc = jit_cache_reserve(&j->cache, room, &rw, &rx);
 	if (rc)
 		return rc == -ENOSPC ? -ENOSPC : rc;
 	unsigned call_mark = j->ninsns;
-	emit_init(&t->e, rw, JIT_MAX_CODE, rx);
+	emit_init(&t->e, rw, room, rx);
 	tb->code = rx;
 	emit_prologue(t, tb);
 	g_reload(t);
@@ -1379,6 +1875,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	jit_cache_commit(&j->cache, used);
 	jit_cache_sync(&j->cache, rx, used);
 	tb->ninsns = t->n;
+	tb->code_size = (uint32_t)used;
 	j->st.blocks++;
 	j->st.code_bytes += used;
 	return 0;
@@ -1397,24 +1894,25 @@ static void emit_jump_cache(struct emit *e, const struct soft_jit *j, bool user,
 		emit_alu_ri(e, HALU_CMP, 4, H_RAX, 1);
 		plain = emit_jcc_rel8(e, HCC_NE, 0);
 	}
-	emit_mov_ri(e, 8, H_RDX, (uint64_t)(uintptr_t)j);
-	emit_mov_rm(e, 8, H_RAX, cpu_field((int32_t)offsetof(struct soft_cpu, code_gen)));
-	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct soft_jit, jc_gen)));
-	plain2 = emit_jcc_rel8(e, HCC_NE, 0);
+	_Static_assert(sizeof(struct jit_jc) == 24, "the index is scaled by 3 * 8");
 	emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_RIP));
 	emit_mov_rr(e, 8, H_RCX, H_RAX);
 	emit_shift_ri(e, HSH_SHR, 8, H_RCX, JIT_JC_BITS);
 	emit_alu_rr(e, HALU_XOR, 8, H_RCX, H_RAX);
 	emit_alu_ri(e, HALU_AND, 4, H_RCX, JIT_JC_SIZE - 1);
-	emit_shift_ri(e, HSH_SHL, 4, H_RCX, 4);
+	emit_lea(e, 4, H_RCX, hmem_sib(H_RCX, H_RCX, 2, 0));
+	emit_mov_ri(e, 8, H_RDX, (uint64_t)(uintptr_t)&j->jc[0]);
+	emit_lea(e, 8, H_RDX, hmem_sib(H_RDX, H_RCX, 8, 0));
 	if (user) {
 		emit_mov_ri(e, 8, H_RSI, 1ULL << 63);
 		emit_alu_rr(e, HALU_XOR, 8, H_RAX, H_RSI);
 	}
-	int32_t jc = (int32_t)offsetof(struct soft_jit, jc);
-	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_sib(H_RDX, H_RCX, 1, jc));
+	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct jit_jc, tag)));
+	plain2 = emit_jcc_rel8(e, HCC_NE, 0);
+	emit_mov_rm(e, 8, H_RAX, cpu_field((int32_t)offsetof(struct soft_cpu, map_gen)));
+	emit_alu_rm(e, HALU_CMP, 8, H_RAX, hmem_base(H_RDX, (int32_t)offsetof(struct jit_jc, gen)));
 	plain3 = emit_jcc_rel8(e, HCC_NE, 0);
-	emit_jmp_m(e, hmem_sib(H_RDX, H_RCX, 1, jc + 8));
+	emit_jmp_m(e, hmem_base(H_RDX, (int32_t)offsetof(struct jit_jc, code)));
 	if (from_handler)
 		emit_bind_rel8(e, plain);
 	emit_bind_rel8(e, plain2);
