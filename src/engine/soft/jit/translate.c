@@ -1385,6 +1385,84 @@ static bool tr_bt_imm(struct tctx *t, const struct insn *i)
 	return true;
 }
 
+/* DIV/IDIV (F7 /6 /7, 32 and 64 bits): natively only where the host
+ * cannot fault; a zero divisor or a quotient that may not fit goes to
+ * the handler, which raises #DE. DIV: RDX < divisor. IDIV: RDX is the
+ * sign extension of RAX and not INT_MIN / -1. */
+static bool tr_div(struct tctx *t, const struct insn *i, bool is_signed)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	if (size < 4)
+		return false;
+	struct stub *slow = NULL;
+	if (i->mod == 3) {
+		flags_before_probe(t);
+		g_load(t, size, H_RCX, i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		emit_mov_rm(e, size, H_RCX, hmem_base(H_RCX, 0));
+	}
+	g_load(t, size, H_RAX, GPR_RAX);
+	g_load(t, size, H_RDX, GPR_RDX);
+	struct stub *out[3] = {NULL, NULL, NULL};
+	emit_test_rr(e, size, H_RCX, H_RCX);
+	out[0] = new_slow(t, emit_jcc_rel32(e, HCC_E, 0));
+	if (!is_signed) {
+		emit_alu_rr(e, HALU_CMP, size, H_RDX, H_RCX);
+		out[1] = new_slow(t, emit_jcc_rel32(e, HCC_AE, 0));
+	} else {
+		/* RSI = sign extension of RAX: RDX must equal it. */
+		emit_mov_rr(e, size, H_RSI, H_RAX);
+		emit_shift_ri(e, HSH_SAR, size, H_RSI, (uint8_t)(size * 8 - 1));
+		emit_alu_rr(e, HALU_CMP, size, H_RDX, H_RSI);
+		out[1] = new_slow(t, emit_jcc_rel32(e, HCC_NE, 0));
+		/* INT_MIN / -1 overflows: divisor -1 goes to the handler. */
+		emit_alu_ri(e, HALU_CMP, size, H_RCX, -1);
+		out[2] = new_slow(t, emit_jcc_rel32(e, HCC_E, 0));
+	}
+	emit_unary_r(e, is_signed ? HUN_IDIV : HUN_DIV, size, H_RCX);
+	/* Flags are undefined after DIV: the host's are as good as any. */
+	produced_flags(t);
+	emit_mov_rr(e, size, H_RAX, H_RAX);
+	g_set64(t, GPR_RAX, H_RAX);
+	emit_mov_rr(e, size, H_RDX, H_RDX);
+	g_set64(t, GPR_RDX, H_RDX);
+	for (unsigned k = 0; k < 3; k++)
+		if (out[k])
+			end_mem(t, out[k]);
+	if (slow)
+		end_mem(t, slow);
+	return true;
+}
+
+/* CBW/CWDE/CDQE (98) and CWD/CDQ/CQO (99). */
+static bool tr_convert(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	if (size < 4)
+		return false;
+	g_load(t, 8, H_RAX, GPR_RAX);
+	if (i->opcode == 0x98) {
+		if (size == 8)
+			emit_movsxd_rr(e, H_RAX, H_RAX);
+		else
+			emit_movsx_rr(e, 4, 2, H_RAX, H_RAX);
+		g_set64(t, GPR_RAX, H_RAX);
+		return true;
+	}
+	/* The host's own CDQ/CQO: no flags change (a SAR would). */
+	static const uint8_t cdq[] = {0x99}, cqo[] = {0x48, 0x99};
+	g_load(t, 8, H_RDX, GPR_RDX);
+	if (size == 8)
+		emit_bytes(e, cqo, sizeof(cqo));
+	else
+		emit_bytes(e, cdq, sizeof(cdq));
+	g_set64(t, GPR_RDX, H_RDX);
+	return true;
+}
+
 /* FF /2 CALL r/m64, /4 JMP r/m64, /6 PUSH r/m64. */
 static bool tr_ff_branch_push(struct tctx *t, const struct insn *i)
 {
@@ -1487,6 +1565,8 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_mov(t, i, size, op >= 0x8a);
 		if (op == 0x86 || op == 0x87)
 			return tr_xchg(t, i, size);
+		if (op == 0x98 || op == 0x99)
+			return tr_convert(t, i);
 		if (op == 0x8d)
 			return tr_lea(t, i);
 		if (is_nop(i))
@@ -1520,6 +1600,8 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			case 3: return tr_unary(t, i, HUN_NEG, size);
 			case 4: return tr_mul(t, i, size, false);
 			case 5: return tr_mul(t, i, size, true);
+			case 6: return tr_div(t, i, false);
+			case 7: return tr_div(t, i, true);
 			default: return false;
 			}
 		}
