@@ -1064,11 +1064,54 @@ static void sse_end_mem(struct tctx *t, struct stub *slow)
 	}
 }
 
-/* Whether tr_sse emits this instruction itself (then it neither reads
- * nor writes the arithmetic flags). */
-static bool sse_native(const struct insn *i)
+/* 66 0F 38 instructions of the xmm, xmm/m128 form (SSSE3, SSE4.1,
+ * SSE4.2) the host runs as they are, and the host feature each needs. */
+static unsigned sse38_plain_op(unsigned op)
 {
-	if (i->map != OPMAP_0F || !i->def)
+	if (op <= 0x0b || (op >= 0x1c && op <= 0x1e))
+		return HOST_SSSE3;
+	if ((op >= 0x28 && op <= 0x29) || op == 0x2b || (op >= 0x38 && op <= 0x40))
+		return HOST_SSE41;
+	if (op == 0x37)
+		return HOST_SSE42;
+	return 0;
+}
+
+/* PCMPISTRI xmm, xmm/m128, imm8 (SSE4.2; no alignment rule): the index
+ * in ECX and all six arithmetic flags, as the host computes them. */
+static bool tr_pcmpistri(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	struct stub *slow = NULL;
+	if (i->mod == 3) {
+		emit_movdqu_xm(e, 1, cpu_field(OFF_XMM(i->rm)));
+	} else {
+		slow = sse_mem(t, i, 16, ACC_READ, false);
+		emit_movdqu_xm(e, 1, hmem_base(H_RCX, 0));
+	}
+	emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
+	emit_sse_xx(e, 0x66, 0x0f3a63, 0, 1, (int)(i->imm & 0xff));
+	produced_flags(t);
+	emit_mov_rr(e, 4, H_RAX, H_RCX);
+	store_reg(t, GPR_RCX, 4);
+	if (slow)
+		sse_end_mem(t, slow);
+	return true;
+}
+
+/* Whether tr_sse emits this instruction itself (then it neither reads
+ * nor writes the arithmetic flags, but PCMPISTRI, which writes them all). */
+static bool sse_native(const struct soft_jit *j, const struct insn *i)
+{
+	if (!i->def)
+		return false;
+	if (i->map == OPMAP_0F38) {
+		unsigned need = sse38_plain_op(i->opcode);
+		return i->def->prefix == PFX_66 && need && (j->host & need);
+	}
+	if (i->map == OPMAP_0F3A)
+		return i->def->prefix == PFX_66 && i->opcode == 0x63 && (j->host & HOST_SSE42);
+	if (i->map != OPMAP_0F)
 		return false;
 	uint8_t pfx = sse_prefix(i);
 	unsigned op = i->opcode;
@@ -1085,7 +1128,7 @@ static bool sse_native(const struct insn *i)
 
 static bool tr_sse(struct tctx *t, const struct insn *i)
 {
-	if (!sse_native(i))
+	if (!sse_native(t->j, i))
 		return false;
 	struct emit *e = &t->e;
 	uint8_t pfx = sse_prefix(i);
@@ -1093,7 +1136,11 @@ static bool tr_sse(struct tctx *t, const struct insn *i)
 	uint32_t opc = 0x0f00 | op;
 	struct stub *slow = NULL;
 
-	if (sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0)) {
+	if (i->map == OPMAP_0F3A)
+		return tr_pcmpistri(t, i);
+	if (i->map == OPMAP_0F38 || sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0)) {
+		if (i->map == OPMAP_0F38)
+			opc = 0x0f3800 | op;
 		int imm = op == 0x70 ? (int)(i->imm & 0xff) : -1;
 		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
 		if (i->mod == 3) {
@@ -1611,6 +1658,8 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_ff_branch_push(t, i);
 		return false;
 	}
+	if (t->sse && (i->map == OPMAP_0F38 || i->map == OPMAP_0F3A))
+		return tr_sse(t, i);
 	if (i->map == OPMAP_0F) {
 		if (t->sse && tr_sse(t, i))
 			return true;
@@ -1649,8 +1698,11 @@ static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, ui
 	unsigned op = i->opcode;
 	*rd = 0;
 	*wr = 0;
-	if (t->sse && sse_native(i))
+	if (t->sse && sse_native(t->j, i)) {
+		if (i->map == OPMAP_0F3A)
+			*wr = FL_ALL; /* PCMPISTRI */
 		return;
+	}
 	if (i->map == OPMAP_1B) {
 		if (op < 0x40 && (op & 7) < 6) {
 			unsigned alu = op >> 3;
