@@ -45,7 +45,6 @@
 #define OFF_BUDGET ((int32_t)offsetof(struct soft_cpu, jit_budget))
 #define OFF_ABORT ((int32_t)offsetof(struct soft_cpu, block_abort))
 #define OFF_BLOCK_PAGE ((int32_t)offsetof(struct soft_cpu, block_gpa_page))
-#define OFF_IRQ_HINT ((int32_t)offsetof(struct soft_cpu, irq_hint))
 #define OFF_SEGBASE(sreg) ((int32_t)(offsetof(struct soft_cpu, s.seg) + (sreg) * sizeof(struct segment) + \
 				     offsetof(struct segment, base)))
 #define OFF_TLB(acc, user) \
@@ -1854,25 +1853,22 @@ static void decode_block(struct tctx *t, const uint8_t *code)
 static void emit_prologue(struct tctx *t, const struct jit_tb *tb)
 {
 	struct emit *e = &t->e;
-	/* Room for an unlinking jump over the first instruction (jit.c). */
+	/* Room for an unlinking jump over the first instruction (jit.c).
+	 * Pending interrupts are not looked at here: the budget (at most a
+	 * run-loop batch) brings execution back to the dispatcher, which
+	 * takes them, and every instruction that opens the interrupt window
+	 * (STI, POPF, IRET) returns there at once. */
 	emit_alu_mi(e, HALU_SUB, 4, cpu_field(OFF_BUDGET), (int32_t)t->n);
 	size_t out = emit_jcc_rel32(e, HCC_S, 0);
-	/* An interrupt the guest can take now (IF is bit 9: bit 1 of byte 1). */
-	emit_test_mi(e, 1, hmem_base(H_RBP, OFF_RFLAGS + 1), 2);
-	size_t masked = emit_jcc_rel8(e, HCC_E, 0);
-	emit_alu_mi(e, HALU_CMP, 1, cpu_field(OFF_IRQ_HINT), 0);
-	size_t irq = emit_jcc_rel32(e, HCC_NE, 0);
-	emit_bind_rel8(e, masked);
 	emit_mov_ri(e, 8, H_RAX, (uint64_t)(uintptr_t)tb->stamp_ptr);
 	emit_alu_mi(e, HALU_CMP, 4, hmem_base(H_RAX, 0), (int32_t)tb->stamp);
 	size_t stale = emit_jcc_rel32(e, HCC_NE, 0);
-	/* One way home for all three, bound when the stubs are emitted. */
+	/* One way home for both, bound when the stubs are emitted. */
 	exit_to(t, out, t->block_rip, 0);
 	struct stub *home = &t->stubs[t->nstubs - 1];
 	home->chain = false;
 	home->home = true;
-	home->branch2 = irq;
-	home->branch3 = stale;
+	home->branch2 = stale;
 }
 
 static void emit_exit_stub(struct tctx *t, const struct stub *s)
