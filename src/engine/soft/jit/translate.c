@@ -45,7 +45,6 @@
 #define OFF_BUDGET ((int32_t)offsetof(struct soft_cpu, jit_budget))
 #define OFF_ABORT ((int32_t)offsetof(struct soft_cpu, block_abort))
 #define OFF_BLOCK_PAGE ((int32_t)offsetof(struct soft_cpu, block_gpa_page))
-#define OFF_IRQ_HINT ((int32_t)offsetof(struct soft_cpu, irq_hint))
 #define OFF_SEGBASE(sreg) ((int32_t)(offsetof(struct soft_cpu, s.seg) + (sreg) * sizeof(struct segment) + \
 				     offsetof(struct segment, base)))
 #define OFF_TLB(acc, user) \
@@ -1064,11 +1063,54 @@ static void sse_end_mem(struct tctx *t, struct stub *slow)
 	}
 }
 
-/* Whether tr_sse emits this instruction itself (then it neither reads
- * nor writes the arithmetic flags). */
-static bool sse_native(const struct insn *i)
+/* 66 0F 38 instructions of the xmm, xmm/m128 form (SSSE3, SSE4.1,
+ * SSE4.2) the host runs as they are, and the host feature each needs. */
+static unsigned sse38_plain_op(unsigned op)
 {
-	if (i->map != OPMAP_0F || !i->def)
+	if (op <= 0x0b || (op >= 0x1c && op <= 0x1e))
+		return HOST_SSSE3;
+	if ((op >= 0x28 && op <= 0x29) || op == 0x2b || (op >= 0x38 && op <= 0x40))
+		return HOST_SSE41;
+	if (op == 0x37)
+		return HOST_SSE42;
+	return 0;
+}
+
+/* PCMPISTRI xmm, xmm/m128, imm8 (SSE4.2; no alignment rule): the index
+ * in ECX and all six arithmetic flags, as the host computes them. */
+static bool tr_pcmpistri(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	struct stub *slow = NULL;
+	if (i->mod == 3) {
+		emit_movdqu_xm(e, 1, cpu_field(OFF_XMM(i->rm)));
+	} else {
+		slow = sse_mem(t, i, 16, ACC_READ, false);
+		emit_movdqu_xm(e, 1, hmem_base(H_RCX, 0));
+	}
+	emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
+	emit_sse_xx(e, 0x66, 0x0f3a63, 0, 1, (int)(i->imm & 0xff));
+	produced_flags(t);
+	emit_mov_rr(e, 4, H_RAX, H_RCX);
+	store_reg(t, GPR_RCX, 4);
+	if (slow)
+		sse_end_mem(t, slow);
+	return true;
+}
+
+/* Whether tr_sse emits this instruction itself (then it neither reads
+ * nor writes the arithmetic flags, but PCMPISTRI, which writes them all). */
+static bool sse_native(const struct soft_jit *j, const struct insn *i)
+{
+	if (!i->def)
+		return false;
+	if (i->map == OPMAP_0F38) {
+		unsigned need = sse38_plain_op(i->opcode);
+		return i->def->prefix == PFX_66 && need && (j->host & need);
+	}
+	if (i->map == OPMAP_0F3A)
+		return i->def->prefix == PFX_66 && i->opcode == 0x63 && (j->host & HOST_SSE42);
+	if (i->map != OPMAP_0F)
 		return false;
 	uint8_t pfx = sse_prefix(i);
 	unsigned op = i->opcode;
@@ -1085,7 +1127,7 @@ static bool sse_native(const struct insn *i)
 
 static bool tr_sse(struct tctx *t, const struct insn *i)
 {
-	if (!sse_native(i))
+	if (!sse_native(t->j, i))
 		return false;
 	struct emit *e = &t->e;
 	uint8_t pfx = sse_prefix(i);
@@ -1093,7 +1135,11 @@ static bool tr_sse(struct tctx *t, const struct insn *i)
 	uint32_t opc = 0x0f00 | op;
 	struct stub *slow = NULL;
 
-	if (sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0)) {
+	if (i->map == OPMAP_0F3A)
+		return tr_pcmpistri(t, i);
+	if (i->map == OPMAP_0F38 || sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0)) {
+		if (i->map == OPMAP_0F38)
+			opc = 0x0f3800 | op;
 		int imm = op == 0x70 ? (int)(i->imm & 0xff) : -1;
 		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
 		if (i->mod == 3) {
@@ -1385,6 +1431,84 @@ static bool tr_bt_imm(struct tctx *t, const struct insn *i)
 	return true;
 }
 
+/* DIV/IDIV (F7 /6 /7, 32 and 64 bits): natively only where the host
+ * cannot fault; a zero divisor or a quotient that may not fit goes to
+ * the handler, which raises #DE. DIV: RDX < divisor. IDIV: RDX is the
+ * sign extension of RAX and not INT_MIN / -1. */
+static bool tr_div(struct tctx *t, const struct insn *i, bool is_signed)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	if (size < 4)
+		return false;
+	struct stub *slow = NULL;
+	if (i->mod == 3) {
+		flags_before_probe(t);
+		g_load(t, size, H_RCX, i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		emit_mov_rm(e, size, H_RCX, hmem_base(H_RCX, 0));
+	}
+	g_load(t, size, H_RAX, GPR_RAX);
+	g_load(t, size, H_RDX, GPR_RDX);
+	struct stub *out[3] = {NULL, NULL, NULL};
+	emit_test_rr(e, size, H_RCX, H_RCX);
+	out[0] = new_slow(t, emit_jcc_rel32(e, HCC_E, 0));
+	if (!is_signed) {
+		emit_alu_rr(e, HALU_CMP, size, H_RDX, H_RCX);
+		out[1] = new_slow(t, emit_jcc_rel32(e, HCC_AE, 0));
+	} else {
+		/* RSI = sign extension of RAX: RDX must equal it. */
+		emit_mov_rr(e, size, H_RSI, H_RAX);
+		emit_shift_ri(e, HSH_SAR, size, H_RSI, (uint8_t)(size * 8 - 1));
+		emit_alu_rr(e, HALU_CMP, size, H_RDX, H_RSI);
+		out[1] = new_slow(t, emit_jcc_rel32(e, HCC_NE, 0));
+		/* INT_MIN / -1 overflows: divisor -1 goes to the handler. */
+		emit_alu_ri(e, HALU_CMP, size, H_RCX, -1);
+		out[2] = new_slow(t, emit_jcc_rel32(e, HCC_E, 0));
+	}
+	emit_unary_r(e, is_signed ? HUN_IDIV : HUN_DIV, size, H_RCX);
+	/* Flags are undefined after DIV: the host's are as good as any. */
+	produced_flags(t);
+	emit_mov_rr(e, size, H_RAX, H_RAX);
+	g_set64(t, GPR_RAX, H_RAX);
+	emit_mov_rr(e, size, H_RDX, H_RDX);
+	g_set64(t, GPR_RDX, H_RDX);
+	for (unsigned k = 0; k < 3; k++)
+		if (out[k])
+			end_mem(t, out[k]);
+	if (slow)
+		end_mem(t, slow);
+	return true;
+}
+
+/* CBW/CWDE/CDQE (98) and CWD/CDQ/CQO (99). */
+static bool tr_convert(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	if (size < 4)
+		return false;
+	g_load(t, 8, H_RAX, GPR_RAX);
+	if (i->opcode == 0x98) {
+		if (size == 8)
+			emit_movsxd_rr(e, H_RAX, H_RAX);
+		else
+			emit_movsx_rr(e, 4, 2, H_RAX, H_RAX);
+		g_set64(t, GPR_RAX, H_RAX);
+		return true;
+	}
+	/* The host's own CDQ/CQO: no flags change (a SAR would). */
+	static const uint8_t cdq[] = {0x99}, cqo[] = {0x48, 0x99};
+	g_load(t, 8, H_RDX, GPR_RDX);
+	if (size == 8)
+		emit_bytes(e, cqo, sizeof(cqo));
+	else
+		emit_bytes(e, cdq, sizeof(cdq));
+	g_set64(t, GPR_RDX, H_RDX);
+	return true;
+}
+
 /* FF /2 CALL r/m64, /4 JMP r/m64, /6 PUSH r/m64. */
 static bool tr_ff_branch_push(struct tctx *t, const struct insn *i)
 {
@@ -1487,6 +1611,8 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_mov(t, i, size, op >= 0x8a);
 		if (op == 0x86 || op == 0x87)
 			return tr_xchg(t, i, size);
+		if (op == 0x98 || op == 0x99)
+			return tr_convert(t, i);
 		if (op == 0x8d)
 			return tr_lea(t, i);
 		if (is_nop(i))
@@ -1520,6 +1646,8 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			case 3: return tr_unary(t, i, HUN_NEG, size);
 			case 4: return tr_mul(t, i, size, false);
 			case 5: return tr_mul(t, i, size, true);
+			case 6: return tr_div(t, i, false);
+			case 7: return tr_div(t, i, true);
 			default: return false;
 			}
 		}
@@ -1529,6 +1657,8 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_ff_branch_push(t, i);
 		return false;
 	}
+	if (t->sse && (i->map == OPMAP_0F38 || i->map == OPMAP_0F3A))
+		return tr_sse(t, i);
 	if (i->map == OPMAP_0F) {
 		if (t->sse && tr_sse(t, i))
 			return true;
@@ -1567,8 +1697,11 @@ static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, ui
 	unsigned op = i->opcode;
 	*rd = 0;
 	*wr = 0;
-	if (t->sse && sse_native(i))
+	if (t->sse && sse_native(t->j, i)) {
+		if (i->map == OPMAP_0F3A)
+			*wr = FL_ALL; /* PCMPISTRI */
 		return;
+	}
 	if (i->map == OPMAP_1B) {
 		if (op < 0x40 && (op & 7) < 6) {
 			unsigned alu = op >> 3;
@@ -1720,25 +1853,22 @@ static void decode_block(struct tctx *t, const uint8_t *code)
 static void emit_prologue(struct tctx *t, const struct jit_tb *tb)
 {
 	struct emit *e = &t->e;
-	/* Room for an unlinking jump over the first instruction (jit.c). */
+	/* Room for an unlinking jump over the first instruction (jit.c).
+	 * Pending interrupts are not looked at here: the budget (at most a
+	 * run-loop batch) brings execution back to the dispatcher, which
+	 * takes them, and every instruction that opens the interrupt window
+	 * (STI, POPF, IRET) returns there at once. */
 	emit_alu_mi(e, HALU_SUB, 4, cpu_field(OFF_BUDGET), (int32_t)t->n);
 	size_t out = emit_jcc_rel32(e, HCC_S, 0);
-	/* An interrupt the guest can take now (IF is bit 9: bit 1 of byte 1). */
-	emit_test_mi(e, 1, hmem_base(H_RBP, OFF_RFLAGS + 1), 2);
-	size_t masked = emit_jcc_rel8(e, HCC_E, 0);
-	emit_alu_mi(e, HALU_CMP, 1, cpu_field(OFF_IRQ_HINT), 0);
-	size_t irq = emit_jcc_rel32(e, HCC_NE, 0);
-	emit_bind_rel8(e, masked);
 	emit_mov_ri(e, 8, H_RAX, (uint64_t)(uintptr_t)tb->stamp_ptr);
 	emit_alu_mi(e, HALU_CMP, 4, hmem_base(H_RAX, 0), (int32_t)tb->stamp);
 	size_t stale = emit_jcc_rel32(e, HCC_NE, 0);
-	/* One way home for all three, bound when the stubs are emitted. */
+	/* One way home for both, bound when the stubs are emitted. */
 	exit_to(t, out, t->block_rip, 0);
 	struct stub *home = &t->stubs[t->nstubs - 1];
 	home->chain = false;
 	home->home = true;
-	home->branch2 = irq;
-	home->branch3 = stale;
+	home->branch2 = stale;
 }
 
 static void emit_exit_stub(struct tctx *t, const struct stub *s)
