@@ -503,6 +503,8 @@ static void write_cr0(struct soft_cpu *cpu, uint64_t v)
 	cpu->s.cr0 = v;
 	if ((old ^ v) & (CR0_PG | CR0_WP | CR0_PE))
 		tlb_flush_all(cpu);
+	if ((old ^ v) & (CR0_TS | CR0_EM))
+		cpu->map_gen++; /* translations assume whether SSE may run */
 	soft_mode_changed(cpu);
 }
 
@@ -524,6 +526,8 @@ static void write_cr4(struct soft_cpu *cpu, uint64_t v)
 	cpu->s.cr4 = v;
 	if ((old ^ v) & (CR4_PGE | CR4_PSE | CR4_PAE | CR4_SMEP))
 		tlb_flush_all(cpu);
+	if ((old ^ v) & CR4_OSFXSR)
+		cpu->map_gen++; /* translations assume whether SSE may run */
 }
 
 static void mov_from_cr(struct soft_cpu *cpu, struct insn *i) /* 0F 20 */
@@ -564,6 +568,8 @@ static void clts(struct soft_cpu *cpu, struct insn *i) /* 0F 06 */
 {
 	(void)i;
 	check_cpl0(cpu);
+	if (cpu->s.cr0 & CR0_TS)
+		cpu->map_gen++; /* translations assume whether SSE may run */
 	cpu->s.cr0 &= ~CR0_TS;
 }
 

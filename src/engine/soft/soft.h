@@ -410,9 +410,10 @@ struct soft_cpu {
 	 * others; tlb_tag_x is their XOR (the translator's probe uses it). */
 	uint64_t tlb_tag, tlb_gtag, tlb_tag_x;
 	uint64_t tlb_next_gen;
-	/* Bumped by every TLB flush, whole or one page: what linear addresses
-	 * map to may have changed (the translator's jump cache holds while it
-	 * does not; unlike code_gen, mode and CPL changes leave it). */
+	/* Bumped by every TLB flush, whole or one page (what linear addresses
+	 * map to may have changed), and when SSE becomes usable or not (CR0.TS
+	 * and EM, CR4.OSFXSR): the translator's jump cache holds while it does
+	 * not change. Unlike code_gen, mode and CPL changes leave it. */
 	uint64_t map_gen;
 	/* The page instructions are being fetched from, so that sequential
 	 * fetches skip segmentation and the TLB (64-bit mode only). Cleared by

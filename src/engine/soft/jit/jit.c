@@ -253,17 +253,31 @@ bool soft_jit_run(struct soft_cpu *cpu, struct soft_jit *j, const _Atomic bool *
 {
 	jit_enter_fn enter = (jit_enter_fn)j->enter;
 	uint64_t generation = jit_cache_generation(&j->cache);
-	bool ran = false;
+	bool ran = false, stale = false;
 	(void)irq_hint;
 	cpu->jit_budget = *budget;
 	while (cpu->jit_budget > 0 && cpu->long64 && !cpu->halted && !cpu->shutdown) {
-		struct jit_tb *tb = lookup(j, cpu);
-		if (!tb)
-			break;
-		jc_fill(j, cpu, tb);
+		/* The jump cache first: it holds the translation for this RIP in
+		 * this mode whenever the table would give the same one. */
+		uintptr_t code;
+		const struct jit_jc *je = &j->jc[jit_jc_index(cpu->s.rip)];
+		if (!stale && je->tag == jit_jc_tag(cpu->s.rip, cpu->cpl == 3) &&
+		    je->gen == cpu->map_gen) {
+			code = je->code;
+			j->st.table_hits++;
+		} else {
+			struct jit_tb *tb = lookup(j, cpu);
+			if (!tb)
+				break;
+			jc_fill(j, cpu, tb);
+			code = tb->code;
+		}
 		j->st.dispatches++;
 		ran = true;
-		uint64_t field = enter(cpu, tb->code);
+		uint64_t field = enter(cpu, code);
+		stale = field == JIT_EXIT_STALE;
+		if (stale)
+			field = 0;
 		/* Chain only within one cache generation and one mode. */
 		if (field && jit_cache_generation(&j->cache) == generation && cpu->long64 &&
 		    cpu->jit_budget > 0 && !cpu->block_abort) {

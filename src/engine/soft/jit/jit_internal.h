@@ -84,6 +84,11 @@ struct soft_jit {
 int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, const uint8_t *code,
 		  uint64_t gpa);
 
+/* What a translation returns to the dispatcher besides a jump to patch:
+ * 0, or this when its code page changed (the jump cache must not be
+ * trusted for its RIP). */
+#define JIT_EXIT_STALE 1
+
 /* 0: the instruction fell through; 1: it branched (cpu->s.rip is where
  * to); 2: it asks for the run loop (mode, paging, halt, its own code). */
 uint32_t jit_run_handler(struct soft_cpu *cpu, struct jit_call *c);

@@ -76,7 +76,8 @@ struct stub {
 	bool chain;        /* EXIT: the target may be chained (same page) */
 	bool flags_r8;     /* SLOW: the guest's flags are in R8 */
 	bool from_handler; /* EXIT: after a handler; RAX = 2 asks for the run loop */
-	bool home;         /* EXIT: always back to the dispatcher (budget, interrupt, stale) */
+	bool home;         /* EXIT: always back to the dispatcher (budget, stale) */
+	bool stale;        /* EXIT: the code changed: RAX = JIT_EXIT_STALE */
 	bool dynamic;      /* EXIT: RIP is already in cpu->s.rip */
 	size_t branch;     /* rel32 field that jumps here */
 	size_t branch2, branch3; /* EXIT: more of them (0: none) */
@@ -1681,6 +1682,13 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 		}
 		if (op == 0xba)
 			return tr_bt_imm(t, i);
+		if (op >= 0xc8 && op <= 0xcf && i->opsize >= 4) { /* BSWAP */
+			unsigned n = (op & 7) | ((i->rex & 1) << 3);
+			int w = g_work(t, n, i->opsize);
+			emit_bswap(&t->e, i->opsize, w);
+			g_finish(t, n, i->opsize, w);
+			return true;
+		}
 		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf)
 			return tr_movx(t, i, (op & 1) ? 2 : 1, op >= 0xbe);
 		if (is_nop(i))
@@ -1756,7 +1764,8 @@ static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, ui
 			*wr = FL_ALL;
 			return;
 		}
-		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf || op == 0x1f)
+		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf || op == 0x1f ||
+		    (op >= 0xc8 && op <= 0xcf && i->opsize >= 4))
 			return;
 	}
 	*rd = FL_ALL;
@@ -1771,7 +1780,7 @@ static bool ends_translation(const struct insn *i)
 		switch (i->opcode) {
 		case 0xe8: case 0xe9: case 0xeb: case 0xea: case 0x9a:
 		case 0xc2: case 0xc3: case 0xca: case 0xcb: case 0xcf:
-		case 0xcc: case 0xcd: case 0xce: case 0xf4: case 0xfa: case 0xfb:
+		case 0xcc: case 0xcd: case 0xce: case 0xf4: case 0xfb: /* STI: its shadow */
 			return true;
 		case 0xff:
 			return i->reg >= 2 && i->reg <= 5;
@@ -1863,12 +1872,15 @@ static void emit_prologue(struct tctx *t, const struct jit_tb *tb)
 	emit_mov_ri(e, 8, H_RAX, (uint64_t)(uintptr_t)tb->stamp_ptr);
 	emit_alu_mi(e, HALU_CMP, 4, hmem_base(H_RAX, 0), (int32_t)tb->stamp);
 	size_t stale = emit_jcc_rel32(e, HCC_NE, 0);
-	/* One way home for both, bound when the stubs are emitted. */
 	exit_to(t, out, t->block_rip, 0);
 	struct stub *home = &t->stubs[t->nstubs - 1];
 	home->chain = false;
 	home->home = true;
-	home->branch2 = stale;
+	exit_to(t, stale, t->block_rip, 0);
+	home = &t->stubs[t->nstubs - 1];
+	home->chain = false;
+	home->home = true;
+	home->stale = true;
 }
 
 static void emit_exit_stub(struct tctx *t, const struct stub *s)
@@ -1895,6 +1907,9 @@ static void emit_exit_stub(struct tctx *t, const struct stub *s)
 		emit_nop(e, (size_t)((4 - ((emit_here(e) + 7 + 1) & 3)) & 3));
 		uintptr_t field = emit_here(e) + 7 + 1;
 		emit_lea(e, 8, H_RAX, hmem_rip(field));
+		emit_jmp_rel32(e, t->j->epilogue);
+	} else if (s->stale) {
+		emit_mov_ri(e, 4, H_RAX, JIT_EXIT_STALE);
 		emit_jmp_rel32(e, t->j->epilogue);
 	} else {
 		emit_alu_rr(e, HALU_XOR, 4, H_RAX, H_RAX);
