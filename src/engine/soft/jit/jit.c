@@ -190,8 +190,11 @@ static struct jit_tb *lookup(struct soft_jit *j, struct soft_cpu *cpu)
 	 * (whose chains assume that address's page): make it anew. */
 	uint64_t generation = jit_cache_generation(&j->cache);
 	struct jit_tb *fresh = translate(j, cpu, code, gpa, key);
-	if (!fresh)
+	if (!fresh) {
+		if (tb && jit_cache_generation(&j->cache) == generation)
+			tb->key = ~0ULL; /* stale or not ours: never found again */
 		return NULL;
+	}
 	/* A flush on the way emptied the table and the cache: tb is gone. */
 	if (tb && jit_cache_generation(&j->cache) == generation) {
 		/* A stale translation's entry leads to the fresh one. One made at
@@ -253,7 +256,7 @@ bool soft_jit_run(struct soft_cpu *cpu, struct soft_jit *j, const _Atomic bool *
 {
 	jit_enter_fn enter = (jit_enter_fn)j->enter;
 	uint64_t generation = jit_cache_generation(&j->cache);
-	bool ran = false, stale = false;
+	bool ran = false;
 	(void)irq_hint;
 	cpu->jit_budget = *budget;
 	while (cpu->jit_budget > 0 && cpu->long64 && !cpu->halted && !cpu->shutdown) {
@@ -261,23 +264,28 @@ bool soft_jit_run(struct soft_cpu *cpu, struct soft_jit *j, const _Atomic bool *
 		 * this mode whenever the table would give the same one. */
 		uintptr_t code;
 		const struct jit_jc *je = &j->jc[jit_jc_index(cpu->s.rip)];
-		if (!stale && je->tag == jit_jc_tag(cpu->s.rip, cpu->cpl == 3) &&
-		    je->gen == cpu->map_gen) {
+		if (je->tag == jit_jc_tag(cpu->s.rip, cpu->cpl == 3) && je->gen == cpu->map_gen) {
 			code = je->code;
 			j->st.table_hits++;
 		} else {
 			struct jit_tb *tb = lookup(j, cpu);
-			if (!tb)
+			if (!tb) {
+				/* Not translatable here: nor may the jump cache lead
+				 * to an older translation of it. */
+				j->jc[jit_jc_index(cpu->s.rip)].tag = 0;
 				break;
+			}
 			jc_fill(j, cpu, tb);
 			code = tb->code;
 		}
 		j->st.dispatches++;
 		ran = true;
 		uint64_t field = enter(cpu, code);
-		stale = field == JIT_EXIT_STALE;
-		if (stale)
+		if (field == JIT_EXIT_STALE) {
+			/* Its code changed: the jump cache must not lead there again. */
+			j->jc[jit_jc_index(cpu->s.rip)].tag = 0;
 			field = 0;
+		}
 		/* Chain only within one cache generation and one mode. */
 		if (field && jit_cache_generation(&j->cache) == generation && cpu->long64 &&
 		    cpu->jit_budget > 0 && !cpu->block_abort) {
