@@ -1126,6 +1126,37 @@ static bool sse_native(const struct soft_jit *j, const struct insn *i)
 	       (op == 0x7e && pfx == 0xf3) || (op == 0xd7 && pfx == 0x66 && i->mod == 3);
 }
 
+/* A move between an XMM register and an XMM register or memory: all 16
+ * bytes, or the low 8 (MOVQ: loads and register moves zero the rest). */
+static void sse_move(struct tctx *t, const struct insn *i, unsigned size, bool load, bool aligned)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3) {
+		unsigned from = load ? i->rm : i->reg, to = load ? i->reg : i->rm;
+		if (size == 16)
+			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(from)));
+		else
+			emit_movq_xm(e, 0, cpu_field(OFF_XMM(from)));
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
+		return;
+	}
+	struct stub *slow = sse_mem(t, i, size, load ? ACC_READ : ACC_WRITE, aligned);
+	if (load) {
+		if (size == 16)
+			emit_movdqu_xm(e, 0, hmem_base(H_RCX, 0));
+		else
+			emit_movq_xm(e, 0, hmem_base(H_RCX, 0));
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+	} else if (size == 16) {
+		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
+		emit_movdqu_mx(e, hmem_base(H_RCX, 0), 0);
+	} else {
+		emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_XMM(i->reg)));
+		emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
+	}
+	sse_end_mem(t, slow);
+}
+
 static bool tr_sse(struct tctx *t, const struct insn *i)
 {
 	if (!sse_native(t->j, i))
@@ -1173,21 +1204,7 @@ static bool tr_sse(struct tctx *t, const struct insn *i)
 	if (load || store) {
 		bool aligned = op == 0x28 || op == 0x29 || op == 0x2b || op == 0xe7 ||
 			       ((op == 0x6f || op == 0x7f) && pfx == 0x66);
-		if (i->mod == 3) {
-			unsigned from = load ? i->rm : i->reg, to = load ? i->reg : i->rm;
-			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(from)));
-			emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
-			return true;
-		}
-		slow = sse_mem(t, i, 16, load ? ACC_READ : ACC_WRITE, aligned);
-		if (load) {
-			emit_movdqu_xm(e, 0, hmem_base(H_RCX, 0));
-			emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
-		} else {
-			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
-			emit_movdqu_mx(e, hmem_base(H_RCX, 0), 0);
-		}
-		sse_end_mem(t, slow);
+		sse_move(t, i, 16, load, aligned);
 		return true;
 	}
 	/* MOVD/MOVQ xmm, r/m (zero-extended to 128 bits). */
@@ -1225,22 +1242,7 @@ static bool tr_sse(struct tctx *t, const struct insn *i)
 	}
 	/* MOVQ xmm, xmm/m64 (F3 0F 7E) and MOVQ xmm/m64, xmm (66 0F D6). */
 	if ((op == 0x7e && pfx == 0xf3) || (op == 0xd6 && pfx == 0x66)) {
-		bool to_xmm = op == 0x7e;
-		if (i->mod == 3) {
-			unsigned from = to_xmm ? i->rm : i->reg, to = to_xmm ? i->reg : i->rm;
-			emit_movq_xm(e, 0, cpu_field(OFF_XMM(from)));
-			emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
-			return true;
-		}
-		slow = sse_mem(t, i, 8, to_xmm ? ACC_READ : ACC_WRITE, false);
-		if (to_xmm) {
-			emit_movq_xm(e, 0, hmem_base(H_RCX, 0));
-			emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
-		} else {
-			emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_XMM(i->reg)));
-			emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
-		}
-		sse_end_mem(t, slow);
+		sse_move(t, i, 8, op == 0x7e, false);
 		return true;
 	}
 	/* PMOVMSKB r32, xmm. */
