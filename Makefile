@@ -70,6 +70,7 @@ e2e: all guests
 	tests/e2e/linux-soft.sh
 	tests/e2e/virtio.sh
 	tests/e2e/smc.sh
+	tests/e2e/distro.sh
 
 # One-time host setup (packages), then the default Debian guest.
 deps:
@@ -129,6 +130,7 @@ bench: all guests guest
 	bench/boot.sh
 	bench/guest-work.sh
 	bench/virtio.sh
+	bench/distro-boot.sh
 
 clean:
 	rm -rf $(BUILD)

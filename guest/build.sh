@@ -168,6 +168,36 @@ add_module() {
 	MODULE_FILE[$name]=$path
 }
 
+# Copies PATH (a file or a symlink) from tree SRC to tree DST; an absolute
+# symlink's target is copied too, resolved in SRC (depth-bounded).
+copy_from_tree() {
+	local src=$1 path=$2 dst=$3 depth=${4:-0} target
+	((depth < 8)) || die "symlink chain too deep at $path"
+	[[ -e $src/$path || -L $src/$path ]] || die "$path is not in $src"
+	mkdir -p "$dst/$(dirname "$path")"
+	cp -a "$src/$path" "$dst/$path"
+	if [[ -L $src/$path ]]; then
+		target=$(readlink "$src/$path")
+		[[ $target == /* ]] || target=$(dirname "$path")/$target
+		copy_from_tree "$src" "${target#/}" "$dst" $((depth + 1))
+	fi
+}
+
+# A dynamically linked Debian program in the initramfs (issue 9): coreutils'
+# env as /usr/local/bin/env (busybox's applet keeps /usr/bin/env), with its
+# ELF interpreter and the libraries it names (DT_NEEDED), all from libc6.
+# Running it exercises ld.so and libc's start-up, ISA-level check included.
+install_dynamic_program() {
+	local root=$1 prog=$COREUTILS_ROOT/usr/bin/env interp lib
+	install -D -m 755 "$prog" "$root/usr/local/bin/env"
+	interp=$(readelf -l "$prog" | sed -n 's/.*Requesting program interpreter: \(.*\)\]$/\1/p')
+	[[ -n $interp ]] || die "$prog has no ELF interpreter"
+	copy_from_tree "$LIBC_ROOT" "${interp#/}" "$root"
+	for lib in $(readelf -d "$prog" | sed -n 's/.*Shared library: \[\(.*\)\]$/\1/p'); do
+		copy_from_tree "$LIBC_ROOT" "lib/x86_64-linux-gnu/$lib" "$root"
+	done
+}
+
 build_initrd() {
 	local root name
 	root=$(mktemp -d)
@@ -183,6 +213,7 @@ build_initrd() {
 	install -m 755 "$HERE/init" "$root/init"
 	install -m 755 "$OUT/outb" "$root/sbin/outb"
 	install -m 755 "$HERE/lspci" "$root/usr/bin/lspci"
+	install_dynamic_program "$root"
 
 	declare -gA MODULE_FILE=()
 	LOAD_ORDER=""
@@ -205,16 +236,22 @@ build_initrd() {
 }
 
 main() {
-	local kpkg kdeb bbdeb kroot vmlinuz
+	local kpkg kdeb bbdeb libcdeb cudeb kroot vmlinuz
 	mkdir -p "$CACHE" "$OUT"
 	kpkg=$(apt_retry resolve_kernel_pkg) || die "cannot resolve $META_PKG"
 	RELEASE=${kpkg#linux-image-}
 	kdeb=$(fetch_deb "$kpkg")
 	bbdeb=$(fetch_deb busybox-static)
+	libcdeb=$(fetch_deb libc6)
+	cudeb=$(fetch_deb coreutils)
 	kroot=$CACHE/root-$kpkg
 	BUSYBOX_ROOT=$CACHE/root-busybox-static
 	extract_deb "$kdeb" "$kroot"
 	extract_deb "$bbdeb" "$BUSYBOX_ROOT"
+	LIBC_ROOT=$CACHE/root-libc6
+	COREUTILS_ROOT=$CACHE/root-coreutils
+	extract_deb "$libcdeb" "$LIBC_ROOT"
+	extract_deb "$cudeb" "$COREUTILS_ROOT"
 	MODDIR=$kroot/lib/modules/$RELEASE
 	vmlinuz=$kroot/boot/vmlinuz-$RELEASE
 	[[ -f $vmlinuz && -d $MODDIR ]] || die "$kdeb lacks vmlinuz or modules for $RELEASE"
@@ -231,7 +268,8 @@ main() {
 			-no-pie -fno-asynchronous-unwind-tables -Wall -Wextra -Werror \
 			-Wl,--build-id=none -Wl,-n -s -o "$OUT/outb" "$HERE/outb.c"
 	fi
-	if stale "$OUT/initrd.cpio.gz" "$HERE/init" "$HERE/lspci" "$HERE/build.sh" "$OUT/outb" "$kdeb" "$bbdeb"; then
+	if stale "$OUT/initrd.cpio.gz" "$HERE/init" "$HERE/lspci" "$HERE/build.sh" "$OUT/outb" "$kdeb" "$bbdeb" \
+		"$libcdeb" "$cudeb"; then
 		build_initrd
 	fi
 	log "ready for $RELEASE:"

@@ -11,6 +11,7 @@ packages=(
 	qemu-system-x86   # the peer shrike is measured against in bench/, never part of shrike
 	iproute2 python3
 	socat             # the host end of the virtio-net TCP tests and benchmarks
+	debootstrap wget e2fsprogs  # the Debian 12 image of tests/e2e/distro.sh (scripts/debian-image.sh)
 )
 
 missing=()

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,8 @@ void cli_usage(FILE *out)
 	      "options:\n"
 	      "  -k, --kernel FILE     kernel: bzImage, ELF vmlinux with a PVH note, or multiboot\n"
 	      "  -i, --initrd FILE     initrd (repeatable; multiboot modules for multiboot kernels)\n"
-	      "  -a, --append CMDLINE  kernel command line\n"
+	      "  -a, --append CMDLINE  kernel command line (with root= and no console=,\n"
+	      "                        console=ttyS0 or hvc0 is added, per --console)\n"
 	      "  -m, --memory SIZE     guest memory, e.g. 256M, 2G (default 256M; bare number = MiB)\n"
 	      "  -c, --cpus N          number of vCPUs, 1-255 (default 1)\n"
 	      "  -e, --engine NAME     kvm, soft or auto (default auto)\n"
@@ -288,6 +290,28 @@ char *cli_encode_command(char **argv, int argc)
 	return encoded;
 }
 
+/* True when the kernel command line has parameter NAME ("root=") as a
+ * whole word (at the start or after a blank). */
+static bool cmdline_has_param(const char *line, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = line; (p = strstr(p, name)) != NULL; p += n)
+		if (p == line || p[-1] == ' ' || p[-1] == '\t')
+			return true;
+	return false;
+}
+
+/* A Linux root file system command line ("root=") without "console=" gets
+ * the console shrike connects (console=ttyS0, or hvc0 with --console
+ * virtio): otherwise the kernel and the distribution's getty would use
+ * tty0, which shrike does not show. Returns the prefix, or "". */
+static const char *cli_implied_console(const struct cli *cli, const char *base)
+{
+	if (!cmdline_has_param(base, "root=") || cmdline_has_param(base, "console="))
+		return "";
+	return cli->cfg.console == VM_CONSOLE_VIRTIO ? "console=hvc0 " : "console=ttyS0 ";
+}
+
 int cli_finish(struct cli *cli, const char *guest_dir, struct errmsg *err)
 {
 	const char *base = cli->append;
@@ -312,14 +336,15 @@ int cli_finish(struct cli *cli, const char *guest_dir, struct errmsg *err)
 	}
 	if (!base)
 		base = "";
+	const char *console = cli_implied_console(cli, base);
 	char *encoded = cli->ncommand ? cli_encode_command(cli->command, cli->ncommand) : NULL;
-	size_t len = strlen(base) + (encoded ? strlen(encoded) + 16 : 0) + 1;
+	size_t len = strlen(console) + strlen(base) + (encoded ? strlen(encoded) + 16 : 0) + 1;
 	cli->cfg.cmdline = malloc(len);
 	if (!cli->cfg.cmdline || (cli->ncommand && !encoded)) {
 		free(encoded);
 		return errmsg_set(err, ENOMEM, "out of memory");
 	}
-	snprintf(cli->cfg.cmdline, len, "%s%s%s%s", base, encoded && *base ? " " : "",
+	snprintf(cli->cfg.cmdline, len, "%s%s%s%s%s", console, base, encoded && *base ? " " : "",
 		 encoded ? "shrike.cmd=" : "", encoded ? encoded : "");
 	free(encoded);
 	if (strlen(cli->cfg.cmdline) >= CMDLINE_MAX)

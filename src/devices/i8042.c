@@ -7,6 +7,7 @@
 #define STATUS_OBF 0x01
 #define STATUS_SYS 0x04
 #define STATUS_CMD 0x08
+#define STATUS_UNLOCKED 0x10 /* keyboard inhibit switch off (Linux warns "Keylock active") */
 #define CMD_READ_CTR 0x20
 #define CMD_WRITE_CTR 0x60
 #define CMD_SELF_TEST 0xaa
@@ -97,7 +98,8 @@ static void i8042_status_read_op(void *opaque, uint64_t offset, uint8_t *data, u
 	struct i8042 *k = opaque;
 	(void)offset;
 	pthread_mutex_lock(&k->lock);
-	data[0] = STATUS_SYS | (k->out_full ? STATUS_OBF : 0) | (k->pending ? STATUS_CMD : 0);
+	data[0] = STATUS_SYS | STATUS_UNLOCKED | (k->out_full ? STATUS_OBF : 0) |
+		  (k->pending ? STATUS_CMD : 0);
 	pthread_mutex_unlock(&k->lock);
 	for (unsigned i = 1; i < size; i++)
 		data[i] = 0xff;

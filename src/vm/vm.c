@@ -84,7 +84,7 @@ static int vm_create_devices(struct vm *vm)
 	console_init(&vm->console, STDIN_FILENO, STDOUT_FILENO);
 	uart8250_init(&d->com1, &vm->irq, IRQ_COM1, console_sink(&vm->console));
 	i8042_init(&d->i8042, &vm->power);
-	rtc_init(&d->rtc);
+	rtc_init(&d->rtc, &vm->irq);
 	debug_exit_init(&d->debug_exit, &vm->power);
 	fw_cfg_init(&d->fw_cfg, vm->cfg->memory, vm->nvcpus);
 	acpi_pm_init(&d->acpi_pm, &vm->power, &vm->irq);
@@ -386,7 +386,8 @@ static int vm_init(struct vm *vm, const struct vm_config *cfg)
 
 static void vm_fini(struct vm *vm)
 {
-	vm_pci_destroy(&vm->pci); /* its I/O threads use the engine */
+	vm_pci_destroy(&vm->pci);   /* its I/O threads use the engine */
+	rtc_stop(&vm->dev.rtc);     /* so does its timer thread */
 	vm_destroy_engine(vm);
 	vm_destroy_devices(vm);
 	guest_mem_destroy(&vm->mem);

@@ -54,7 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bus_init(&pio, "pio");
 	uart8250_init(&uart, &irq, IRQ_COM1, (struct char_sink){.write = no_output});
 	i8042_init(&kbd, &power);
-	rtc_init(&rtc);
+	rtc_init(&rtc, &irq);
+	rtc.threadless = true; /* no timer thread per input; reads of C still set flags */
 	debug_exit_init(&dbg, &power);
 	fw_cfg_init(&fw, 64 << 20, 2);
 	acpi_pm_init(&pm, &power, &irq);

@@ -283,6 +283,22 @@ static void test_dsdt(void **state)
 	assert_true(contains(d + 36, len - 36, sb, sizeof(sb)));
 	assert_true(contains(d + 36, len - 36, dev, sizeof(dev)));
 	assert_false(contains(d + 36, len - 36, (const uint8_t *)"ECAM", 4));
+
+	/* Device(KBD_){_HID PNP0303, _CRS IO 0x60, IO 0x64, IRQ 1} and
+	 * Device(RTC_){_HID PNP0B00, _CRS IO 0x70-0x71, IRQ 8} */
+	static const uint8_t kbd[] = {'K', 'B', 'D', '_', 0x08, '_', 'H', 'I', 'D', 0x0c,
+				      0x41, 0xd0, 0x03, 0x03, 0x08, '_', 'C', 'R', 'S', 0x11};
+	static const uint8_t kbd_crs[] = {0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01,
+					  0x47, 0x01, 0x64, 0x00, 0x64, 0x00, 0x01, 0x01,
+					  0x22, 0x02, 0x00, 0x79, 0x00};
+	static const uint8_t rtc[] = {'R', 'T', 'C', '_', 0x08, '_', 'H', 'I', 'D', 0x0c,
+				      0x41, 0xd0, 0x0b, 0x00};
+	static const uint8_t rtc_crs[] = {0x47, 0x01, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02,
+					  0x22, 0x00, 0x01, 0x79, 0x00};
+	assert_true(contains(d + 36, len - 36, kbd, sizeof(kbd)));
+	assert_true(contains(d + 36, len - 36, kbd_crs, sizeof(kbd_crs)));
+	assert_true(contains(d + 36, len - 36, rtc, sizeof(rtc)));
+	assert_true(contains(d + 36, len - 36, rtc_crs, sizeof(rtc_crs)));
 }
 
 static void test_mcfg(void **state)

@@ -180,6 +180,33 @@ static void test_default_console(void **state)
 	rmdir(dir);
 }
 
+/* cmdline the CLI builds from ARGS (a user kernel, so no default guest). */
+static void check_cmdline(char **argv, const char *want)
+{
+	struct cli cli;
+	struct errmsg err = {{0}};
+	assert_int_equal(parse(&cli, argv, &err), 0);
+	assert_int_equal(cli_finish(&cli, "/nonexistent", &err), 0);
+	assert_string_equal(cli.cfg.cmdline, want);
+	cli_free(&cli);
+}
+
+/* A root file system command line without console= gets shrike's console;
+ * any other command line is passed as given. */
+static void test_implied_console(void **state)
+{
+	(void)state;
+	check_cmdline(ARGV("run", "-k", "k", "-a", "root=/dev/vda"), "console=ttyS0 root=/dev/vda");
+	check_cmdline(ARGV("run", "-k", "k", "--console", "virtio", "-a", "ro root=/dev/vda1"),
+		      "console=hvc0 ro root=/dev/vda1");
+	check_cmdline(ARGV("run", "-k", "k", "-a", "root=/dev/vda console=tty0"),
+		      "root=/dev/vda console=tty0");
+	check_cmdline(ARGV("run", "-k", "k", "-a", "hello world"), "hello world");
+	check_cmdline(ARGV("run", "-k", "k", "-a", "xroot=1 myconsole=2"), "xroot=1 myconsole=2");
+	check_cmdline(ARGV("run", "-k", "k", "-a", "bz exit=3"), "bz exit=3");
+	check_cmdline(ARGV("run", "-k", "k"), "");
+}
+
 static void test_default_guest_missing(void **state)
 {
 	(void)state;
@@ -212,7 +239,7 @@ int main(void)
 	    cmocka_unit_test(test_command_quoting), cmocka_unit_test(test_help_version),
 	    cmocka_unit_test(test_rejects),       cmocka_unit_test(test_default_guest_missing),
 	    cmocka_unit_test(test_cmdline_too_long), cmocka_unit_test(test_device_options),
-	    cmocka_unit_test(test_default_console),
+	    cmocka_unit_test(test_default_console), cmocka_unit_test(test_implied_console),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

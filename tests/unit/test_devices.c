@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "arch/x86/layout.h"
 #include "devices/debug_exit.h"
@@ -236,10 +237,21 @@ static void test_fw_cfg(void **state)
 	fw_cfg_destroy(&f);
 }
 
-static time_t fixed_time(time_t *t)
+#define NS 1000000000ULL
+#define FIXED_S 1795305600ULL /* 2026-11-22 00:00:00 UTC, a Sunday */
+static uint64_t fake_now_ns = FIXED_S * NS;
+static uint64_t fake_clock(void) { return fake_now_ns; }
+
+static uint8_t cmos_read(struct bus *pio, uint8_t reg)
 {
-	(void)t;
-	return 1795305600; /* 2026-11-22 00:00:00 UTC, a Sunday */
+	outb(pio, 0x70, reg);
+	return inb(pio, 0x71);
+}
+
+static void cmos_write(struct bus *pio, uint8_t reg, uint8_t v)
+{
+	outb(pio, 0x70, reg);
+	outb(pio, 0x71, v);
 }
 
 static void test_rtc(void **state)
@@ -248,8 +260,9 @@ static void test_rtc(void **state)
 	struct rtc rtc;
 	struct bus pio;
 	bus_init(&pio, "pio");
-	rtc_init(&rtc);
-	rtc.now = fixed_time;
+	rtc_init(&rtc, NULL);
+	fake_now_ns = FIXED_S * NS;
+	rtc.now_ns = fake_clock;
 	assert_int_equal(rtc_attach(&rtc, &pio), 0);
 	outb(&pio, 0x70, 0x09);
 	assert_int_equal(inb(&pio, 0x71), 0x26); /* BCD year */
@@ -269,6 +282,106 @@ static void test_rtc(void **state)
 	outb(&pio, 0x70, 0x09);
 	outb(&pio, 0x71, 0x99); /* setting the clock is ignored */
 	assert_int_equal(inb(&pio, 0x71), 0x26);
+	cmos_write(&pio, 0x0b, 0x06); /* binary */
+	assert_int_equal(cmos_read(&pio, 0x09), 26);
+	rtc_destroy(&rtc);
+}
+
+/* Update, alarm and periodic interrupts: flags in C, IRQ 8 held until C is
+ * read; the test drives time itself (no timer thread). */
+static void test_rtc_interrupts(void **state)
+{
+	(void)state;
+	struct recorder rec = {0};
+	struct irq_ctl irq = {.set_level = rec_set_level, .opaque = &rec};
+	struct rtc rtc;
+	struct bus pio;
+	bus_init(&pio, "pio");
+	rtc_init(&rtc, &irq);
+	rtc.threadless = true;
+	fake_now_ns = FIXED_S * NS + NS / 2;
+	rtc.now_ns = fake_clock;
+	assert_int_equal(rtc_attach(&rtc, &pio), 0);
+	assert_int_equal(cmos_read(&pio, 0x0c), 0);
+
+	/* Flags are set with interrupts disabled too, but IRQ 8 stays low. */
+	fake_now_ns += 2 * NS;
+	assert_int_equal(cmos_read(&pio, 0x0c), 0x50); /* UF, PF (1024 Hz) */
+	assert_int_equal(rec.irq_changes, 0);
+
+	/* Update-ended interrupt: next deadline is the next second. */
+	cmos_write(&pio, 0x0b, 0x12); /* UIE, 24 h */
+	assert_int_equal(rtc_advance(&rtc, fake_now_ns), (FIXED_S + 3) * NS);
+	fake_now_ns = (FIXED_S + 3) * NS;
+	rtc_advance(&rtc, fake_now_ns);
+	assert_int_equal(rec.irq_level[8], 1);
+	assert_int_equal(cmos_read(&pio, 0x0c) & 0xb0, 0x90); /* IRQF, UF */
+	assert_int_equal(rec.irq_level[8], 0);
+	assert_int_equal(cmos_read(&pio, 0x0c), 0);
+
+	/* Alarm at 00:00:05 (hours and minutes "any"): AF only in that second. */
+	cmos_write(&pio, 0x0b, 0x22); /* AIE */
+	cmos_write(&pio, 0x01, 0x05);
+	cmos_write(&pio, 0x03, 0xff);
+	cmos_write(&pio, 0x05, 0xc0);
+	fake_now_ns = (FIXED_S + 4) * NS;
+	rtc_advance(&rtc, fake_now_ns);
+	assert_int_equal(rec.irq_level[8], 0);
+	assert_int_equal(cmos_read(&pio, 0x0c) & 0x30, 0x10); /* UF, no AF yet */
+	fake_now_ns = (FIXED_S + 5) * NS + 1;
+	rtc_advance(&rtc, fake_now_ns);
+	assert_int_equal(rec.irq_level[8], 1);
+	assert_int_equal(cmos_read(&pio, 0x0c) & 0xa0, 0xa0); /* IRQF, AF */
+	assert_int_equal(rec.irq_level[8], 0);
+
+	/* Periodic interrupt, RS = 15 (2 Hz): every 500 ms. */
+	cmos_write(&pio, 0x0a, 0x2f);
+	cmos_write(&pio, 0x0b, 0x42); /* PIE */
+	uint64_t next = rtc_advance(&rtc, fake_now_ns);
+	assert_int_equal(next, (FIXED_S + 5) * NS + NS / 2);
+	rtc_advance(&rtc, next);
+	assert_int_equal(rec.irq_level[8], 1);
+	assert_int_equal(cmos_read(&pio, 0x0c) & 0xc0, 0xc0);
+	/* The fastest rates are capped (RS = 3 is 8192 Hz). */
+	cmos_write(&pio, 0x0a, 0x23);
+	next = rtc_advance(&rtc, fake_now_ns);
+	assert_true(next - fake_now_ns <= NS / RTC_MAX_PERIODIC_HZ && next > fake_now_ns);
+	/* A stopped divider (DV = 110) or SET stops the update flags. */
+	cmos_write(&pio, 0x0a, 0x66);
+	cmos_write(&pio, 0x0b, 0x92); /* SET, UIE: SET clears UIE */
+	assert_int_equal(cmos_read(&pio, 0x0b), 0x82);
+	assert_int_equal(rtc_advance(&rtc, fake_now_ns), UINT64_MAX);
+	fake_now_ns += 3 * NS;
+	assert_int_equal(cmos_read(&pio, 0x0c), 0);
+	rtc_destroy(&rtc);
+}
+
+
+/* With the real clock, the timer thread raises the update interrupt
+ * within about a second of its being enabled, and stops on rtc_stop(). */
+static void test_rtc_timer_thread(void **state)
+{
+	(void)state;
+	struct recorder rec = {0};
+	struct irq_ctl irq = {.set_level = rec_set_level, .opaque = &rec};
+	struct rtc rtc;
+	struct bus pio;
+	bus_init(&pio, "pio");
+	rtc_init(&rtc, &irq);
+	assert_int_equal(rtc_attach(&rtc, &pio), 0);
+	cmos_read(&pio, 0x0c);
+	cmos_write(&pio, 0x0b, 0x12); /* UIE */
+	for (int i = 0; i < 300; i++) {
+		pthread_mutex_lock(&rtc.lock);
+		bool high = rtc.irq_high;
+		pthread_mutex_unlock(&rtc.lock);
+		if (high)
+			break;
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(cmos_read(&pio, 0x0c) & 0x90, 0x90);
+	rtc_stop(&rtc);
 	rtc_destroy(&rtc);
 }
 
@@ -282,6 +395,7 @@ static void test_i8042_reset(void **state)
 	bus_init(&pio, "pio");
 	i8042_init(&k, &power);
 	assert_int_equal(i8042_attach(&k, &pio), 0);
+	assert_int_equal(inb(&pio, 0x64), 0x14); /* system flag, keyboard not inhibited */
 	outb(&pio, 0x64, 0xaa);
 	assert_true(inb(&pio, 0x64) & 0x01);
 	assert_int_equal(inb(&pio, 0x60), 0x55);
@@ -337,7 +451,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_uart_loopback_and_dlab, uart_setup, uart_teardown),
 	    cmocka_unit_test_setup_teardown(test_uart_rx_overflow, uart_setup, uart_teardown),
 	    cmocka_unit_test(test_fw_cfg),
-	    cmocka_unit_test(test_rtc),
+	    cmocka_unit_test(test_rtc), cmocka_unit_test(test_rtc_interrupts),
+	    cmocka_unit_test(test_rtc_timer_thread),
 	    cmocka_unit_test(test_i8042_reset),
 	    cmocka_unit_test(test_debug_exit),
 	};

@@ -290,7 +290,7 @@ static void test_cpuid(void **state)
 	assert_int_equal((r[1] >> 8) & 0xff, 8);                      /* 64-byte CLFLUSH lines */
 
 	cpuid_run(h, 7, 0, r);
-	assert_int_equal(r[1] & 0x81, 0x81); /* FSGSBASE, SMEP */
+	assert_int_equal(r[1] & 0x83, 0x83); /* FSGSBASE, TSC_ADJUST, SMEP */
 
 	cpuid_run(h, 0x80000000u, 0, r);
 	assert_true(r[0] >= 0x80000008u);
@@ -450,6 +450,49 @@ static void test_tsc(void **state)
 	assert_int_equal(harness_step(h, 2), VCPU_EXIT_DEBUG);
 	uint64_t t3 = h->state.gpr[GPR_RAX] | h->state.gpr[GPR_RDX] << 32;
 	assert_true(t3 >= 0x10000000000ULL && t3 < 0x10000000000ULL + 10 * SOFT_TSC_HZ);
+	harness_free(h);
+}
+
+/* One WRMSR (ECX = msr, EDX:EAX = v) or, with write false, one RDMSR whose
+ * result is returned. */
+static uint64_t msr_access(struct harness *h, bool write, uint32_t msr, uint64_t v)
+{
+	static const uint8_t wr[] = {0x0f, 0x30}, rd[] = {0x0f, 0x32};
+	h->state.rip = CODE;
+	h->state.gpr[GPR_RCX] = msr;
+	h->state.gpr[GPR_RAX] = v & 0xffffffffu;
+	h->state.gpr[GPR_RDX] = v >> 32;
+	harness_sync(h);
+	load_at(h, CODE, write ? wr : rd, 2);
+	assert_int_equal(harness_step(h, 1), VCPU_EXIT_DEBUG);
+	return h->state.gpr[GPR_RAX] | h->state.gpr[GPR_RDX] << 32;
+}
+
+/* IA32_TSC_ADJUST (SDM vol. 3 §17.17.3): 0 at reset; adding X to it moves
+ * the TSC by X; a TSC write that moves the TSC by X adds X to it. */
+static void test_tsc_adjust(void **state)
+{
+	(void)state;
+	struct harness *h = long_env();
+	const uint64_t x = 1000 * SOFT_TSC_HZ, slack = 10 * SOFT_TSC_HZ, v = 1ULL << 50;
+	assert_int_equal(msr_access(h, false, 0x3b, 0), 0);
+
+	uint64_t before = msr_access(h, false, 0x10, 0);
+	msr_access(h, true, 0x3b, x);
+	uint64_t after = msr_access(h, false, 0x10, 0);
+	assert_true(after >= before + x && after < before + x + slack);
+	assert_int_equal(msr_access(h, false, 0x3b, 0), x);
+
+	msr_access(h, true, 0x3b, 0); /* back by X */
+	uint64_t back = msr_access(h, false, 0x10, 0);
+	assert_true(back >= before && back < before + slack);
+
+	/* TSC := v moves it by about v - back; TSC_ADJUST follows. */
+	msr_access(h, true, 0x10, v);
+	uint64_t adj = msr_access(h, false, 0x3b, 0);
+	assert_true(adj <= v - back && adj > v - back - slack);
+	uint64_t t = msr_access(h, false, 0x10, 0);
+	assert_true(t >= v && t < v + slack);
 	harness_free(h);
 }
 
@@ -1023,7 +1066,7 @@ int main(void)
 	    cmocka_unit_test(test_cpuid),
 	    cmocka_unit_test(test_msr_round_trips),
 	    cmocka_unit_test(test_msr_faults),
-	    cmocka_unit_test(test_tsc),
+	    cmocka_unit_test(test_tsc), cmocka_unit_test(test_tsc_adjust),
 	    cmocka_unit_test(test_control_register_faults),
 	    cmocka_unit_test(test_syscall_sysret),
 	    cmocka_unit_test(test_sysret_noncanonical),

@@ -239,6 +239,57 @@ static void dsdt_uart_crs(struct aml *a, uint16_t port, unsigned irq)
 	aml_buffer(a, crs, sizeof(crs));
 }
 
+/* ResourceTemplate(){IO(Decode16, port, port, 1, len) for each range,
+ * IRQNoFlags(){irq}}, for the legacy ISA devices. */
+struct io_range {
+	uint16_t port;
+	uint8_t len;
+};
+
+#define ISA_CRS_MAX_IO 2
+
+static void dsdt_isa_crs(struct aml *a, const struct io_range *io, unsigned n, unsigned irq)
+{
+	uint8_t crs[ISA_CRS_MAX_IO * 8 + 3 + 2];
+	size_t k = 0;
+	for (unsigned i = 0; i < n && i < ISA_CRS_MAX_IO; i++) {
+		const uint8_t d[] = {0x47, 0x01, (uint8_t)io[i].port, (uint8_t)(io[i].port >> 8),
+				     (uint8_t)io[i].port, (uint8_t)(io[i].port >> 8), 0x01, io[i].len};
+		memcpy(crs + k, d, sizeof(d));
+		k += sizeof(d);
+	}
+	crs[k++] = 0x22;
+	crs[k++] = (uint8_t)(1u << irq);
+	crs[k++] = (uint8_t)((1u << irq) >> 8);
+	crs[k++] = 0x79;
+	crs[k++] = 0x00;
+	aml_name(a, "_CRS");
+	aml_buffer(a, crs, k);
+}
+
+/* An ISA device NAME with PNP id HID and its ports and IRQ. */
+static void dsdt_isa_device(struct aml *a, const char *name, const char *hid,
+			    const struct io_range *io, unsigned n, unsigned irq)
+{
+	aml_device_begin(a, name);
+	aml_name(a, "_HID");
+	aml_eisaid(a, hid);
+	dsdt_isa_crs(a, io, n, irq);
+	aml_end(a);
+}
+
+/* The i8042's keyboard port (PNP0303) and the CMOS RTC (PNP0B00), as PC
+ * firmware describes them. Linux's i8042 driver then learns from PNP that
+ * the controller has no AUX (mouse) port: probing for one directly costs a
+ * second of boot in command timeouts, and rtc_cmos binds to its PNP device. */
+static void dsdt_legacy_devices(struct aml *a)
+{
+	static const struct io_range kbd[] = {{PORT_I8042_DATA, 1}, {PORT_I8042_CMD, 1}};
+	static const struct io_range rtc[] = {{PORT_RTC, 2}};
+	dsdt_isa_device(a, "KBD_", "PNP0303", kbd, 2, IRQ_I8042_KBD);
+	dsdt_isa_device(a, "RTC_", "PNP0B00", rtc, 1, IRQ_RTC);
+}
+
 /* ResourceTemplate(){Memory32Fixed(ReadWrite, base, size)} (§6.4.3.4). */
 static void dsdt_mem32_crs(struct aml *a, uint32_t base, uint32_t size)
 {
@@ -343,7 +394,7 @@ static void dsdt_pci_root(struct aml *a, const struct acpi_ecam *e)
 }
 
 /* The namespace: \_S5 for poweroff (SLP_TYP 5, matching acpi_pm), COM1,
- * and with ECAM the PCI root bridge and a motherboard-resource device
+ * the keyboard controller and the RTC, and with ECAM the PCI root bridge and a motherboard-resource device
  * reserving the ECAM window. */
 static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 {
@@ -363,6 +414,7 @@ static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 	aml_integer(a, 1);
 	dsdt_uart_crs(a, PORT_COM1, IRQ_COM1);
 	aml_end(a);
+	dsdt_legacy_devices(a);
 	if (cfg->ecam.enabled) {
 		dsdt_pci_root(a, &cfg->ecam);
 		aml_device_begin(a, "ECAM");

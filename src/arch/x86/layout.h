@@ -47,7 +47,9 @@
 #define PORT_ACPI_PM1A_EVT     0x600
 #define PORT_ACPI_PM1A_CNT     0x604
 #define PORT_ACPI_PM_TMR       0x608
+#define IRQ_I8042_KBD          1
 #define IRQ_COM1               4
+#define IRQ_RTC                8
 #define IRQ_ACPI_SCI           9
 
 /* PCI I/O window for BARs (below it: legacy ports and CF8/CFC). */

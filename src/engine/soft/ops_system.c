@@ -50,7 +50,14 @@
 #define L1_ECX                                                                                   \
 	(BIT(0) /* SSE3 */ | BIT(9) /* SSSE3 */ | BIT(13) /* CMPXCHG16B */ | BIT(19) /* SSE4.1 */ | \
 	 BIT(20) /* SSE4.2 */ | BIT(23) /* POPCNT */ | BIT(24) /* TSC-deadline */)
-#define L7_EBX (BIT(0) /* FSGSBASE */ | BIT(7) /* SMEP */)
+/* TSC_ADJUST (bit 1): besides being implemented (IA32_TSC_ADJUST below),
+ * it tells Linux, with the invariant TSC, that the TSC needs no clocksource
+ * watchdog. The soft TSC is host monotonic time and cannot drift, but early
+ * in boot the watchdog is jiffies, counted by timer interrupts whose
+ * latency here (a busy host, a halted vCPU's wake-up) lets jiffies fall
+ * behind by more than the watchdog's margin: the guest then discarded its
+ * TSC clocksource for good (acpi_pm instead, and no vDSO clock_gettime). */
+#define L7_EBX (BIT(0) /* FSGSBASE */ | BIT(1) /* TSC_ADJUST */ | BIT(7) /* SMEP */)
 /* IA32_ARCH_CAPABILITIES exists: an interpreter does not speculate, so it
  * truthfully reports immunity to the transient-execution attacks that
  * have a "not affected" bit (and Linux skips page-table isolation). */
@@ -200,6 +207,7 @@ static void rdtscp(struct soft_cpu *cpu, struct insn *i) /* 0F 01 F9 */
 enum {
 	MSR_TSC = 0x10,
 	MSR_PLATFORM_ID = 0x17,
+	MSR_TSC_ADJUST = 0x3b,
 	MSR_APIC_BASE = 0x1b,
 	MSR_BIOS_UPDT_TRIG = 0x79,
 	MSR_BIOS_SIGN_ID = 0x8b,
@@ -307,6 +315,7 @@ uint64_t soft_rdmsr(struct soft_cpu *cpu, uint32_t msr, bool *ok)
 		return m->mtrr_fixed[fixed];
 	switch (msr) {
 	case MSR_TSC: return soft_tsc(cpu);
+	case MSR_TSC_ADJUST: return m->tsc_adjust;
 	case MSR_PLATFORM_ID: return 0;
 	case MSR_APIC_BASE: return cpu->s.apic_base;
 	case MSR_BIOS_SIGN_ID: return MICROCODE_REV;
@@ -390,8 +399,18 @@ bool soft_wrmsr(struct soft_cpu *cpu, uint32_t msr, uint64_t v)
 	if (fixed >= 0)
 		return set_if(&m->mtrr_fixed[fixed], v, mtrr_fixed_ok(v));
 	switch (msr) {
-	case MSR_TSC:
-		m->tsc_offset = v - host_tsc();
+	case MSR_TSC: {
+		/* A write that moves the TSC by X adds X to IA32_TSC_ADJUST,
+		 * and a write to IA32_TSC_ADJUST that adds X to it moves the TSC
+		 * by X (SDM vol. 3 §17.17.3). */
+		uint64_t offset = v - host_tsc();
+		m->tsc_adjust += offset - m->tsc_offset;
+		m->tsc_offset = offset;
+		return true;
+	}
+	case MSR_TSC_ADJUST:
+		m->tsc_offset += v - m->tsc_adjust;
+		m->tsc_adjust = v;
 		return true;
 	case MSR_APIC_BASE: return set_if(&cpu->s.apic_base, v, !(v & APIC_BASE_RSVD));
 	case MSR_BIOS_UPDT_TRIG: return true; /* no microcode to update */
@@ -484,6 +503,8 @@ static void write_cr0(struct soft_cpu *cpu, uint64_t v)
 	cpu->s.cr0 = v;
 	if ((old ^ v) & (CR0_PG | CR0_WP | CR0_PE))
 		tlb_flush_all(cpu);
+	if ((old ^ v) & (CR0_TS | CR0_EM))
+		cpu->map_gen++; /* translations assume whether SSE may run */
 	soft_mode_changed(cpu);
 }
 
@@ -505,6 +526,8 @@ static void write_cr4(struct soft_cpu *cpu, uint64_t v)
 	cpu->s.cr4 = v;
 	if ((old ^ v) & (CR4_PGE | CR4_PSE | CR4_PAE | CR4_SMEP))
 		tlb_flush_all(cpu);
+	if ((old ^ v) & CR4_OSFXSR)
+		cpu->map_gen++; /* translations assume whether SSE may run */
 }
 
 static void mov_from_cr(struct soft_cpu *cpu, struct insn *i) /* 0F 20 */
@@ -545,6 +568,8 @@ static void clts(struct soft_cpu *cpu, struct insn *i) /* 0F 06 */
 {
 	(void)i;
 	check_cpl0(cpu);
+	if (cpu->s.cr0 & CR0_TS)
+		cpu->map_gen++; /* translations assume whether SSE may run */
 	cpu->s.cr0 &= ~CR0_TS;
 }
 

@@ -366,6 +366,7 @@ struct soft_msrs {
 	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
 	uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
 	uint64_t pat, misc_enable, tsc_aux, tsc_offset;
+	uint64_t tsc_adjust; /* IA32_TSC_ADJUST: the sum of the guest's TSC moves */
 	uint64_t mtrr_def_type;
 	uint64_t mtrr_var[16];   /* IA32_MTRR_PHYSBASE0..PHYSMASK7 (0x200-0x20F) */
 	uint64_t mtrr_fixed[11]; /* IA32_MTRR_FIX64K/16K/4K (0x250, 0x258-9, 0x268-F) */
@@ -409,9 +410,10 @@ struct soft_cpu {
 	 * others; tlb_tag_x is their XOR (the translator's probe uses it). */
 	uint64_t tlb_tag, tlb_gtag, tlb_tag_x;
 	uint64_t tlb_next_gen;
-	/* Bumped by every TLB flush, whole or one page: what linear addresses
-	 * map to may have changed (the translator's jump cache holds while it
-	 * does not; unlike code_gen, mode and CPL changes leave it). */
+	/* Bumped by every TLB flush, whole or one page (what linear addresses
+	 * map to may have changed), and when SSE becomes usable or not (CR0.TS
+	 * and EM, CR4.OSFXSR): the translator's jump cache holds while it does
+	 * not change. Unlike code_gen, mode and CPL changes leave it. */
 	uint64_t map_gen;
 	/* The page instructions are being fetched from, so that sequential
 	 * fetches skip segmentation and the TLB (64-bit mode only). Cleared by

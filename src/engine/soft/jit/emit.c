@@ -31,6 +31,8 @@ struct insn_buf {
 };
 
 /* An r/m operand: a register or memory. */
+static unsigned sse_prefix_flags(uint8_t pfx);
+
 struct rm {
 	bool mem;
 	int reg;
@@ -601,6 +603,16 @@ void emit_dshift_rrcl(struct emit *e, enum hdshift op, unsigned sz, int dst, int
 void emit_dshift_mrcl(struct emit *e, enum hdshift op, unsigned sz, struct hmem m, int src)
 {
 	wide_modrm(e, 0, sz, dshift_opcode(op, true), src, rm_mem(m), 0, 0);
+}
+
+void emit_wide_rr(struct emit *e, uint8_t pfx, uint32_t opc, unsigned sz, int dst, int src)
+{
+	wide_modrm(e, sse_prefix_flags(pfx), sz, opc, dst, rm_reg(src), 0, 0);
+}
+
+void emit_wide_rm(struct emit *e, uint8_t pfx, uint32_t opc, unsigned sz, int dst, struct hmem m)
+{
+	wide_modrm(e, sse_prefix_flags(pfx), sz, opc, dst, rm_mem(m), 0, 0);
 }
 
 void emit_imul_rr(struct emit *e, unsigned sz, int dst, int src)

@@ -170,6 +170,11 @@ void emit_dshift_mri(struct emit *e, enum hdshift op, unsigned sz, struct hmem m
 		     uint8_t count);
 void emit_dshift_rrcl(struct emit *e, enum hdshift op, unsigned sz, int dst, int src);
 void emit_dshift_mrcl(struct emit *e, enum hdshift op, unsigned sz, struct hmem m, int src);
+/* A 16/32/64-bit register destination with an r/m source and an optional
+ * mandatory prefix (F3 for TZCNT/LZCNT/POPCNT): BSF 0x0fbc, BSR 0x0fbd,
+ * POPCNT 0x0fb8, ... */
+void emit_wide_rr(struct emit *e, uint8_t pfx, uint32_t opc, unsigned sz, int dst, int src);
+void emit_wide_rm(struct emit *e, uint8_t pfx, uint32_t opc, unsigned sz, int dst, struct hmem m);
 /* Two- and three-operand IMUL (sz 2, 4, 8). */
 void emit_imul_rr(struct emit *e, unsigned sz, int dst, int src);
 void emit_imul_rm(struct emit *e, unsigned sz, int dst, struct hmem m);

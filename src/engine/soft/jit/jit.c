@@ -18,9 +18,11 @@
  * A translation found stale is made again, and the old entry is patched
  * to jump to the new one, which unlinks every chain that led there.
  * When the code cache or an arena fills up, everything is flushed. */
+#include <cpuid.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/soft/jit/jit_internal.h"
 
@@ -54,6 +56,12 @@ struct soft_jit *soft_jit_new(size_t cache_bytes)
 		return NULL;
 	}
 	j->st.enabled = true;
+	j->host = jit_host_features();
+	if (getenv("SHRIKE_PERF_MAP")) {
+		char path[64];
+		snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+		j->perf_map = fopen(path, "a");
+	}
 	return j;
 }
 
@@ -61,6 +69,8 @@ void soft_jit_free(struct soft_jit *j)
 {
 	if (!j)
 		return;
+	if (j->perf_map)
+		fclose(j->perf_map);
 	jit_cache_destroy(&j->cache);
 	free(j->tbs);
 	free(j->insns);
@@ -70,6 +80,22 @@ void soft_jit_free(struct soft_jit *j)
 /* What shapes the generated code besides the bytes: the CPL (which TLB
  * the probes index) and whether SSE instructions may run without a fault
  * (jit_sse_usable: they are emitted natively only then). */
+unsigned jit_host_features(void)
+{
+	unsigned a, b, c, d, f = 0;
+	if (__get_cpuid(1, &a, &b, &c, &d)) {
+		f |= (c & bit_SSSE3) ? HOST_SSSE3 : 0;
+		f |= (c & bit_SSE4_1) ? HOST_SSE41 : 0;
+		f |= (c & bit_SSE4_2) ? HOST_SSE42 : 0;
+		f |= (c & bit_POPCNT) ? HOST_POPCNT : 0;
+	}
+	if (__get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & bit_LZCNT))
+		f |= HOST_LZCNT;
+	if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_BMI))
+		f |= HOST_BMI1;
+	return f;
+}
+
 static uint64_t tb_key(const struct soft_cpu *cpu, uint64_t gpa)
 {
 	return gpa | ((uint64_t)(cpu->cpl == 3) << 62) | (1ULL << 61) |
@@ -108,6 +134,11 @@ static struct jit_tb *translate(struct soft_jit *j, struct soft_cpu *cpu, const 
 			tlb_protect_code(cpu, gpa & ~0xfffULL);
 		int rc = jit_translate(j, cpu, tb, code, gpa);
 		if (rc == 0) {
+			if (j->perf_map)
+				fprintf(j->perf_map, "%lx %lx guest_%llx_cacheoff_%lx\n",
+					(unsigned long)tb->code, (unsigned long)tb->code_size,
+					(unsigned long long)tb->rip,
+					(unsigned long)(tb->code - (uintptr_t)j->cache.rx));
 			j->ntbs++;
 			unsigned h = tb_hash(key);
 			tb->next = j->hash[h];
@@ -159,8 +190,11 @@ static struct jit_tb *lookup(struct soft_jit *j, struct soft_cpu *cpu)
 	 * (whose chains assume that address's page): make it anew. */
 	uint64_t generation = jit_cache_generation(&j->cache);
 	struct jit_tb *fresh = translate(j, cpu, code, gpa, key);
-	if (!fresh)
+	if (!fresh) {
+		if (tb && jit_cache_generation(&j->cache) == generation)
+			tb->key = ~0ULL; /* stale or not ours: never found again */
 		return NULL;
+	}
 	/* A flush on the way emptied the table and the cache: tb is gone. */
 	if (tb && jit_cache_generation(&j->cache) == generation) {
 		/* A stale translation's entry leads to the fresh one. One made at
@@ -226,13 +260,32 @@ bool soft_jit_run(struct soft_cpu *cpu, struct soft_jit *j, const _Atomic bool *
 	(void)irq_hint;
 	cpu->jit_budget = *budget;
 	while (cpu->jit_budget > 0 && cpu->long64 && !cpu->halted && !cpu->shutdown) {
-		struct jit_tb *tb = lookup(j, cpu);
-		if (!tb)
-			break;
-		jc_fill(j, cpu, tb);
+		/* The jump cache first: it holds the translation for this RIP in
+		 * this mode whenever the table would give the same one. */
+		uintptr_t code;
+		const struct jit_jc *je = &j->jc[jit_jc_index(cpu->s.rip)];
+		if (je->tag == jit_jc_tag(cpu->s.rip, cpu->cpl == 3) && je->gen == cpu->map_gen) {
+			code = je->code;
+			j->st.table_hits++;
+		} else {
+			struct jit_tb *tb = lookup(j, cpu);
+			if (!tb) {
+				/* Not translatable here: nor may the jump cache lead
+				 * to an older translation of it. */
+				j->jc[jit_jc_index(cpu->s.rip)].tag = 0;
+				break;
+			}
+			jc_fill(j, cpu, tb);
+			code = tb->code;
+		}
 		j->st.dispatches++;
 		ran = true;
-		uint64_t field = enter(cpu, tb->code);
+		uint64_t field = enter(cpu, code);
+		if (field == JIT_EXIT_STALE) {
+			/* Its code changed: the jump cache must not lead there again. */
+			j->jc[jit_jc_index(cpu->s.rip)].tag = 0;
+			field = 0;
+		}
 		/* Chain only within one cache generation and one mode. */
 		if (field && jit_cache_generation(&j->cache) == generation && cpu->long64 &&
 		    cpu->jit_budget > 0 && !cpu->block_abort) {

@@ -3,6 +3,8 @@
 #ifndef SHRIKE_ENGINE_SOFT_JIT_INTERNAL_H
 #define SHRIKE_ENGINE_SOFT_JIT_INTERNAL_H
 
+#include <stdio.h>
+
 #include "engine/soft/jit/code_cache.h"
 #include "engine/soft/jit/emit.h"
 #include "engine/soft/jit/jit.h"
@@ -37,6 +39,13 @@ struct jit_jc {
 	uintptr_t code;
 };
 
+/* Host CPU features the translator copies guest instructions onto. */
+enum {
+	HOST_SSSE3 = 1 << 0, HOST_SSE41 = 1 << 1, HOST_SSE42 = 1 << 2, HOST_POPCNT = 1 << 3,
+	HOST_LZCNT = 1 << 4, HOST_BMI1 = 1 << 5,
+};
+unsigned jit_host_features(void);
+
 /* One translation: guest code at a guest-physical address in one mode. */
 struct jit_tb {
 	uint64_t key;        /* gpa | mode bits (jit.c: tb_key) */
@@ -44,6 +53,7 @@ struct jit_tb {
 	const uint32_t *stamp_ptr;
 	uint32_t stamp;      /* the code page's stamp when translated */
 	uint32_t ninsns;
+	uint32_t code_size;  /* bytes of host code */
 	uintptr_t code;      /* entry, an execute address in the cache */
 	struct jit_tb *next; /* hash chain */
 };
@@ -63,6 +73,8 @@ struct soft_jit {
 	 * the one they were filled under. */
 	struct jit_jc jc[JIT_JC_SIZE];
 	uint64_t fallback_count[JIT_OPS]; /* incremented by generated code */
+	FILE *perf_map; /* SHRIKE_PERF_MAP: /tmp/perf-PID.map, for perf to name translations */
+	unsigned host;  /* HOST_*: what the host CPU can run of what the guest's code may copy */
 	struct engine_jit_stats st;
 };
 
@@ -71,6 +83,11 @@ struct soft_jit {
  * retry), -EINVAL when not even the first instruction can be translated. */
 int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, const uint8_t *code,
 		  uint64_t gpa);
+
+/* What a translation returns to the dispatcher besides a jump to patch:
+ * 0, or this when its code page changed (the jump cache must not be
+ * trusted for its RIP). */
+#define JIT_EXIT_STALE 1
 
 /* 0: the instruction fell through; 1: it branched (cpu->s.rip is where
  * to); 2: it asks for the run loop (mode, paging, halt, its own code). */

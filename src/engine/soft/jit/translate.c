@@ -45,7 +45,6 @@
 #define OFF_BUDGET ((int32_t)offsetof(struct soft_cpu, jit_budget))
 #define OFF_ABORT ((int32_t)offsetof(struct soft_cpu, block_abort))
 #define OFF_BLOCK_PAGE ((int32_t)offsetof(struct soft_cpu, block_gpa_page))
-#define OFF_IRQ_HINT ((int32_t)offsetof(struct soft_cpu, irq_hint))
 #define OFF_SEGBASE(sreg) ((int32_t)(offsetof(struct soft_cpu, s.seg) + (sreg) * sizeof(struct segment) + \
 				     offsetof(struct segment, base)))
 #define OFF_TLB(acc, user) \
@@ -77,7 +76,8 @@ struct stub {
 	bool chain;        /* EXIT: the target may be chained (same page) */
 	bool flags_r8;     /* SLOW: the guest's flags are in R8 */
 	bool from_handler; /* EXIT: after a handler; RAX = 2 asks for the run loop */
-	bool home;         /* EXIT: always back to the dispatcher (budget, interrupt, stale) */
+	bool home;         /* EXIT: always back to the dispatcher (budget, stale) */
+	bool stale;        /* EXIT: the code changed: RAX = JIT_EXIT_STALE */
 	bool dynamic;      /* EXIT: RIP is already in cpu->s.rip */
 	size_t branch;     /* rel32 field that jumps here */
 	size_t branch2, branch3; /* EXIT: more of them (0: none) */
@@ -204,6 +204,8 @@ static void call_helper(struct tctx *t, const void *fn)
 	emit_call_abs(&t->e, (uintptr_t)fn, H_RAX);
 }
 
+static void emit_flags_from_rax(struct emit *e);
+
 /* The flag conversions are shared routines of the runtime (emitted once
  * per cache, jit_emit_runtime), called from translated code: a call and a
  * return change no flags, so the host's flags reach them intact. */
@@ -243,6 +245,22 @@ static void materialize_from(struct tctx *t, enum fstate fs)
 		materialize_r8(t);
 }
 
+/* Host arithmetic flags ← the RFLAGS image in RAX, without POPFQ (slow,
+ * microcoded): OF through ADD AL, 0x7F on AL = OF (0x80 overflows, 0x7F
+ * does not), then SF ZF AF PF CF through SAHF from AH = the image's low
+ * byte. Clobbers RAX and R11. */
+static void emit_flags_from_rax(struct emit *e)
+{
+	static const uint8_t mov_ah_al[] = {0x88, 0xc4};
+	emit_mov_rr(e, 8, H_R11, H_RAX);
+	emit_shift_ri(e, HSH_SHR, 4, H_RAX, 11);
+	emit_alu_ri(e, HALU_AND, 4, H_RAX, 1);
+	emit_alu_ri(e, HALU_ADD, 1, H_RAX, 0x7f);
+	emit_mov_rr(e, 8, H_RAX, H_R11);
+	emit_bytes(e, mov_ah_al, sizeof(mov_ah_al));
+	emit_sahf(e);
+}
+
 static void emit_flag_routines(struct emit *e, struct soft_jit *j)
 {
 	/* Calls C: realign the stack the call misaligned. */
@@ -252,8 +270,7 @@ static void emit_flag_routines(struct emit *e, struct soft_jit *j)
 	emit_mov_rr(e, 8, H_RDI, H_RBP);
 	emit_call_abs(e, (uintptr_t)jit_flags_to_host, H_RAX);
 	emit_alu_ri(e, HALU_ADD, 8, H_RSP, 8);
-	emit_push_r(e, H_RAX);
-	emit_popfq(e);
+	emit_flags_from_rax(e);
 	emit_ret(e);
 }
 
@@ -297,8 +314,8 @@ static void flags_to_host_keep_rcx(struct tctx *t)
 		emit_mov_rm(&t->e, 8, H_RCX, cpu_field(OFF_SCRATCH));
 		t->fs = F_BOTH;
 	} else if (t->fs == F_R8) {
-		emit_push_r(&t->e, H_R8);
-		emit_popfq(&t->e);
+		emit_mov_rr(&t->e, 8, H_RAX, H_R8);
+		emit_flags_from_rax(&t->e);
 		t->fs = F_HOST;
 	}
 }
@@ -310,8 +327,8 @@ static void flags_to_host(struct tctx *t)
 		load_flags_to_host(t);
 		t->fs = F_BOTH;
 	} else if (t->fs == F_R8) {
-		emit_push_r(&t->e, H_R8);
-		emit_popfq(&t->e);
+		emit_mov_rr(&t->e, 8, H_RAX, H_R8);
+		emit_flags_from_rax(&t->e);
 		t->fs = F_HOST;
 	}
 }
@@ -593,12 +610,16 @@ static bool tr_alu_common(struct tctx *t, const struct insn *i, enum halu op, un
 	emit_probe(t, i, size, writes ? ACC_WRITE : ACC_READ, &slow);
 	if (reads_cf)
 		flags_to_host_keep_rcx(t);
-	if (imm) {
-		emit_alu_mi(e, op, size, hmem_base(H_RCX, 0), iv);
-	} else {
+	if (!imm)
 		g_load(t, size, H_RAX, i->reg);
+	/* LOCK: the host's locked instruction on guest RAM is atomic for
+	 * every other vCPU and device thread too. */
+	if (i->lock)
+		emit_lock(e);
+	if (imm)
+		emit_alu_mi(e, op, size, hmem_base(H_RCX, 0), iv);
+	else
 		emit_alu_mr(e, op, size, hmem_base(H_RCX, 0), H_RAX);
-	}
 	produced_flags(t);
 	end_mem(t, slow);
 	return true;
@@ -770,6 +791,8 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 	emit_probe(t, i, size, ACC_WRITE, &slow);
 	if (need_cf)
 		flags_to_host_keep_rcx(t);
+	if (i->lock)
+		emit_lock(e);
 	emit_unary_m(e, op, size, hmem_base(H_RCX, 0));
 	if (flags)
 		produced_flags(t);
@@ -1041,11 +1064,54 @@ static void sse_end_mem(struct tctx *t, struct stub *slow)
 	}
 }
 
-/* Whether tr_sse emits this instruction itself (then it neither reads
- * nor writes the arithmetic flags). */
-static bool sse_native(const struct insn *i)
+/* 66 0F 38 instructions of the xmm, xmm/m128 form (SSSE3, SSE4.1,
+ * SSE4.2) the host runs as they are, and the host feature each needs. */
+static unsigned sse38_plain_op(unsigned op)
 {
-	if (i->map != OPMAP_0F || !i->def)
+	if (op <= 0x0b || (op >= 0x1c && op <= 0x1e))
+		return HOST_SSSE3;
+	if ((op >= 0x28 && op <= 0x29) || op == 0x2b || (op >= 0x38 && op <= 0x40))
+		return HOST_SSE41;
+	if (op == 0x37)
+		return HOST_SSE42;
+	return 0;
+}
+
+/* PCMPISTRI xmm, xmm/m128, imm8 (SSE4.2; no alignment rule): the index
+ * in ECX and all six arithmetic flags, as the host computes them. */
+static bool tr_pcmpistri(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	struct stub *slow = NULL;
+	if (i->mod == 3) {
+		emit_movdqu_xm(e, 1, cpu_field(OFF_XMM(i->rm)));
+	} else {
+		slow = sse_mem(t, i, 16, ACC_READ, false);
+		emit_movdqu_xm(e, 1, hmem_base(H_RCX, 0));
+	}
+	emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
+	emit_sse_xx(e, 0x66, 0x0f3a63, 0, 1, (int)(i->imm & 0xff));
+	produced_flags(t);
+	emit_mov_rr(e, 4, H_RAX, H_RCX);
+	store_reg(t, GPR_RCX, 4);
+	if (slow)
+		sse_end_mem(t, slow);
+	return true;
+}
+
+/* Whether tr_sse emits this instruction itself (then it neither reads
+ * nor writes the arithmetic flags, but PCMPISTRI, which writes them all). */
+static bool sse_native(const struct soft_jit *j, const struct insn *i)
+{
+	if (!i->def)
+		return false;
+	if (i->map == OPMAP_0F38) {
+		unsigned need = sse38_plain_op(i->opcode);
+		return i->def->prefix == PFX_66 && need && (j->host & need);
+	}
+	if (i->map == OPMAP_0F3A)
+		return i->def->prefix == PFX_66 && i->opcode == 0x63 && (j->host & HOST_SSE42);
+	if (i->map != OPMAP_0F)
 		return false;
 	uint8_t pfx = sse_prefix(i);
 	unsigned op = i->opcode;
@@ -1060,9 +1126,40 @@ static bool sse_native(const struct insn *i)
 	       (op == 0x7e && pfx == 0xf3) || (op == 0xd7 && pfx == 0x66 && i->mod == 3);
 }
 
+/* A move between an XMM register and an XMM register or memory: all 16
+ * bytes, or the low 8 (MOVQ: loads and register moves zero the rest). */
+static void sse_move(struct tctx *t, const struct insn *i, unsigned size, bool load, bool aligned)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3) {
+		unsigned from = load ? i->rm : i->reg, to = load ? i->reg : i->rm;
+		if (size == 16)
+			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(from)));
+		else
+			emit_movq_xm(e, 0, cpu_field(OFF_XMM(from)));
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
+		return;
+	}
+	struct stub *slow = sse_mem(t, i, size, load ? ACC_READ : ACC_WRITE, aligned);
+	if (load) {
+		if (size == 16)
+			emit_movdqu_xm(e, 0, hmem_base(H_RCX, 0));
+		else
+			emit_movq_xm(e, 0, hmem_base(H_RCX, 0));
+		emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
+	} else if (size == 16) {
+		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
+		emit_movdqu_mx(e, hmem_base(H_RCX, 0), 0);
+	} else {
+		emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_XMM(i->reg)));
+		emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
+	}
+	sse_end_mem(t, slow);
+}
+
 static bool tr_sse(struct tctx *t, const struct insn *i)
 {
-	if (!sse_native(i))
+	if (!sse_native(t->j, i))
 		return false;
 	struct emit *e = &t->e;
 	uint8_t pfx = sse_prefix(i);
@@ -1070,7 +1167,11 @@ static bool tr_sse(struct tctx *t, const struct insn *i)
 	uint32_t opc = 0x0f00 | op;
 	struct stub *slow = NULL;
 
-	if (sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0)) {
+	if (i->map == OPMAP_0F3A)
+		return tr_pcmpistri(t, i);
+	if (i->map == OPMAP_0F38 || sse_plain_op(pfx, op) || (op == 0x70 && pfx != 0)) {
+		if (i->map == OPMAP_0F38)
+			opc = 0x0f3800 | op;
 		int imm = op == 0x70 ? (int)(i->imm & 0xff) : -1;
 		emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
 		if (i->mod == 3) {
@@ -1103,21 +1204,7 @@ static bool tr_sse(struct tctx *t, const struct insn *i)
 	if (load || store) {
 		bool aligned = op == 0x28 || op == 0x29 || op == 0x2b || op == 0xe7 ||
 			       ((op == 0x6f || op == 0x7f) && pfx == 0x66);
-		if (i->mod == 3) {
-			unsigned from = load ? i->rm : i->reg, to = load ? i->reg : i->rm;
-			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(from)));
-			emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
-			return true;
-		}
-		slow = sse_mem(t, i, 16, load ? ACC_READ : ACC_WRITE, aligned);
-		if (load) {
-			emit_movdqu_xm(e, 0, hmem_base(H_RCX, 0));
-			emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
-		} else {
-			emit_movdqu_xm(e, 0, cpu_field(OFF_XMM(i->reg)));
-			emit_movdqu_mx(e, hmem_base(H_RCX, 0), 0);
-		}
-		sse_end_mem(t, slow);
+		sse_move(t, i, 16, load, aligned);
 		return true;
 	}
 	/* MOVD/MOVQ xmm, r/m (zero-extended to 128 bits). */
@@ -1155,22 +1242,7 @@ static bool tr_sse(struct tctx *t, const struct insn *i)
 	}
 	/* MOVQ xmm, xmm/m64 (F3 0F 7E) and MOVQ xmm/m64, xmm (66 0F D6). */
 	if ((op == 0x7e && pfx == 0xf3) || (op == 0xd6 && pfx == 0x66)) {
-		bool to_xmm = op == 0x7e;
-		if (i->mod == 3) {
-			unsigned from = to_xmm ? i->rm : i->reg, to = to_xmm ? i->reg : i->rm;
-			emit_movq_xm(e, 0, cpu_field(OFF_XMM(from)));
-			emit_movdqu_mx(e, cpu_field(OFF_XMM(to)), 0);
-			return true;
-		}
-		slow = sse_mem(t, i, 8, to_xmm ? ACC_READ : ACC_WRITE, false);
-		if (to_xmm) {
-			emit_movq_xm(e, 0, hmem_base(H_RCX, 0));
-			emit_movdqu_mx(e, cpu_field(OFF_XMM(i->reg)), 0);
-		} else {
-			emit_mov_rm(e, 8, H_RAX, cpu_field(OFF_XMM(i->reg)));
-			emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
-		}
-		sse_end_mem(t, slow);
+		sse_move(t, i, 8, op == 0x7e, false);
 		return true;
 	}
 	/* PMOVMSKB r32, xmm. */
@@ -1181,6 +1253,315 @@ static bool tr_sse(struct tctx *t, const struct insn *i)
 		return true;
 	}
 	return false;
+}
+
+/* ---- more integer instructions ---- */
+
+/* Instructions whose LOCK form is emitted as the host's locked one. */
+static bool lockable(const struct insn *i)
+{
+	unsigned op = i->opcode;
+	if (i->mod == 3)
+		return false;
+	if (i->map == OPMAP_1B)
+		return (op < 0x40 && (op & 7) < 2 && (op >> 3) != HALU_CMP && (op >> 3) != HALU_ADC &&
+			(op >> 3) != HALU_SBB) ||
+		       (op >= 0x80 && op <= 0x83 && op != 0x82 && i->reg != HALU_CMP &&
+			i->reg != HALU_ADC && i->reg != HALU_SBB) ||
+		       ((op == 0xf6 || op == 0xf7) && (i->reg == 2 || i->reg == 3)) ||
+		       ((op == 0xfe || op == 0xff) && i->reg <= 1) || op == 0x86 || op == 0x87;
+	return i->map == OPMAP_0F && (op == 0xb0 || op == 0xb1 || op == 0xc0 || op == 0xc1);
+}
+
+/* Guest register n ← all 64 bits of host register h (moves only). */
+static void g_set64(struct tctx *t, unsigned n, int h)
+{
+	int c = hreg_of(t, n);
+	if (c >= 0)
+		emit_mov_rr(&t->e, 8, c, h);
+	emit_mov_mr(&t->e, 8, gpr_slot(n), h);
+}
+
+/* A slow path for an instruction without a TLB probe: the handler runs
+ * the whole instruction (a case the native form does not cover). */
+static struct stub *new_slow(struct tctx *t, size_t branch)
+{
+	struct stub *s = new_stub(t, STUB_SLOW);
+	s->branch = branch;
+	s->rip = t->rip[t->k];
+	s->fall = t->rip[t->k + 1];
+	s->flags_r8 = t->fs == F_R8;
+	return s;
+}
+
+/* XCHG r/m, r (86/87): with memory implicitly locked, as on hardware. */
+static bool tr_xchg(struct tctx *t, const struct insn *i, unsigned size)
+{
+	struct emit *e = &t->e;
+	if (!byte_reg_ok(i, size, i->reg) || (i->mod == 3 && !byte_reg_ok(i, size, i->rm)))
+		return false;
+	if (i->mod == 3) {
+		g_load(t, size, H_RAX, i->reg);
+		g_load(t, size, H_RDX, i->rm);
+		store_reg(t, i->rm, size);
+		emit_mov_rr(e, 8, H_RAX, H_RDX);
+		store_reg(t, i->reg, size);
+		return true;
+	}
+	struct stub *slow;
+	emit_probe(t, i, size, ACC_WRITE, &slow);
+	g_load(t, size, H_RAX, i->reg);
+	emit_xchg_mr(e, size, hmem_base(H_RCX, 0), H_RAX);
+	store_reg(t, i->reg, size);
+	end_mem(t, slow);
+	return true;
+}
+
+/* CMPXCHG r/m, r and XADD r/m, r on memory (LOCK kept). The accumulator
+ * goes through the host's RAX whole, so the host's rules for its upper
+ * half are the guest's. */
+static bool tr_cmpxchg_xadd(struct tctx *t, const struct insn *i, unsigned size, bool xadd)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3 || !byte_reg_ok(i, size, i->reg))
+		return false;
+	struct stub *slow;
+	emit_probe(t, i, size, ACC_WRITE, &slow);
+	g_load(t, size, H_RDX, i->reg);
+	if (xadd) {
+		emit_xadd_mr(e, size, hmem_base(H_RCX, 0), H_RDX, i->lock);
+		produced_flags(t);
+		emit_mov_rr(e, 8, H_RAX, H_RDX);
+		store_reg(t, i->reg, size);
+	} else {
+		g_load(t, 8, H_RAX, GPR_RAX);
+		emit_cmpxchg_mr(e, size, hmem_base(H_RCX, 0), H_RDX, i->lock);
+		produced_flags(t);
+		g_set64(t, GPR_RAX, H_RAX);
+	}
+	end_mem(t, slow);
+	return true;
+}
+
+/* MUL and one-operand IMUL (F6/F7 /4 /5): rDX:rAX ← rAX * r/m through the
+ * host's own RAX and RDX, loaded and stored whole (the host merges the
+ * narrow forms exactly as the guest would). */
+static bool tr_mul(struct tctx *t, const struct insn *i, unsigned size, bool is_signed)
+{
+	struct emit *e = &t->e;
+	if (i->mod == 3 && !byte_reg_ok(i, size, i->rm))
+		return false;
+	struct stub *slow = NULL;
+	if (i->mod == 3) {
+		g_load(t, size, H_RCX, i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		emit_mov_rm(e, size, H_RCX, hmem_base(H_RCX, 0));
+	}
+	g_load(t, 8, H_RAX, GPR_RAX);
+	g_load(t, 8, H_RDX, GPR_RDX);
+	emit_unary_r(e, is_signed ? HUN_IMUL : HUN_MUL, size, H_RCX);
+	produced_flags(t);
+	g_set64(t, GPR_RAX, H_RAX);
+	g_set64(t, GPR_RDX, H_RDX);
+	if (slow)
+		end_mem(t, slow);
+	return true;
+}
+
+/* BSF/BSR (0F BC/BD), TZCNT/LZCNT (F3 0F BC/BD), POPCNT (F3 0F B8). A
+ * zero source leaves BSF/BSR's destination to the handler (undefined by
+ * the SDM; the interpreter's choice stands). */
+static bool tr_bitscan(struct tctx *t, const struct insn *i, uint8_t pfx)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	bool bsf_bsr = pfx == 0;
+	if (size < 2)
+		return false;
+	struct stub *slow = NULL, *zero = NULL;
+	if (i->mod == 3) {
+		g_load(t, size, H_RDX, i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		emit_mov_rm(e, size, H_RDX, hmem_base(H_RCX, 0));
+	}
+	if (bsf_bsr) {
+		if (!slow)
+			flags_before_probe(t);
+		emit_test_rr(e, size, H_RDX, H_RDX);
+		size_t z = emit_jcc_rel32(e, HCC_E, 0);
+		zero = new_slow(t, z);
+	}
+	int w = g_work(t, i->reg, size);
+	emit_wide_rr(e, pfx, 0x0f00 | i->opcode, size, w, H_RDX);
+	produced_flags(t);
+	g_finish(t, i->reg, size, w);
+	if (slow)
+		end_mem(t, slow);
+	if (zero)
+		end_mem(t, zero);
+	return true;
+}
+
+/* BT/BTS/BTR/BTC r/m, imm8 (0F BA /4-7). ZF is kept: the host starts
+ * from the guest's flags. */
+static bool tr_bt_imm(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	enum hbt op = (enum hbt)(i->reg - 4);
+	uint8_t bit = (uint8_t)(i->imm & (size * 8 - 1));
+	if (size < 2 || i->reg < 4 || (i->lock && op == HBT_BT))
+		return false;
+	if (i->mod == 3) {
+		flags_to_host(t);
+		int w = g_work(t, i->rm, size);
+		emit_bt_ri(e, op, size, w, bit);
+		produced_flags(t);
+		if (op != HBT_BT)
+			g_finish(t, i->rm, size, w);
+		return true;
+	}
+	struct stub *slow;
+	emit_probe(t, i, size, op == HBT_BT ? ACC_READ : ACC_WRITE, &slow);
+	flags_to_host_keep_rcx(t);
+	if (i->lock)
+		emit_lock(e);
+	emit_bt_mi(e, op, size, hmem_base(H_RCX, 0), bit);
+	produced_flags(t);
+	end_mem(t, slow);
+	return true;
+}
+
+/* DIV/IDIV (F7 /6 /7, 32 and 64 bits): natively only where the host
+ * cannot fault; a zero divisor or a quotient that may not fit goes to
+ * the handler, which raises #DE. DIV: RDX < divisor. IDIV: RDX is the
+ * sign extension of RAX and not INT_MIN / -1. */
+static bool tr_div(struct tctx *t, const struct insn *i, bool is_signed)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	if (size < 4)
+		return false;
+	struct stub *slow = NULL;
+	if (i->mod == 3) {
+		flags_before_probe(t);
+		g_load(t, size, H_RCX, i->rm);
+	} else {
+		emit_probe(t, i, size, ACC_READ, &slow);
+		emit_mov_rm(e, size, H_RCX, hmem_base(H_RCX, 0));
+	}
+	g_load(t, size, H_RAX, GPR_RAX);
+	g_load(t, size, H_RDX, GPR_RDX);
+	struct stub *out[3] = {NULL, NULL, NULL};
+	emit_test_rr(e, size, H_RCX, H_RCX);
+	out[0] = new_slow(t, emit_jcc_rel32(e, HCC_E, 0));
+	if (!is_signed) {
+		emit_alu_rr(e, HALU_CMP, size, H_RDX, H_RCX);
+		out[1] = new_slow(t, emit_jcc_rel32(e, HCC_AE, 0));
+	} else {
+		/* RSI = sign extension of RAX: RDX must equal it. */
+		emit_mov_rr(e, size, H_RSI, H_RAX);
+		emit_shift_ri(e, HSH_SAR, size, H_RSI, (uint8_t)(size * 8 - 1));
+		emit_alu_rr(e, HALU_CMP, size, H_RDX, H_RSI);
+		out[1] = new_slow(t, emit_jcc_rel32(e, HCC_NE, 0));
+		/* INT_MIN / -1 overflows: divisor -1 goes to the handler. */
+		emit_alu_ri(e, HALU_CMP, size, H_RCX, -1);
+		out[2] = new_slow(t, emit_jcc_rel32(e, HCC_E, 0));
+	}
+	emit_unary_r(e, is_signed ? HUN_IDIV : HUN_DIV, size, H_RCX);
+	/* Flags are undefined after DIV: the host's are as good as any. */
+	produced_flags(t);
+	emit_mov_rr(e, size, H_RAX, H_RAX);
+	g_set64(t, GPR_RAX, H_RAX);
+	emit_mov_rr(e, size, H_RDX, H_RDX);
+	g_set64(t, GPR_RDX, H_RDX);
+	for (unsigned k = 0; k < 3; k++)
+		if (out[k])
+			end_mem(t, out[k]);
+	if (slow)
+		end_mem(t, slow);
+	return true;
+}
+
+/* CBW/CWDE/CDQE (98) and CWD/CDQ/CQO (99). */
+static bool tr_convert(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	unsigned size = i->opsize;
+	if (size < 4)
+		return false;
+	g_load(t, 8, H_RAX, GPR_RAX);
+	if (i->opcode == 0x98) {
+		if (size == 8)
+			emit_movsxd_rr(e, H_RAX, H_RAX);
+		else
+			emit_movsx_rr(e, 4, 2, H_RAX, H_RAX);
+		g_set64(t, GPR_RAX, H_RAX);
+		return true;
+	}
+	/* The host's own CDQ/CQO: no flags change (a SAR would). */
+	static const uint8_t cdq[] = {0x99}, cqo[] = {0x48, 0x99};
+	g_load(t, 8, H_RDX, GPR_RDX);
+	if (size == 8)
+		emit_bytes(e, cqo, sizeof(cqo));
+	else
+		emit_bytes(e, cdq, sizeof(cdq));
+	g_set64(t, GPR_RDX, H_RDX);
+	return true;
+}
+
+/* FF /2 CALL r/m64, /4 JMP r/m64, /6 PUSH r/m64. */
+static bool tr_ff_branch_push(struct tctx *t, const struct insn *i)
+{
+	struct emit *e = &t->e;
+	if (i->opsize != 8)
+		return false;
+	struct stub *slow = NULL, *slow2 = NULL;
+	if (i->mod == 3) {
+		g_load(t, 8, H_RDX, i->rm);
+	} else {
+		emit_probe(t, i, 8, ACC_READ, &slow);
+		emit_mov_rm(e, 8, H_RDX, hmem_base(H_RCX, 0));
+	}
+	if (i->reg != 6) {
+		/* A non-canonical target faults on the branch (the handler). */
+		if (!slow)
+			flags_before_probe(t);
+		emit_mov_rr(e, 8, H_RAX, H_RDX);
+		emit_shift_ri(e, HSH_SHL, 8, H_RAX, 16);
+		emit_shift_ri(e, HSH_SAR, 8, H_RAX, 16);
+		emit_alu_rr(e, HALU_CMP, 8, H_RAX, H_RDX);
+		size_t bad = emit_jcc_rel32(e, HCC_NE, 0);
+		slow2 = new_slow(t, bad);
+	}
+	if (i->reg == 2 || i->reg == 6) {
+		struct stub *push;
+		struct insn top = {.base = GPR_RSP, .index = REG_NONE, .disp = -8, .addrsize = 8,
+				   .seg = SEG_SS};
+		emit_probe(t, &top, 8, ACC_WRITE, &push);
+		if (i->reg == 2)
+			emit_mov_ri(e, 8, H_RAX, t->rip[t->k + 1]);
+		else
+			emit_mov_rr(e, 8, H_RAX, H_RDX);
+		emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
+		if (i->reg == 2)
+			emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RDX);
+		g_add_noflags(t, GPR_RSP, -8);
+		end_mem(t, push);
+	} else {
+		emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RDX);
+	}
+	if (slow)
+		end_mem(t, slow);
+	if (slow2)
+		end_mem(t, slow2);
+	if (i->reg == 6)
+		return true;
+	size_t br = emit_jmp_rel32(e, 0);
+	exit_dynamic(t, br, t->k + 1);
+	return true;
 }
 
 /* ---- instruction selection ---- */
@@ -1194,7 +1575,9 @@ static bool is_nop(const struct insn *i)
 static bool tr_native(struct tctx *t, const struct insn *i)
 {
 	unsigned op = i->opcode, size = op_size(i);
-	if (i->lock)
+	/* LOCK: only the memory read-modify-writes emitted with a LOCK of
+	 * their own (the decoder refuses LOCK elsewhere). */
+	if (i->lock && !lockable(i))
 		return false;
 	if (i->map == OPMAP_1B) {
 		if (op < 0x40 && (op & 7) < 6) {
@@ -1229,6 +1612,10 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_test(t, i, size, false, 0);
 		if (op >= 0x88 && op <= 0x8b)
 			return tr_mov(t, i, size, op >= 0x8a);
+		if (op == 0x86 || op == 0x87)
+			return tr_xchg(t, i, size);
+		if (op == 0x98 || op == 0x99)
+			return tr_convert(t, i);
 		if (op == 0x8d)
 			return tr_lea(t, i);
 		if (is_nop(i))
@@ -1260,13 +1647,21 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			case 0: return tr_test(t, i, size, true, i->imm);
 			case 2: return tr_unary(t, i, HUN_NOT, size);
 			case 3: return tr_unary(t, i, HUN_NEG, size);
+			case 4: return tr_mul(t, i, size, false);
+			case 5: return tr_mul(t, i, size, true);
+			case 6: return tr_div(t, i, false);
+			case 7: return tr_div(t, i, true);
 			default: return false;
 			}
 		}
 		if ((op == 0xfe || op == 0xff) && i->reg <= 1)
 			return tr_unary(t, i, i->reg ? HUN_DEC : HUN_INC, size);
+		if (op == 0xff && (i->reg == 2 || i->reg == 4 || i->reg == 6))
+			return tr_ff_branch_push(t, i);
 		return false;
 	}
+	if (t->sse && (i->map == OPMAP_0F38 || i->map == OPMAP_0F3A))
+		return tr_sse(t, i);
 	if (i->map == OPMAP_0F) {
 		if (t->sse && tr_sse(t, i))
 			return true;
@@ -1278,6 +1673,24 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_setcc(t, i, op & 15);
 		if (op == 0xaf)
 			return tr_imul(t, i, false, 0);
+		if (op == 0xb0 || op == 0xb1 || op == 0xc0 || op == 0xc1)
+			return tr_cmpxchg_xadd(t, i, op & 1 ? i->opsize : 1, op >= 0xc0);
+		if (op == 0xbc || op == 0xbd || (op == 0xb8 && i->def->prefix == PFX_F3)) {
+			/* The F3 forms run as BSF/BSR on hosts without them. */
+			unsigned need = op == 0xb8 ? HOST_POPCNT : op == 0xbc ? HOST_BMI1 : HOST_LZCNT;
+			if (i->def->prefix == PFX_F3 && !(t->j->host & need))
+				return false;
+			return tr_bitscan(t, i, i->def->prefix == PFX_F3 ? 0xf3 : 0);
+		}
+		if (op == 0xba)
+			return tr_bt_imm(t, i);
+		if (op >= 0xc8 && op <= 0xcf && i->opsize >= 4) { /* BSWAP */
+			unsigned n = (op & 7) | ((i->rex & 1) << 3);
+			int w = g_work(t, n, i->opsize);
+			emit_bswap(&t->e, i->opsize, w);
+			g_finish(t, n, i->opsize, w);
+			return true;
+		}
 		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf)
 			return tr_movx(t, i, (op & 1) ? 2 : 1, op >= 0xbe);
 		if (is_nop(i))
@@ -1294,8 +1707,11 @@ static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, ui
 	unsigned op = i->opcode;
 	*rd = 0;
 	*wr = 0;
-	if (t->sse && sse_native(i))
+	if (t->sse && sse_native(t->j, i)) {
+		if (i->map == OPMAP_0F3A)
+			*wr = FL_ALL; /* PCMPISTRI */
 		return;
+	}
 	if (i->map == OPMAP_1B) {
 		if (op < 0x40 && (op & 7) < 6) {
 			unsigned alu = op >> 3;
@@ -1350,7 +1766,8 @@ static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, ui
 			*wr = FL_ALL;
 			return;
 		}
-		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf || op == 0x1f)
+		if (op == 0xb6 || op == 0xb7 || op == 0xbe || op == 0xbf || op == 0x1f ||
+		    (op >= 0xc8 && op <= 0xcf && i->opsize >= 4))
 			return;
 	}
 	*rd = FL_ALL;
@@ -1365,7 +1782,7 @@ static bool ends_translation(const struct insn *i)
 		switch (i->opcode) {
 		case 0xe8: case 0xe9: case 0xeb: case 0xea: case 0x9a:
 		case 0xc2: case 0xc3: case 0xca: case 0xcb: case 0xcf:
-		case 0xcc: case 0xcd: case 0xce: case 0xf4: case 0xfa: case 0xfb:
+		case 0xcc: case 0xcd: case 0xce: case 0xf4: case 0xfb: /* STI: its shadow */
 			return true;
 		case 0xff:
 			return i->reg >= 2 && i->reg <= 5;
@@ -1447,25 +1864,25 @@ static void decode_block(struct tctx *t, const uint8_t *code)
 static void emit_prologue(struct tctx *t, const struct jit_tb *tb)
 {
 	struct emit *e = &t->e;
-	/* Room for an unlinking jump over the first instruction (jit.c). */
+	/* Room for an unlinking jump over the first instruction (jit.c).
+	 * Pending interrupts are not looked at here: the budget (at most a
+	 * run-loop batch) brings execution back to the dispatcher, which
+	 * takes them, and every instruction that opens the interrupt window
+	 * (STI, POPF, IRET) returns there at once. */
 	emit_alu_mi(e, HALU_SUB, 4, cpu_field(OFF_BUDGET), (int32_t)t->n);
 	size_t out = emit_jcc_rel32(e, HCC_S, 0);
-	/* An interrupt the guest can take now (IF is bit 9: bit 1 of byte 1). */
-	emit_test_mi(e, 1, hmem_base(H_RBP, OFF_RFLAGS + 1), 2);
-	size_t masked = emit_jcc_rel8(e, HCC_E, 0);
-	emit_alu_mi(e, HALU_CMP, 1, cpu_field(OFF_IRQ_HINT), 0);
-	size_t irq = emit_jcc_rel32(e, HCC_NE, 0);
-	emit_bind_rel8(e, masked);
 	emit_mov_ri(e, 8, H_RAX, (uint64_t)(uintptr_t)tb->stamp_ptr);
 	emit_alu_mi(e, HALU_CMP, 4, hmem_base(H_RAX, 0), (int32_t)tb->stamp);
 	size_t stale = emit_jcc_rel32(e, HCC_NE, 0);
-	/* One way home for all three, bound when the stubs are emitted. */
 	exit_to(t, out, t->block_rip, 0);
 	struct stub *home = &t->stubs[t->nstubs - 1];
 	home->chain = false;
 	home->home = true;
-	home->branch2 = irq;
-	home->branch3 = stale;
+	exit_to(t, stale, t->block_rip, 0);
+	home = &t->stubs[t->nstubs - 1];
+	home->chain = false;
+	home->home = true;
+	home->stale = true;
 }
 
 static void emit_exit_stub(struct tctx *t, const struct stub *s)
@@ -1492,6 +1909,9 @@ static void emit_exit_stub(struct tctx *t, const struct stub *s)
 		emit_nop(e, (size_t)((4 - ((emit_here(e) + 7 + 1) & 3)) & 3));
 		uintptr_t field = emit_here(e) + 7 + 1;
 		emit_lea(e, 8, H_RAX, hmem_rip(field));
+		emit_jmp_rel32(e, t->j->epilogue);
+	} else if (s->stale) {
+		emit_mov_ri(e, 4, H_RAX, JIT_EXIT_STALE);
 		emit_jmp_rel32(e, t->j->epilogue);
 	} else {
 		emit_alu_rr(e, HALU_XOR, 4, H_RAX, H_RAX);
@@ -1602,6 +2022,7 @@ int jit_translate(struct soft_jit *j, struct soft_cpu *cpu, struct jit_tb *tb, c
 	jit_cache_commit(&j->cache, used);
 	jit_cache_sync(&j->cache, rx, used);
 	tb->ninsns = t->n;
+	tb->code_size = (uint32_t)used;
 	j->st.blocks++;
 	j->st.code_bytes += used;
 	return 0;
