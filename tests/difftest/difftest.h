@@ -340,7 +340,7 @@ bool dt_group_known(const char *name);
  * a seed change (templates, their weights, operands, prologues). The
  * recorded real-processor results (record.c) name the version they were
  * recorded with; a different one makes them stale, loudly. */
-#define DT_GEN_VERSION 1
+#define DT_GEN_VERSION 2
 
 struct dt_gen {
 	uint8_t code[DT_GEN_CODE_MAX];

@@ -8,7 +8,14 @@
  * one-instruction body with a small count, so every sequence ends.
  *
  * Invariant: generation never writes past DT_GEN_CODE_MAX; a sequence
- * that would is cut at the last whole template. */
+ * that would is cut at the last whole template.
+ *
+ * A seed must give the same sequence whatever the compiler: the recorded
+ * results (record.c) are keyed by it. C leaves the order of function
+ * arguments, of the operands of most operators and of initializer lists
+ * unspecified, so no expression here draws twice from the generator
+ * except across a sequence point (&&, ||, ?:, a declaration's comma):
+ * draws go to variables first, one statement each. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,7 +137,10 @@ static uint64_t interesting(struct gen *g)
 	};
 	switch (rn(g, 4)) {
 	case 0: return v[rn(g, sizeof(v) / sizeof(v[0]))];
-	case 1: return rnd(g) & (0xffULL << (8 * rn(g, 8)));
+	case 1: {
+		uint64_t x = rnd(g);
+		return x & (0xffULL << (8 * rn(g, 8)));
+	}
 	case 2: return (uint64_t)(int64_t)(int8_t)rn(g, 256);
 	default: return rnd(g);
 	}
@@ -540,10 +550,11 @@ static void t_mov(struct gen *g)
 		e.imm = interesting(g);
 		e.immsz = imm_size(size);
 		break;
-	case 3:
-		mov_reg_imm(g, size == 1 ? wreg8(g, (struct bytemode){0}) : wreg(g), size,
-			    interesting(g));
+	case 3: {
+		unsigned r = size == 1 ? wreg8(g, (struct bytemode){0}) : wreg(g);
+		mov_reg_imm(g, r, size, interesting(g));
 		return;
+	}
 	default: { /* A0-A3 moffs */
 		bool store = chance(g, 50);
 		e.modrm = false;
@@ -603,7 +614,8 @@ static void t_lea(struct gen *g)
 	if (o.rm == 4 || chance(g, 30)) {
 		o.rm = 4;
 		o.has_sib = true;
-		o.sib = (uint8_t)((rn(g, 4) << 6) | (rn(g, 8) << 3) | rn(g, 8));
+		unsigned scale = rn(g, 4), index = rn(g, 8), base = rn(g, 8);
+		o.sib = (uint8_t)(scale << 6 | index << 3 | base);
 	}
 	if (o.mod == 1)
 		o.disp = (int8_t)rn(g, 256), o.dispsz = 1;
@@ -870,8 +882,10 @@ static void t_loop(struct gen *g) /* LOOP/LOOPE/LOOPNE over one ALU instruction,
 	do
 		r = wreg(g);
 	while (r == 1);
-	struct enc e = {.nopc = 1, .opc = {0x83}, .modrm = true, .regf = rn(g, 8), .rm = rop(r),
-			.imm = interesting(g), .immsz = 1, .w = g->m64 && chance(g, 50)};
+	struct enc e = {.nopc = 1, .opc = {0x83}, .modrm = true, .rm = rop(r), .immsz = 1};
+	e.regf = rn(g, 8);
+	e.imm = interesting(g);
+	e.w = g->m64 && chance(g, 50);
 	put(g, &e);
 	uint8_t op = (uint8_t)(0xe0 + (k == 0 ? 2 : k == 1 ? 1 : 0));
 	if (a32)
@@ -959,8 +973,9 @@ static void t_convert(struct gen *g) /* CBW/CWDE/CDQE, CWD/CDQ/CQO */
 
 static void t_bswap(struct gen *g)
 {
-	struct enc e = {.nopc = 2, .opc = {0x0f, 0xc8}, .plus = true, .preg = wreg(g),
-			.w = g->m64 && chance(g, 50)};
+	struct enc e = {.nopc = 2, .opc = {0x0f, 0xc8}, .plus = true};
+	e.preg = wreg(g);
+	e.w = g->m64 && chance(g, 50);
 	put(g, &e);
 }
 
@@ -1178,8 +1193,8 @@ static void sse_prologue(struct gen *g)
 		e.rm = (struct op){.mod = 2, .rm = DATA_BASE_REG, .disp = (int32_t)(x * 16) - 0x1000, .dispsz = 4};
 		put(g, &e);
 	}
-	uint32_t mxcsr = 0x1f80 | (uint32_t)(rn(g, 4) << 13) | (chance(g, 25) ? 0x8000 : 0) |
-			 (chance(g, 25) ? 0x40 : 0);
+	uint32_t rc = rn(g, 4), ftz = chance(g, 25) ? 0x8000 : 0, daz = chance(g, 25) ? 0x40 : 0;
+	uint32_t mxcsr = 0x1f80 | rc << 13 | ftz | daz;
 	struct op m = {.mod = 2, .rm = DATA_BASE_REG, .disp = SCRATCH_OFF - 0x1000 + 0x400, .dispsz = 4};
 	struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true, .rm = m, .imm = mxcsr, .immsz = 4};
 	put(g, &s);
@@ -1273,8 +1288,9 @@ static void x87_prologue(struct gen *g)
 	g->x87_depth = 0;
 	if (chance(g, 40)) { /* FLDCW with a random rounding and precision control */
 		struct op m = {.mod = 2, .rm = DATA_BASE_REG, .disp = SCRATCH_OFF - 0x1000 + 0x410, .dispsz = 4};
+		unsigned pc = rn(g, 4), rc = rn(g, 4);
 		struct enc s = {.nopc = 1, .opc = {0xc7}, .modrm = true, .rm = m,
-				.imm = 0x3f | (rn(g, 4) << 8) | (rn(g, 4) << 10), .immsz = 4};
+				.imm = 0x3f | pc << 8 | rc << 10, .immsz = 4};
 		put(g, &s);
 		struct enc l = {.nopc = 1, .opc = {0xd9}, .modrm = true, .regf = 5, .rm = m};
 		put(g, &l);
@@ -1296,7 +1312,11 @@ static void x87_epilogue(struct gen *g)
 
 #define MMX_FXSAVE_OFF 0x3600 /* FXSAVE area of the epilogue, relative to DT_DATA_ADDR */
 
-static unsigned mmreg(struct gen *g) { return rn(g, 8) + (g->m64 && chance(g, 15) ? 8 : 0); }
+static unsigned mmreg(struct gen *g)
+{
+	unsigned r = rn(g, 8);
+	return r + (g->m64 && chance(g, 15) ? 8 : 0);
+}
 
 static void mmx_enc(struct enc *e, uint8_t pfx, uint8_t op) { sse_enc(e, pfx, op); }
 
@@ -1624,8 +1644,8 @@ static void sse4_mxcsr(struct gen *g)
 {
 	if (!chance(g, 30))
 		return;
-	uint32_t v = 0x1f80 | (uint32_t)(rn(g, 4) << 13) | (chance(g, 30) ? 0x8000 : 0) |
-		     (chance(g, 30) ? 0x40 : 0);
+	uint32_t rc = rn(g, 4), ftz = chance(g, 30) ? 0x8000 : 0, daz = chance(g, 30) ? 0x40 : 0;
+	uint32_t v = 0x1f80 | rc << 13 | ftz | daz;
 	if (chance(g, 8))
 		v &= ~(0x80u << rn(g, 6)); /* one unmasked exception */
 	struct op m = sse4_data_at(SCRATCH_OFF + 0x408);
@@ -1865,8 +1885,10 @@ static void t_sse4_pcmpstr(struct gen *g)
 	}
 	if (op < 0x62) {
 		e.w = chance(g, 30);
-		mov_reg_imm(g, 0, chance(g, 50) ? 8 : 4, sse4_length(g));
-		mov_reg_imm(g, 2, chance(g, 50) ? 8 : 4, sse4_length(g));
+		for (unsigned r = 0; r <= 2; r += 2) { /* EAX and EDX: the lengths */
+			unsigned size = chance(g, 50) ? 8 : 4;
+			mov_reg_imm(g, r, size, sse4_length(g));
+		}
 	} else {
 		e.w = chance(g, 10); /* ignored */
 	}
