@@ -482,15 +482,14 @@ static int replay_run(void *ctx, const struct dt_test *t)
 static uint64_t replay_instructions(void *ctx) { return ((struct replay *)ctx)->c->stats.steps; }
 
 /* The soft CPU against the results recorded in path. */
-/* check: where KVM just agreed with the soft CPU, whether the recording
- * still describes this tester and soft CPU (a divergence means it is
- * stale); every difference is counted in out->stale. */
-static int compare_with_record(const struct options *o, const struct dt_groups *g, const char *path,
-			       const char *no_kvm, struct outcome *out, bool check)
+/* Loads the recording for a comparison (check: for the check after a KVM
+ * run). Returns 0 with *rec NULL when there is nothing to compare (the
+ * reason printed, out->stale set for a check). */
+static int load_recording(const struct options *o, const char *path, const char *no_kvm,
+			  bool check, struct outcome *out, struct dt_record **rec)
 {
-	char err[256] = "", groups[512];
-	struct dt_record *rec;
-	int rc = dt_record_load(&rec, path, err, sizeof(err));
+	char err[256] = "";
+	int rc = dt_record_load(rec, path, err, sizeof(err));
 	if (rc && check) {
 		printf("difftest: no usable recorded results: %s\n"
 		       "difftest: record them: make difftest-record\n",
@@ -517,16 +516,19 @@ static int compare_with_record(const struct options *o, const struct dt_groups *
 	else
 		printf("difftest: comparing the soft CPU with the real processor's results recorded in "
 		       "%s\ndifftest: (oracle: %s)\n",
-		       path, dt_record_oracle(rec));
-	unsigned problems = check_record(o, rec, path);
+		       path, dt_record_oracle(*rec));
+	return 0;
+}
 
+/* A tester context with a soft side only (interpreter). */
+static struct dt_ctx *soft_only_ctx(const struct options *o, bool check)
+{
+	char err[256] = "";
 	struct dt_ctx *c = calloc(1, sizeof(*c));
-	struct replay rp = {.rec = rec, .path = path, .c = c};
-	if (!c || (rc = dt_side_init(&c->soft, &soft_engine_ops, true, err, sizeof(err)))) {
+	if (!c || dt_side_init(&c->soft, &soft_engine_ops, true, err, sizeof(err))) {
 		fprintf(stderr, "difftest: %s\n", c ? err : "out of memory");
 		free(c);
-		dt_record_free(rec);
-		return c ? rc : -ENOMEM;
+		return NULL;
 	}
 	struct cpu_state st;
 	if (c->soft.ops->get_state(c->soft.vcpu, &st) == 0)
@@ -535,6 +537,38 @@ static int compare_with_record(const struct options *o, const struct dt_groups *
 	if (check) {
 		c->reports = DT_FULL_REPORTS; /* one line per test, five tests */
 		c->report_limit = DT_FULL_REPORTS + 5;
+	}
+	return c;
+}
+
+static void print_replay_summary(const struct comparison *cmp, const struct replay *rp,
+				 double secs)
+{
+	printf("difftest: %scompared against recorded real-processor results (%" PRIu64
+	       " tests): %" PRIu64 " instructions, %" PRIu64 " divergent; %" PRIu64
+	       " tests not in the recording, %" PRIu64 " stale, %" PRIu64
+	       " without a recorded result; %.1f s\n",
+	       cmp->prefix, rp->compared, rp->c->stats.steps, cmp->failures, rp->not_recorded,
+	       rp->stale, rp->missing, secs);
+}
+
+/* The soft CPU against the results recorded in path (no_kvm: why KVM is
+ * not used). check: where KVM just agreed with the soft CPU, whether the
+ * recording still describes this tester and soft CPU; a divergence means
+ * it is stale, and every difference is counted in out->stale. */
+static int compare_with_record(const struct options *o, const struct dt_groups *g, const char *path,
+			       const char *no_kvm, struct outcome *out, bool check)
+{
+	char groups[512];
+	struct dt_record *rec = NULL;
+	int rc = load_recording(o, path, no_kvm, check, out, &rec);
+	if (rc || !rec)
+		return rc;
+	unsigned problems = check_record(o, rec, path);
+	struct replay rp = {.rec = rec, .path = path, .c = soft_only_ctx(o, check)};
+	if (!rp.c) {
+		dt_record_free(rec);
+		return -ENOMEM;
 	}
 	dt_groups_string(g, groups, sizeof(groups));
 	rp.gen_ok = strcmp(groups, dt_record_params(rec)->groups) == 0 &&
@@ -546,13 +580,7 @@ static int compare_with_record(const struct options *o, const struct dt_groups *
 				 .run = replay_run, .mode_ok = kvm_mode_ok,
 				 .instructions = replay_instructions, .keep_going = o->keep_going};
 	rc = run_comparison(&cmp, o, g, o->verbose);
-	double secs = seconds_since(&t0);
-	const struct dt_stats *s = &c->stats;
-	printf("difftest: %scompared against recorded real-processor results (%" PRIu64 " tests): %" PRIu64
-	       " instructions, %" PRIu64 " divergent; %" PRIu64 " tests not in the recording, %" PRIu64
-	       " stale, %" PRIu64 " without a recorded result; %.1f s\n",
-	       cmp.prefix, rp.compared, s->steps, cmp.failures, rp.not_recorded, rp.stale, rp.missing,
-	       secs);
+	print_replay_summary(&cmp, &rp, seconds_since(&t0));
 	if (!rp.gen_ok && !o->no_gen)
 		printf("difftest: (generated sequences are recorded for the groups and length of the "
 		       "recording only)\n");
@@ -562,8 +590,8 @@ static int compare_with_record(const struct options *o, const struct dt_groups *
 		printf("difftest: %" PRIu64 " tests differ from the recording, where the soft CPU agrees "
 		       "with KVM: the recording is stale (the tester changed?): make difftest-record\n",
 		       cmp.failures);
-	dt_side_fini(&c->soft);
-	free(c);
+	dt_side_fini(&rp.c->soft);
+	free(rp.c);
 	dt_record_free(rec);
 	return rc;
 }
@@ -603,17 +631,80 @@ static struct dt_record *new_record(const struct options *o, const struct dt_gro
 	return dt_record_new(&p, oracle);
 }
 
-/* KVM against the soft CPU (and recording its results with --record).
- * Without KVM, the soft CPU against the recorded results. Returns -errno
- * on a tester failure, else the number of divergent tests in *failures. */
+static void print_kvm_summary(const struct dt_stats *s, uint64_t failures, double secs)
+{
+	printf("difftest: %" PRIu64 " tests, %" PRIu64 " instructions compared, %" PRIu64
+	       " ended in an exception on both, %" PRIu64 " beyond the KVM emulator, %" PRIu64
+	       " divergent, %" PRIu64 " KVM timeouts; %.1f s (kvm %.1f us/step, soft %.1f us/step)\n",
+	       s->tests, s->steps, s->faults, s->oracle_skips, failures, s->oracle_timeouts, secs,
+	       s->steps ? (double)s->kvm_ns / 1e3 / (double)s->steps : 0.0,
+	       s->steps ? (double)s->soft_ns / 1e3 / (double)s->steps : 0.0);
+}
+
+/* After a --record run: writes the file, unless the digests disagreed. */
+static int save_record(const struct options *o, struct dt_record *rec, const struct dt_stats *s,
+		       uint64_t failures)
+{
+	char err[256];
+	int rc = 0;
+	if (s->record_errors) {
+		fprintf(stderr, "difftest: %" PRIu64 " digests disagree: not recording\n",
+			s->record_errors);
+		return -EPROTO;
+	}
+	if ((rc = dt_record_save(rec, o->record, err, sizeof(err)))) {
+		fprintf(stderr, "difftest: %s\n", err);
+		return rc;
+	}
+	printf("difftest: recorded the results of %" PRIu64 " tests in %s%s\n", s->tests, o->record,
+	       failures ? " (divergent tests recorded as the processor ran them)" : "");
+	return 0;
+}
+
+/* The KVM comparison proper (recording with --record): c is initialised. */
+static int run_kvm_comparison(const struct options *o, const struct dt_groups *g,
+			      struct dt_ctx *c, struct outcome *out)
+{
+	c->verbose = o->verbose;
+	c->keep_going = o->keep_going;
+	c->ignore_frame_rf = o->ignore_frame_rf;
+	c->objdump = "objdump";
+	c->watchdog = dt_watchdog_start(&c->kvm);
+
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct comparison cmp = {.prefix = "", .ctx = c, .run = kvm_run, .mode_ok = kvm_mode_ok,
+				 .instructions = kvm_instructions, .keep_going = o->keep_going};
+	struct recorder recorder = {.c = c};
+	int rc = 0;
+	if (o->record) {
+		cmp.ctx = &recorder;
+		cmp.run = record_run;
+		cmp.instructions = record_instructions;
+		if (!(recorder.rec = new_record(o, g)))
+			rc = -ENOMEM;
+	}
+	if (!rc)
+		rc = run_comparison(&cmp, o, g, o->verbose);
+	dt_watchdog_stop(c->watchdog);
+	print_kvm_summary(&c->stats, cmp.failures, seconds_since(&t0));
+	out->failures = cmp.failures;
+	if (!rc && o->record)
+		rc = save_record(o, recorder.rec, &c->stats, cmp.failures);
+	dt_record_free(recorder.rec);
+	return rc;
+}
+
+/* KVM against the soft CPU (and recording its results with --record);
+ * without KVM, or with --replay, the soft CPU against the recorded
+ * results. Returns -errno on a tester failure, else what it found in
+ * *out. */
 static int compare_with_kvm(const struct options *o, const struct dt_groups *g,
 			    struct outcome *out)
 {
-	uint64_t *failures = &out->failures;
 	struct dt_ctx *c; /* large: not on the stack */
 	char err[256] = "";
 	struct errmsg why = {{0}};
-	*failures = 0;
 	if (o->replay) {
 		out->against = "against the recorded results";
 		return compare_with_record(o, g, o->replay, NULL, out, false);
@@ -629,61 +720,11 @@ static int compare_with_kvm(const struct options *o, const struct dt_groups *g,
 		out->against = "against the recorded results";
 		return compare_with_record(o, g, o->results, why.text[0] ? why.text : err, out, false);
 	}
-	c->verbose = o->verbose;
-	c->keep_going = o->keep_going;
-	c->ignore_frame_rf = o->ignore_frame_rf;
-	c->objdump = "objdump";
-	struct dt_watchdog *wd = dt_watchdog_start(&c->kvm);
-	c->watchdog = wd;
-
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	struct comparison cmp = {.prefix = "", .ctx = c, .run = kvm_run, .mode_ok = kvm_mode_ok,
-				 .instructions = kvm_instructions, .keep_going = o->keep_going};
-	struct recorder recorder = {.c = c};
-	if (o->record) {
-		if (!(recorder.rec = new_record(o, g))) {
-			dt_watchdog_stop(wd);
-			dt_side_fini(&c->soft);
-			dt_side_fini(&c->kvm);
-			free(c);
-			return -ENOMEM;
-		}
-		cmp.ctx = &recorder;
-		cmp.run = record_run;
-		cmp.instructions = record_instructions;
-	}
-	int rc = run_comparison(&cmp, o, g, o->verbose);
-	double secs = seconds_since(&t0);
-
-	dt_watchdog_stop(wd);
+	int rc = run_kvm_comparison(o, g, c, out);
 	dt_side_fini(&c->soft);
 	dt_side_fini(&c->kvm);
-
-	struct dt_stats stats = c->stats;
 	free(c);
-	const struct dt_stats *s = &stats;
-	printf("difftest: %" PRIu64 " tests, %" PRIu64 " instructions compared, %" PRIu64
-	       " ended in an exception on both, %" PRIu64 " beyond the KVM emulator, %" PRIu64
-	       " divergent, %" PRIu64 " KVM timeouts; %.1f s (kvm %.1f us/step, soft %.1f us/step)\n",
-	       s->tests, s->steps, s->faults, s->oracle_skips, cmp.failures, s->oracle_timeouts, secs,
-	       s->steps ? (double)s->kvm_ns / 1e3 / (double)s->steps : 0.0,
-	       s->steps ? (double)s->soft_ns / 1e3 / (double)s->steps : 0.0);
-	*failures = cmp.failures;
-	if (o->record) {
-		if (!rc && s->record_errors) {
-			fprintf(stderr, "difftest: %" PRIu64 " digests disagree: not recording\n",
-				s->record_errors);
-			rc = -EPROTO;
-		}
-		if (!rc && (rc = dt_record_save(recorder.rec, o->record, err, sizeof(err))))
-			fprintf(stderr, "difftest: %s\n", err);
-		if (!rc)
-			printf("difftest: recorded the results of %" PRIu64 " tests in %s%s\n", s->tests,
-			       o->record,
-			       cmp.failures ? " (divergent tests recorded as the processor ran them)" : "");
-		dt_record_free(recorder.rec);
-	} else if (!rc && broad_run(o) && !cmp.failures) {
+	if (!rc && !o->record && broad_run(o) && !out->failures) {
 		/* The recording is for machines without KVM, and can only be
 		 * renewed where KVM is: its staleness fails the run here. */
 		struct outcome chk = {0};
