@@ -23,7 +23,8 @@
 
 /* ---- moves ---- */
 
-static void movups_load(struct soft_cpu *cpu, struct insn *i) /* 0F 10, 66 0F 10, F3 0F 6F */
+/* 0F 10, 66 0F 10, F3 0F 6F; also SSE3's LDDQU (ops_ssse3.c) */
+void sse_load_unaligned(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm v;
 	fpu_check_sse(cpu);
@@ -31,7 +32,8 @@ static void movups_load(struct soft_cpu *cpu, struct insn *i) /* 0F 10, 66 0F 10
 	xmm_set(cpu, i->reg, &v);
 }
 
-static void movaps_load(struct soft_cpu *cpu, struct insn *i) /* 0F 28, 66 0F 28, 66 0F 6F */
+/* 0F 28, 66 0F 28, 66 0F 6F; also SSE4.1's MOVNTDQA (ops_sse4.c) */
+void sse_load_aligned(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm v;
 	fpu_check_sse(cpu);
@@ -97,9 +99,7 @@ static void movs_store(struct soft_cpu *cpu, struct insn *i) /* F3/F2 0F 11 */
 static void movlps_load(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm s, d;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 8, false, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, 8, false, &d, &s);
 	d.q[0] = i->mod == 3 ? s.q[1] : s.q[0];
 	xmm_set(cpu, i->reg, &d);
 }
@@ -108,9 +108,7 @@ static void movlps_load(struct soft_cpu *cpu, struct insn *i)
 static void movhps_load(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm s, d;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 8, false, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, 8, false, &d, &s);
 	d.q[1] = s.q[0];
 	xmm_set(cpu, i->reg, &d);
 }
@@ -548,9 +546,7 @@ static void pint_op(struct soft_cpu *cpu, struct insn *i)
 		fn = punpcklqdq; /* UNPCKLPD */
 	else if (i->opcode == 0x15 && i->opsize_prefix)
 		fn = punpckhqdq; /* UNPCKHPD */
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, true, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	fn(&d, &s, 16);
 	xmm_set(cpu, i->reg, &d);
 }
@@ -583,9 +579,7 @@ static void pshufw_half(struct soft_cpu *cpu, struct insn *i)
 static void shufp(struct soft_cpu *cpu, struct insn *i) /* 0F C6 SHUFPS, 66 0F C6 SHUFPD */
 {
 	union xmm s, d, r;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, true, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	if (i->opsize_prefix) {
 		r.q[0] = d.q[i->imm & 1];
 		r.q[1] = s.q[(i->imm >> 1) & 1];
@@ -627,9 +621,7 @@ static void pshift_xmm(struct soft_cpu *cpu, struct insn *i)
 	enum shift_kind kind = (i->opcode & 0xf0) == 0xf0 ? SH_LEFT
 			       : (i->opcode & 0xf0) == 0xe0 ? SH_ARITH : SH_RIGHT;
 	union xmm s, d;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, true, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	sse_shift_elems(&d, 16, size, kind, s.q[0]);
 	xmm_set(cpu, i->reg, &d);
 }
@@ -1092,9 +1084,7 @@ static struct fp_form fp_operands(struct soft_cpu *cpu, const struct insn *i, un
 				  union xmm *s)
 {
 	struct fp_form form = fp_form_of(i);
-	fpu_check_sse(cpu);
-	src_read(cpu, i, form.memsize, form.memsize == 16, s);
-	xmm_get(cpu, i->reg, d);
+	sse_operands(cpu, i, form.memsize, form.memsize == 16, d, s);
 	return form;
 }
 
@@ -1170,9 +1160,7 @@ static void sse_comis(struct soft_cpu *cpu, struct insn *i)
 	const struct fpfmt *f = i->opsize_prefix ? &F64 : &F32;
 	union xmm d, s;
 	struct simd_fp c;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, f->bytes, false, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, f->bytes, false, &d, &s);
 	fp_begin(cpu, &c);
 	uint64_t a = elem_get(&d, f, 0), b = elem_get(&s, f, 0);
 	fp_compare(&c, f, i->opcode == 0x2f ? 1 : 0, a, b);
@@ -1201,9 +1189,7 @@ static void sse_cvt_fp(struct soft_cpu *cpu, struct insn *i)
 	const struct fpfmt *from = widen ? &F32 : &F64, *to = widen ? &F64 : &F32;
 	union xmm d, s, r;
 	struct simd_fp c;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, memsize[pfx], memsize[pfx] == 16, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, memsize[pfx], memsize[pfx] == 16, &d, &s);
 	r = d;
 	if (pfx == PFX_66)
 		memset(&r, 0, sizeof(r)); /* CVTPD2PS clears the upper half */
@@ -1435,8 +1421,8 @@ static void fxrstor(struct soft_cpu *cpu, struct insn *i)
 
 const struct opdef soft_ops_sse[] = {
     /* moves */
-    SSE(0x10, PFX_NONE, 0, "movups", movups_load),
-    SSE(0x10, PFX_66, 0, "movupd", movups_load),
+    SSE(0x10, PFX_NONE, 0, "movups", sse_load_unaligned),
+    SSE(0x10, PFX_66, 0, "movupd", sse_load_unaligned),
     SSE(0x10, PFX_F3, 0, "movss", movs_load),
     SSE(0x10, PFX_F2, 0, "movsd", movs_load),
     SSE(0x11, PFX_NONE, 0, "movups", movups_store),
@@ -1451,8 +1437,8 @@ const struct opdef soft_ops_sse[] = {
     SSE(0x16, PFX_66, MEM, "movhpd", movhps_load),
     SSE(0x17, PFX_NONE, MEM, "movhps", movhps_store),
     SSE(0x17, PFX_66, MEM, "movhpd", movhps_store),
-    SSE(0x28, PFX_NONE, 0, "movaps", movaps_load),
-    SSE(0x28, PFX_66, 0, "movapd", movaps_load),
+    SSE(0x28, PFX_NONE, 0, "movaps", sse_load_aligned),
+    SSE(0x28, PFX_66, 0, "movapd", sse_load_aligned),
     SSE(0x29, PFX_NONE, 0, "movaps", movaps_store),
     SSE(0x29, PFX_66, 0, "movapd", movaps_store),
     SSE(0x2b, PFX_NONE, MEM, "movntps", movaps_store),
@@ -1460,8 +1446,8 @@ const struct opdef soft_ops_sse[] = {
     SSE(0x50, PFX_NONE, R3, "movmskps", movmskp),
     SSE(0x50, PFX_66, R3, "movmskpd", movmskp),
     SSE(0x6e, PFX_66, 0, "movd/movq", movd_to_xmm),
-    SSE(0x6f, PFX_66, 0, "movdqa", movaps_load),
-    SSE(0x6f, PFX_F3, 0, "movdqu", movups_load),
+    SSE(0x6f, PFX_66, 0, "movdqa", sse_load_aligned),
+    SSE(0x6f, PFX_F3, 0, "movdqu", sse_load_unaligned),
     SSE(0x7e, PFX_66, 0, "movd/movq", movd_from_xmm),
     SSE(0x7e, PFX_F3, 0, "movq", movq_load),
     SSE(0x7f, PFX_66, 0, "movdqa", movaps_store),

@@ -21,15 +21,6 @@
 
 /* ---- operands ---- */
 
-/* d = the ModRM.reg register, s = xmm/m of `memsize` bytes. */
-static void operands(struct soft_cpu *cpu, const struct insn *i, unsigned memsize, bool aligned,
-		     union xmm *d, union xmm *s)
-{
-	fpu_check_sse(cpu);
-	src_read(cpu, i, memsize, aligned, s);
-	xmm_get(cpu, i->reg, d);
-}
-
 /* A general-purpose or memory source of `size` bytes: a register source
  * is always read as r32/r64 and truncated (PINSRB takes the low byte of
  * r32, never AH-BH). */
@@ -155,19 +146,9 @@ static const pint_fn pint_ops[256] = {
 static void pint_op(struct soft_cpu *cpu, struct insn *i) /* 66 0F 38 xx */
 {
 	union xmm d, s;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	pint_ops[i->opcode](&d, &s);
 	xmm_set(cpu, i->reg, &d);
-}
-
-/* MOVNTDQA (66 0F 38 2A, memory only): an aligned load; the streaming
- * hint changes nothing for a CPU without caches. */
-static void movntdqa(struct soft_cpu *cpu, struct insn *i)
-{
-	union xmm v;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, true, &v);
-	xmm_set(cpu, i->reg, &v);
 }
 
 /* ---- blends ---- */
@@ -194,7 +175,7 @@ static void blend_imm(struct soft_cpu *cpu, struct insn *i)
 {
 	static const uint8_t sizes[3] = {4, 8, 2};
 	union xmm d, s;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	blend(&d, &s, sizes[i->opcode - 0x0c], (uint32_t)i->imm);
 	xmm_set(cpu, i->reg, &d);
 }
@@ -205,7 +186,7 @@ static void blend_var(struct soft_cpu *cpu, struct insn *i)
 {
 	unsigned size = i->opcode == 0x10 ? 1 : i->opcode == 0x14 ? 4 : 8;
 	union xmm d, s, m;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	xmm_get(cpu, 0, &m);
 	blend(&d, &s, size, sign_mask(&m, size));
 	xmm_set(cpu, i->reg, &d);
@@ -240,7 +221,7 @@ static void pmovx(struct soft_cpu *cpu, struct insn *i)
 static void ptest(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm d, s;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	uint64_t fl = flags_get(cpu) & ~FLAGS_ARITH;
 	if (((d.q[0] & s.q[0]) | (d.q[1] & s.q[1])) == 0)
 		fl |= FLAG_ZF;
@@ -257,7 +238,7 @@ static void ptest(struct soft_cpu *cpu, struct insn *i)
 static void mpsadbw(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm d, s, r;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	unsigned so = (unsigned)(i->imm & 3) * 4, dof = (unsigned)((i->imm >> 2) & 1) * 4;
 	for (unsigned j = 0; j < 8; j++) {
 		unsigned sum = 0;
@@ -304,7 +285,7 @@ static void pinsr(struct soft_cpu *cpu, struct insn *i)
 static void insertps(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm d, s;
-	operands(cpu, i, 4, false, &d, &s);
+	sse_operands(cpu, i, 4, false, &d, &s);
 	d.d[(i->imm >> 4) & 3] = s.d[i->mod == 3 ? (i->imm >> 6) & 3 : 0];
 	for (unsigned k = 0; k < 4; k++)
 		if (i->imm & (1u << k))
@@ -473,7 +454,7 @@ static void round_op(struct soft_cpu *cpu, struct insn *i)
 	unsigned n = scalar ? 1 : 16 / f->bytes;
 	union xmm d, s;
 	struct fpctx c;
-	operands(cpu, i, scalar ? f->bytes : 16, !scalar, &d, &s);
+	sse_operands(cpu, i, scalar ? f->bytes : 16, !scalar, &d, &s);
 	if (!scalar)
 		d = s;
 	fp_begin(cpu, &c, false);
@@ -595,7 +576,7 @@ static void dpp(struct soft_cpu *cpu, struct insn *i)
 	union xmm d, s, r;
 	uint64_t p[4], sum;
 	struct fpctx c;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	fp_begin(cpu, &c, true);
 	for (unsigned k = 0; k < n; k++) {
 		bool on = i->imm & (0x10u << k);
@@ -718,7 +699,7 @@ static void pcmpstr(struct soft_cpu *cpu, struct insn *i)
 	bool explicit_len = i->opcode < 0x62, index = i->opcode & 1;
 	struct strcmp_ops o;
 	union xmm a, b;
-	operands(cpu, i, 16, false, &a, &b);
+	sse_operands(cpu, i, 16, false, &a, &b);
 	o.n = (imm & 1) ? 8 : 16;
 	str_elems(&a, imm, o.a);
 	str_elems(&b, imm, o.b);
@@ -806,7 +787,9 @@ const struct opdef soft_ops_sse4[] = {
     X38(0x25, 0, "pmovsxdq", pmovx),
     X38(0x28, 0, "pmuldq", pint_op),
     X38(0x29, 0, "pcmpeqq", pint_op),
-    X38(0x2a, MEM, "movntdqa", movntdqa),
+    /* MOVNTDQA (memory only): an aligned load; the streaming hint changes
+     * nothing for a CPU without caches. */
+    X38(0x2a, MEM, "movntdqa", sse_load_aligned),
     X38(0x2b, 0, "packusdw", pint_op),
     X38(0x30, 0, "pmovzxbw", pmovx),
     X38(0x31, 0, "pmovzxbd", pmovx),

@@ -18,14 +18,6 @@
 
 /* ---- SSE3 ---- */
 
-static void check_read(struct soft_cpu *cpu, const struct insn *i, unsigned size, bool aligned,
-		       union xmm *d, union xmm *s)
-{
-	fpu_check_sse(cpu);
-	src_read(cpu, i, size, aligned, s);
-	xmm_get(cpu, i->reg, d);
-}
-
 /* ADDSUBPD (66 0F D0), ADDSUBPS (F2 0F D0): subtract in the even
  * elements, add in the odd ones. */
 static void addsub(struct soft_cpu *cpu, struct insn *i)
@@ -33,7 +25,7 @@ static void addsub(struct soft_cpu *cpu, struct insn *i)
 	static const enum fp_op ops[4] = {FP_SUB, FP_ADD, FP_SUB, FP_ADD};
 	bool dbl = i->def->prefix == PFX_66;
 	union xmm d, s, r;
-	check_read(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	sse_fp_lanes(cpu, dbl, ops, &d, &s, &r);
 	xmm_set(cpu, i->reg, &r);
 }
@@ -47,7 +39,7 @@ static void hfp(struct soft_cpu *cpu, struct insn *i)
 	enum fp_op op = i->opcode == 0x7c ? FP_ADD : FP_SUB;
 	const enum fp_op ops[4] = {op, op, op, op};
 	union xmm d, s, lo, hi, r;
-	check_read(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	if (dbl) {
 		lo.q[0] = d.q[0], hi.q[0] = d.q[1];
 		lo.q[1] = s.q[0], hi.q[1] = s.q[1];
@@ -59,15 +51,6 @@ static void hfp(struct soft_cpu *cpu, struct insn *i)
 	}
 	sse_fp_lanes(cpu, dbl, ops, &lo, &hi, &r);
 	xmm_set(cpu, i->reg, &r);
-}
-
-/* LDDQU (F2 0F F0, memory only): an unaligned 16-byte load. */
-static void lddqu(struct soft_cpu *cpu, struct insn *i)
-{
-	union xmm v;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, false, &v);
-	xmm_set(cpu, i->reg, &v);
 }
 
 /* MOVDDUP (F2 0F 12): the low double of xmm/m64, twice. */
@@ -287,7 +270,7 @@ static vec_fn vec_op(const struct insn *i)
 static void ssse3_xmm(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm d, s;
-	check_read(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	vec_op(i)(&d, &s, 16, (uint8_t)i->imm);
 	xmm_set(cpu, i->reg, &d);
 }
@@ -323,7 +306,7 @@ const struct opdef soft_ops_ssse3[] = {
     SSE3(0x7c, PFX_F2, 0, "haddps", hfp),
     SSE3(0x7d, PFX_66, 0, "hsubpd", hfp),
     SSE3(0x7d, PFX_F2, 0, "hsubps", hfp),
-    SSE3(0xf0, PFX_F2, MEM, "lddqu", lddqu),
+    SSE3(0xf0, PFX_F2, MEM, "lddqu", sse_load_unaligned), /* an unaligned load */
     SSE3(0x12, PFX_F2, 0, "movddup", movddup),
     SSE3(0x12, PFX_F3, 0, "movsldup", movsdup),
     SSE3(0x16, PFX_F3, 0, "movshdup", movsdup),

@@ -56,11 +56,27 @@ static inline void src_read(struct soft_cpu *cpu, const struct insn *i, unsigned
 	lin_read_bytes(cpu, sse_linear(cpu, i, size, ACC_READ, aligned), v, size);
 }
 
+/* The two-operand form: the SSE preconditions, then the r/m source s
+ * (as src_read), then the ModRM.reg destination d. */
+static inline void sse_operands(struct soft_cpu *cpu, const struct insn *i, unsigned size,
+				bool aligned, union xmm *d, union xmm *s)
+{
+	fpu_check_sse(cpu);
+	src_read(cpu, i, size, aligned, s);
+	xmm_get(cpu, i->reg, d);
+}
+
 static inline void mem_write(struct soft_cpu *cpu, const struct insn *i, const void *v, unsigned size,
 		      bool aligned)
 {
 	lin_write_bytes(cpu, sse_linear(cpu, i, size, ACC_WRITE, aligned), v, size);
 }
+
+/* The 16-byte loads xmm <- xmm/m128 (opcode-table handlers of ops_sse.c
+ * that other groups share): MOVAPS, MOVDQA, MOVNTDQA with the alignment
+ * rule, MOVUPS, MOVDQU, LDDQU without. */
+void sse_load_aligned(struct soft_cpu *cpu, struct insn *i);
+void sse_load_unaligned(struct soft_cpu *cpu, struct insn *i);
 
 /* ---- packed-integer element operations (ops_sse.c), shared with the
  * MMX forms (ops_mmx.c) ---- */
