@@ -120,22 +120,14 @@ static void pshufw(struct soft_cpu *cpu, struct insn *i) /* 0F 70: mm, mm/m64, i
 	mmx_set(cpu, i->reg, r);
 }
 
-/* MASKMOVQ mm1, mm2 (0F F7): the bytes of mm1 whose mask byte in mm2 has
- * its top bit set go to DS:rDI (segment overridable). Both pages of the
- * 8 bytes are checked for writing before the first byte is written, even
- * with an all-zero mask: the SDM leaves faults on masked-off bytes to the
- * implementation, and the processor raises them (checked on hardware). */
+/* MASKMOVQ mm1, mm2 (0F F7): the stores of MASKMOVDQU on 8 bytes. */
 static void maskmovq(struct soft_cpu *cpu, struct insn *i)
 {
+	union xmm v = {{0}}, m = {{0}};
 	mmx_check(cpu);
-	uint64_t v = mmx_get(cpu, i->reg), m = mmx_get(cpu, i->rm);
-	uint64_t off = cpu->s.gpr[GPR_RDI] & size_mask(i->addrsize);
-	uint64_t la = seg_linear(cpu, i->seg, off, 8, ACC_WRITE);
-	mmu_translate(cpu, la, ACC_WRITE, false);
-	mmu_translate(cpu, la + 7, ACC_WRITE, false);
-	for (unsigned k = 0; k < 8; k++)
-		if ((m >> (8 * k)) & 0x80)
-			lin_write(cpu, la + k, 1, (v >> (8 * k)) & 0xff);
+	v.q[0] = mmx_get(cpu, i->reg);
+	m.q[0] = mmx_get(cpu, i->rm);
+	sse_maskmov(cpu, i, &v, &m, 8);
 	mmx_enter(cpu);
 }
 
@@ -173,17 +165,12 @@ static void mmx_pint(struct soft_cpu *cpu, struct insn *i)
  * count is the whole 64-bit source. */
 static void mmx_shift(struct soft_cpu *cpu, struct insn *i)
 {
-	static const uint8_t sizes[4] = {0, 2, 4, 8};
-	unsigned size = sizes[i->opcode & 3];
-	enum shift_kind kind = (i->opcode & 0xf0) == 0xf0   ? SH_LEFT
-			       : (i->opcode & 0xf0) == 0xe0 ? SH_ARITH
-							    : SH_RIGHT;
 	union xmm v = {{0}};
 	mmx_check(cpu);
 	uint64_t count = mm_src(cpu, i, 8);
 	mmx_enter(cpu);
 	v.q[0] = mmx_get(cpu, i->reg);
-	sse_shift_elems(&v, 8, size, kind, count);
+	sse_shift_elems(&v, 8, pshift_size(i->opcode), pshift_kind(i->opcode), count);
 	mmx_set(cpu, i->reg, v.q[0]);
 }
 
@@ -191,13 +178,11 @@ static void mmx_shift(struct soft_cpu *cpu, struct insn *i)
  * (73 has no arithmetic form and, unlike the XMM group, no byte shifts). */
 static void mmx_shift_imm(struct soft_cpu *cpu, struct insn *i)
 {
-	unsigned size = i->opcode == 0x71 ? 2 : i->opcode == 0x72 ? 4 : 8;
-	unsigned op = i->reg & 7;
 	union xmm v = {{0}};
 	mmx_check(cpu);
 	mmx_enter(cpu);
 	v.q[0] = mmx_get(cpu, i->rm);
-	sse_shift_elems(&v, 8, size, op == 6 ? SH_LEFT : op == 4 ? SH_ARITH : SH_RIGHT, i->imm);
+	sse_shift_elems(&v, 8, pshift_imm_size(i->opcode), pshift_imm_kind(i), i->imm);
 	mmx_set(cpu, i->rm, v.q[0]);
 }
 

@@ -214,24 +214,26 @@ static void pinsrw(struct soft_cpu *cpu, struct insn *i) /* 66 0F C4 /r ib */
 	xmm_set(cpu, i->reg, &d);
 }
 
-/* MASKMOVDQU (66 0F F7): the bytes of xmm1 whose mask byte in xmm2 has
- * its top bit set go to DS:rDI (segment overridable). Every page of the
- * 16 bytes is checked for writing before the first byte is written, even
- * with an all-zero mask: the SDM leaves faults on masked-off bytes to the
- * implementation, and the processor raises them (checked on hardware). */
+void sse_maskmov(struct soft_cpu *cpu, const struct insn *i, const union xmm *v,
+		 const union xmm *m, unsigned n)
+{
+	uint64_t off = cpu->s.gpr[GPR_RDI] & size_mask(i->addrsize);
+	uint64_t la = seg_linear(cpu, i->seg, off, n, ACC_WRITE);
+	mmu_translate(cpu, la, ACC_WRITE, false);
+	mmu_translate(cpu, la + n - 1, ACC_WRITE, false);
+	for (unsigned k = 0; k < n; k++)
+		if (m->b[k] & 0x80)
+			lin_write(cpu, la + k, 1, v->b[k]);
+}
+
+/* MASKMOVDQU xmm1, xmm2 (66 0F F7). */
 static void maskmovdqu(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm v, m;
 	fpu_check_sse(cpu);
 	xmm_get(cpu, i->reg, &v);
 	xmm_get(cpu, i->rm, &m);
-	uint64_t off = cpu->s.gpr[GPR_RDI] & size_mask(i->addrsize);
-	uint64_t la = seg_linear(cpu, i->seg, off, 16, ACC_WRITE);
-	mmu_translate(cpu, la, ACC_WRITE, false);
-	mmu_translate(cpu, la + 15, ACC_WRITE, false);
-	for (unsigned k = 0; k < 16; k++)
-		if (m.b[k] & 0x80)
-			lin_write(cpu, la + k, 1, v.b[k]);
+	sse_maskmov(cpu, i, &v, &m, 16);
 }
 
 /* ---- packed integer and logical operations: d = d OP s ----
@@ -239,11 +241,6 @@ static void maskmovdqu(struct soft_cpu *cpu, struct insn *i)
  * forms, 8 for the MMX forms (ops_mmx.c), whose elements are the same;
  * pack, unpack, PMADDWD, PMULUDQ and PSADBW take their halves and pairs
  * from those bytes, not from the 128-bit layout. */
-
-static int16_t sat16s(int32_t v) { return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v); }
-static uint16_t sat16u(int32_t v) { return (uint16_t)(v > 65535 ? 65535 : v < 0 ? 0 : v); }
-static int8_t sat8s(int32_t v) { return (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v); }
-static uint8_t sat8u(int32_t v) { return (uint8_t)(v > 255 ? 255 : v < 0 ? 0 : v); }
 
 static void p_and(union xmm *d, const union xmm *s, unsigned bytes)
 {
@@ -616,13 +613,9 @@ void sse_shift_elems(union xmm *v, unsigned bytes, unsigned size, enum shift_kin
 /* PSRLW/D/Q, PSRAW/D, PSLLW/D/Q xmm, xmm/m128 (66 0F D1-D3, E1-E2, F1-F3). */
 static void pshift_xmm(struct soft_cpu *cpu, struct insn *i)
 {
-	static const uint8_t sizes[4] = {0, 2, 4, 8};
-	unsigned size = sizes[i->opcode & 3];
-	enum shift_kind kind = (i->opcode & 0xf0) == 0xf0 ? SH_LEFT
-			       : (i->opcode & 0xf0) == 0xe0 ? SH_ARITH : SH_RIGHT;
 	union xmm s, d;
 	sse_operands(cpu, i, 16, true, &d, &s);
-	sse_shift_elems(&d, 16, size, kind, s.q[0]);
+	sse_shift_elems(&d, 16, pshift_size(i->opcode), pshift_kind(i->opcode), s.q[0]);
 	xmm_set(cpu, i->reg, &d);
 }
 
@@ -630,7 +623,6 @@ static void pshift_xmm(struct soft_cpu *cpu, struct insn *i)
  * 73 /3 and /7 are the byte shifts PSRLDQ/PSLLDQ. */
 static void pshift_imm(struct soft_cpu *cpu, struct insn *i)
 {
-	unsigned size = i->opcode == 0x71 ? 2 : i->opcode == 0x72 ? 4 : 8;
 	unsigned op = i->reg & 7;
 	union xmm v;
 	fpu_check_sse(cpu);
@@ -644,8 +636,7 @@ static void pshift_imm(struct soft_cpu *cpu, struct insn *i)
 			memcpy(&r.b[n], &v.b[0], 16 - n);
 		v = r;
 	} else {
-		sse_shift_elems(&v, 16, size, op == 6 ? SH_LEFT : op == 4 ? SH_ARITH : SH_RIGHT,
-				i->imm);
+		sse_shift_elems(&v, 16, pshift_imm_size(i->opcode), pshift_imm_kind(i), i->imm);
 	}
 	xmm_set(cpu, i->rm, &v);
 }

@@ -45,8 +45,6 @@ static void gpr_or_mem_write(struct soft_cpu *cpu, const struct insn *i, unsigne
 
 typedef void (*pint_fn)(union xmm *d, const union xmm *s);
 
-static uint16_t sat_u16(int32_t v) { return (uint16_t)(v > 65535 ? 65535 : v < 0 ? 0 : v); }
-
 static void pmulld(union xmm *d, const union xmm *s)
 {
 	for (int k = 0; k < 4; k++)
@@ -117,8 +115,8 @@ static void packusdw(union xmm *d, const union xmm *s)
 {
 	union xmm r;
 	for (int k = 0; k < 4; k++) {
-		r.w[k] = sat_u16(d->sd[k]);
-		r.w[k + 4] = sat_u16(s->sd[k]);
+		r.w[k] = sat16u(d->sd[k]);
+		r.w[k + 4] = sat16u(s->sd[k]);
 	}
 	*d = r;
 }

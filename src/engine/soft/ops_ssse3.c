@@ -80,8 +80,6 @@ static void movsdup(struct soft_cpu *cpu, struct insn *i)
 
 typedef void (*vec_fn)(union xmm *d, const union xmm *s, unsigned n, uint8_t imm);
 
-static int16_t sat16(int32_t v) { return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v); }
-
 /* PSHUFB: each byte takes the destination byte its selector indexes
  * (the low 4 bits, 3 for MMX), or zero when the selector's top bit is set. */
 static void pshufb(union xmm *d, const union xmm *s, unsigned n, uint8_t imm)
@@ -99,9 +97,9 @@ static int32_t hop_apply(enum hop op, int32_t a, int32_t b)
 {
 	switch (op) {
 	case H_ADD: return a + b;
-	case H_ADDS: return sat16(a + b);
+	case H_ADDS: return sat16s(a + b);
 	case H_SUB: return a - b;
-	default: return sat16(a - b);
+	default: return sat16s(a - b);
 	}
 }
 
@@ -167,7 +165,7 @@ static void pmaddubsw(union xmm *d, const union xmm *s, unsigned n, uint8_t imm)
 {
 	(void)imm;
 	for (unsigned k = 0; k < n / 2; k++)
-		d->sw[k] = sat16(d->b[2 * k] * s->sb[2 * k] + d->b[2 * k + 1] * s->sb[2 * k + 1]);
+		d->sw[k] = sat16s(d->b[2 * k] * s->sb[2 * k] + d->b[2 * k + 1] * s->sb[2 * k + 1]);
 }
 
 /* PMULHRSW: bits 30-15 of the 32-bit product, rounded (SDM: ((a*b >> 14)

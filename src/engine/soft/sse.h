@@ -78,8 +78,25 @@ static inline void mem_write(struct soft_cpu *cpu, const struct insn *i, const v
 void sse_load_aligned(struct soft_cpu *cpu, struct insn *i);
 void sse_load_unaligned(struct soft_cpu *cpu, struct insn *i);
 
+/* MASKMOVQ and MASKMOVDQU: the n bytes of v whose mask byte in m has its
+ * top bit set go to DS:rDI (segment overridable). Every page of the n
+ * bytes is checked for writing before the first byte is written, even
+ * with an all-zero mask: the SDM leaves faults on masked-off bytes to the
+ * implementation, and the processor raises them (checked on hardware). */
+void sse_maskmov(struct soft_cpu *cpu, const struct insn *i, const union xmm *v,
+		 const union xmm *m, unsigned n);
+
 /* ---- packed-integer element operations (ops_sse.c), shared with the
  * MMX forms (ops_mmx.c) ---- */
+
+/* Signed and unsigned saturation of a wider intermediate to 8 and 16 bits. */
+static inline int8_t sat8s(int32_t v) { return (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v); }
+static inline uint8_t sat8u(int32_t v) { return (uint8_t)(v > 255 ? 255 : v < 0 ? 0 : v); }
+static inline int16_t sat16s(int32_t v)
+{
+	return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v);
+}
+static inline uint16_t sat16u(int32_t v) { return (uint16_t)(v > 65535 ? 65535 : v < 0 ? 0 : v); }
 
 /* d = d OP s on the low `bytes` bytes of the operands: 16 for XMM, 8 for
  * MMX (the rest of d is then unspecified). */
@@ -96,6 +113,31 @@ enum shift_kind { SH_LEFT, SH_RIGHT, SH_ARITH };
  * fill it with its sign for arithmetic shifts. */
 void sse_shift_elems(union xmm *v, unsigned bytes, unsigned size, enum shift_kind kind,
 		     uint64_t count);
+
+/* The element size and the kind of shift of PSRLW/D/Q, PSRAW/D and
+ * PSLLW/D/Q by a register or memory count ((66) 0F D1-D3, E1-E2, F1-F3)... */
+static inline unsigned pshift_size(uint8_t opcode)
+{
+	static const uint8_t sizes[4] = {0, 2, 4, 8};
+	return sizes[opcode & 3];
+}
+
+static inline enum shift_kind pshift_kind(uint8_t opcode)
+{
+	return (opcode & 0xf0) == 0xf0 ? SH_LEFT : (opcode & 0xf0) == 0xe0 ? SH_ARITH : SH_RIGHT;
+}
+
+/* ... and of their immediate forms ((66) 0F 71/72/73 /2 /4 /6 ib). */
+static inline unsigned pshift_imm_size(uint8_t opcode)
+{
+	return opcode == 0x71 ? 2 : opcode == 0x72 ? 4 : 8;
+}
+
+static inline enum shift_kind pshift_imm_kind(const struct insn *i)
+{
+	unsigned op = i->reg & 7;
+	return op == 6 ? SH_LEFT : op == 4 ? SH_ARITH : SH_RIGHT;
+}
 
 /* General-purpose operand width of MOVD/MOVQ, CVTSI2SS, ...: 64 with
  * REX.W, otherwise 32 whatever the mode's operand size. */
