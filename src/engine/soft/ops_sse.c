@@ -652,30 +652,11 @@ static void fence(struct soft_cpu *cpu, struct insn *i)
 
 /* ---- IEEE formats and the host's SSE unit ---- */
 
-struct fpfmt {
-	unsigned bytes;
-	uint64_t sign, exp, frac, quiet, indefinite;
-};
-
-static const struct fpfmt F32 = {4, 0x80000000u, 0x7f800000u, 0x007fffffu, 0x00400000u,
-				 0xffc00000u};
-static const struct fpfmt F64 = {8, 1ULL << 63, 0x7ff0000000000000ULL, 0x000fffffffffffffULL,
-				 1ULL << 51, 0xfff8000000000000ULL};
-
-static bool fp_is_nan(const struct fpfmt *f, uint64_t a)
-{
-	return (a & f->exp) == f->exp && (a & f->frac);
-}
-
-static bool fp_is_snan(const struct fpfmt *f, uint64_t a)
-{
-	return fp_is_nan(f, a) && !(a & f->quiet);
-}
-
-static bool fp_is_denormal(const struct fpfmt *f, uint64_t a)
-{
-	return !(a & f->exp) && (a & f->frac);
-}
+const struct fpfmt sse_f32 = {.bytes = 4, .mbits = 23, .sign = 0x80000000u, .exp = 0x7f800000u,
+			      .frac = 0x007fffffu, .quiet = 0x00400000u, .indefinite = 0xffc00000u};
+const struct fpfmt sse_f64 = {.bytes = 8, .mbits = 52, .sign = 1ULL << 63,
+			      .exp = 0x7ff0000000000000ULL, .frac = 0x000fffffffffffffULL,
+			      .quiet = 1ULL << 51, .indefinite = 0xfff8000000000000ULL};
 
 static float f32_of(uint64_t a)
 {
@@ -712,19 +693,7 @@ static double fp_value(const struct fpfmt *f, uint64_t a)
 	return f->bytes == 4 ? (double)f32_of(a) : f64_of(a);
 }
 
-/* One SIMD floating-point instruction's context: the exceptions its
- * elements raised (MXCSR flag bits) and the guest's DAZ/FTZ; the host's
- * MXCSR holds the guest's rounding mode, all exceptions masked, for the
- * duration (saved and restored around the computation, which does not
- * fault). */
-struct simd_fp {
-	unsigned flags;
-	bool daz, ftz;
-	bool ue_unmasked, oe_unmasked;
-	uint32_t host_saved;
-};
-
-static void fp_begin(struct soft_cpu *cpu, struct simd_fp *c)
+void sse_fp_begin(struct soft_cpu *cpu, struct simd_fp *c)
 {
 	c->flags = 0;
 	c->daz = cpu->fpu.mxcsr & MXCSR_DAZ;
@@ -741,12 +710,6 @@ static void host_clear(void) { _mm_setcsr(_mm_getcsr() & ~MXCSR_FLAGS); }
 
 /* The host's flags except DE, which the SDM's precedence rules decide. */
 static unsigned host_flags(void) { return _mm_getcsr() & MXCSR_FLAGS & ~MXCSR_DE; }
-
-/* Denormals-are-zero: a denormal source becomes a zero of its sign. */
-static uint64_t fp_daz(const struct simd_fp *c, const struct fpfmt *f, uint64_t a)
-{
-	return c->daz && fp_is_denormal(f, a) ? a & f->sign : a;
-}
 
 /* One operation and its (DAZ-processed) operands, kept for the exactness
  * question below. */
@@ -847,8 +810,8 @@ static bool fp_nan_operand(struct simd_fp *c, const struct fpfmt *f, uint64_t a,
 /* ADD/SUB/MUL/DIV (a OP b) and SQRT (of b) on one element. Precedence:
  * NaN operands, then invalid and divide-by-zero (which suppress DE),
  * then DE, then the result's OE/UE/PE and FTZ. */
-static uint64_t fp_arith(struct simd_fp *c, const struct fpfmt *f, enum fp_op op, uint64_t a,
-			 uint64_t b)
+uint64_t sse_fp_arith(struct simd_fp *c, const struct fpfmt *f, enum fp_op op, uint64_t a,
+		      uint64_t b)
 {
 	bool unary = op == FP_SQRT;
 	uint64_t r;
@@ -927,7 +890,7 @@ static bool fp_compare(struct simd_fp *c, const struct fpfmt *f, unsigned pred, 
 static uint64_t fp_convert(struct simd_fp *c, const struct fpfmt *from, uint64_t a)
 {
 	bool widen = from->bytes == 4;
-	const struct fpfmt *to = widen ? &F64 : &F32;
+	const struct fpfmt *to = widen ? &sse_f64 : &sse_f32;
 	a = fp_daz(c, from, a);
 	if (fp_is_nan(from, a)) {
 		if (fp_is_snan(from, a))
@@ -1014,26 +977,28 @@ static uint64_t int_to_fp(struct simd_fp *c, const struct fpfmt *to, int64_t v)
 	return r;
 }
 
-/* Ends the computation and applies the exceptions (vol. 1 §11.5.1): with
- * an unmasked pre-computation exception (IE, DE, ZE) in any element only
- * those flags are recorded; otherwise all are; either way an unmasked
- * one leaves the destination unchanged and raises #XM, or #UD when the
- * OS has not enabled #XM (CR4.OSXMMEXCPT). Returns to commit the result. */
-static void fp_commit(struct soft_cpu *cpu, struct simd_fp *c)
+void sse_fp_check(struct soft_cpu *cpu, struct simd_fp *c)
 {
 	const unsigned pre_mask = MXCSR_IE | MXCSR_DE | MXCSR_ZE;
 	unsigned unmasked = ~(cpu->fpu.mxcsr >> MXCSR_MASKS_SHIFT) & MXCSR_FLAGS;
 	unsigned raised = c->flags;
 
-	fp_end(c);
+	c->flags = 0;
 	if (raised & unmasked & pre_mask)
 		raised &= pre_mask;
 	cpu->fpu.mxcsr |= raised;
 	if (raised & unmasked) {
+		fp_end(c);
 		if (cpu->s.cr4 & CR4_OSXMMEXCPT)
 			soft_raise_noerr(cpu, EXC_XM);
 		soft_ud(cpu);
 	}
+}
+
+void sse_fp_commit(struct soft_cpu *cpu, struct simd_fp *c)
+{
+	sse_fp_check(cpu, c);
+	fp_end(c);
 }
 
 /* ---- SSE floating-point instructions ---- */
@@ -1050,24 +1015,11 @@ struct fp_form {
 static struct fp_form fp_form_of(const struct insn *i)
 {
 	switch (i->def->prefix) {
-	case PFX_66: return (struct fp_form){&F64, 2, 16};
-	case PFX_F3: return (struct fp_form){&F32, 1, 4};
-	case PFX_F2: return (struct fp_form){&F64, 1, 8};
-	default: return (struct fp_form){&F32, 4, 16};
+	case PFX_66: return (struct fp_form){&sse_f64, 2, 16};
+	case PFX_F3: return (struct fp_form){&sse_f32, 1, 4};
+	case PFX_F2: return (struct fp_form){&sse_f64, 1, 8};
+	default: return (struct fp_form){&sse_f32, 4, 16};
 	}
-}
-
-static uint64_t elem_get(const union xmm *v, const struct fpfmt *f, unsigned k)
-{
-	return f->bytes == 4 ? v->d[k] : v->q[k];
-}
-
-static void elem_set(union xmm *v, const struct fpfmt *f, unsigned k, uint64_t x)
-{
-	if (f->bytes == 4)
-		v->d[k] = (uint32_t)x;
-	else
-		v->q[k] = x;
 }
 
 /* Loads the instruction's operands: d = destination register, s = source. */
@@ -1099,14 +1051,14 @@ static void sse_arith(struct soft_cpu *cpu, struct insn *i)
 	struct fp_form form = fp_operands(cpu, i, &d, &s);
 	enum fp_op op = fp_op_of(i->opcode);
 	struct simd_fp c;
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < form.n; k++) {
 		uint64_t a = elem_get(&d, form.f, k), b = elem_get(&s, form.f, k);
 		uint64_t r = op == FP_MIN || op == FP_MAX ? fp_minmax(&c, form.f, op == FP_MAX, a, b)
-							  : fp_arith(&c, form.f, op, a, b);
+							  : sse_fp_arith(&c, form.f, op, a, b);
 		elem_set(&d, form.f, k, r);
 	}
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &d);
 }
 
@@ -1115,16 +1067,16 @@ static void sse_arith(struct soft_cpu *cpu, struct insn *i)
 void sse_fp_lanes(struct soft_cpu *cpu, bool dbl, const enum fp_op op[], const union xmm *a,
 		  const union xmm *b, union xmm *r)
 {
-	const struct fpfmt *f = dbl ? &F64 : &F32;
+	const struct fpfmt *f = dbl ? &sse_f64 : &sse_f32;
 	struct simd_fp c;
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 16 / f->bytes; k++) {
 		uint64_t x = elem_get(a, f, k), y = elem_get(b, f, k);
 		uint64_t v = op[k] == FP_MIN || op[k] == FP_MAX ? fp_minmax(&c, f, op[k] == FP_MAX, x, y)
-								: fp_arith(&c, f, op[k], x, y);
+								: sse_fp_arith(&c, f, op[k], x, y);
 		elem_set(r, f, k, v);
 	}
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 }
 
 static void sse_cmp(struct soft_cpu *cpu, struct insn *i) /* 0F C2 ib */
@@ -1132,13 +1084,13 @@ static void sse_cmp(struct soft_cpu *cpu, struct insn *i) /* 0F C2 ib */
 	union xmm d, s;
 	struct fp_form form = fp_operands(cpu, i, &d, &s);
 	struct simd_fp c;
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < form.n; k++) {
 		bool t = fp_compare(&c, form.f, i->imm & 7, elem_get(&d, form.f, k),
 				    elem_get(&s, form.f, k));
 		elem_set(&d, form.f, k, t ? ~0ULL : 0);
 	}
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &d);
 }
 
@@ -1148,17 +1100,17 @@ static void sse_cmp(struct soft_cpu *cpu, struct insn *i) /* 0F C2 ib */
  * EQ; DAZ and DE as for the compare predicates. */
 static void sse_comis(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *f = i->opsize_prefix ? &F64 : &F32;
+	const struct fpfmt *f = i->opsize_prefix ? &sse_f64 : &sse_f32;
 	union xmm d, s;
 	struct simd_fp c;
 	sse_operands(cpu, i, f->bytes, false, &d, &s);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	uint64_t a = elem_get(&d, f, 0), b = elem_get(&s, f, 0);
 	fp_compare(&c, f, i->opcode == 0x2f ? 1 : 0, a, b);
 	struct simd_fp scratch = c; /* the relation itself, without more exceptions */
 	bool unord = fp_compare(&scratch, f, 3, a, b);
 	bool less = fp_compare(&scratch, f, 1, a, b), equal = fp_compare(&scratch, f, 0, a, b);
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	uint64_t fl = flags_get(cpu) & ~FLAGS_ARITH;
 	if (unord)
 		fl |= FLAG_ZF | FLAG_PF | FLAG_CF;
@@ -1177,17 +1129,17 @@ static void sse_cvt_fp(struct soft_cpu *cpu, struct insn *i)
 	unsigned pfx = i->def->prefix;
 	bool widen = pfx == PFX_NONE || pfx == PFX_F3;
 	unsigned n = pfx == PFX_NONE || pfx == PFX_66 ? 2 : 1;
-	const struct fpfmt *from = widen ? &F32 : &F64, *to = widen ? &F64 : &F32;
+	const struct fpfmt *from = widen ? &sse_f32 : &sse_f64, *to = widen ? &sse_f64 : &sse_f32;
 	union xmm d, s, r;
 	struct simd_fp c;
 	sse_operands(cpu, i, memsize[pfx], memsize[pfx] == 16, &d, &s);
 	r = d;
 	if (pfx == PFX_66)
 		memset(&r, 0, sizeof(r)); /* CVTPD2PS clears the upper half */
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < n; k++)
 		elem_set(&r, to, k, fp_convert(&c, from, elem_get(&s, from, k)));
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &r);
 }
 
@@ -1199,11 +1151,11 @@ static void sse_cvt_dq_ps(struct soft_cpu *cpu, struct insn *i)
 	struct simd_fp c;
 	fpu_check_sse(cpu);
 	src_read(cpu, i, 16, true, &s);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 4; k++)
-		r.d[k] = pfx == PFX_NONE ? (uint32_t)int_to_fp(&c, &F32, s.sd[k])
-					 : (uint32_t)fp_to_int(&c, &F32, s.d[k], 4, pfx == PFX_F3);
-	fp_commit(cpu, &c);
+		r.d[k] = pfx == PFX_NONE ? (uint32_t)int_to_fp(&c, &sse_f32, s.sd[k])
+					 : (uint32_t)fp_to_int(&c, &sse_f32, s.d[k], 4, pfx == PFX_F3);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &r);
 }
 
@@ -1215,45 +1167,45 @@ static void sse_cvt_dq_pd(struct soft_cpu *cpu, struct insn *i)
 	struct simd_fp c;
 	fpu_check_sse(cpu);
 	src_read(cpu, i, pfx == PFX_F3 ? 8 : 16, pfx != PFX_F3, &s);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 2; k++) {
 		if (pfx == PFX_F3)
-			r.q[k] = int_to_fp(&c, &F64, s.sd[k]);
+			r.q[k] = int_to_fp(&c, &sse_f64, s.sd[k]);
 		else
-			r.d[k] = (uint32_t)fp_to_int(&c, &F64, s.q[k], 4, pfx == PFX_66);
+			r.d[k] = (uint32_t)fp_to_int(&c, &sse_f64, s.q[k], 4, pfx == PFX_66);
 	}
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &r);
 }
 
 /* CVTSI2SS/CVTSI2SD (F3/F2 0F 2A) xmm, r/m32 or r/m64 (REX.W). */
 static void sse_cvtsi2s(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *to = i->rep == 0xf3 ? &F32 : &F64;
+	const struct fpfmt *to = i->rep == 0xf3 ? &sse_f32 : &sse_f64;
 	unsigned size = gpr_size(i);
 	union xmm d;
 	struct simd_fp c;
 	fpu_check_sse(cpu);
 	int64_t v = sign_extend(op_rm_read(cpu, i, size), size);
 	xmm_get(cpu, i->reg, &d);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	elem_set(&d, to, 0, int_to_fp(&c, to, v));
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &d);
 }
 
 /* CVT(T)SS2SI / CVT(T)SD2SI (F3/F2 0F 2C truncating, 0F 2D rounding). */
 static void sse_cvts2si(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *from = i->rep == 0xf3 ? &F32 : &F64;
+	const struct fpfmt *from = i->rep == 0xf3 ? &sse_f32 : &sse_f64;
 	unsigned size = gpr_size(i);
 	union xmm s;
 	struct simd_fp c;
 	fpu_check_sse(cpu);
 	src_read(cpu, i, from->bytes, false, &s);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	uint64_t r = fp_to_int(&c, from, elem_get(&s, from, 0), size, i->opcode == 0x2c);
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	reg_write(cpu, i->reg, size, r, true);
 }
 
@@ -1269,7 +1221,7 @@ static void sse_cvts2si(struct soft_cpu *cpu, struct insn *i)
  * doubles (exact). */
 static void sse_cvtpi2p(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *to = i->opsize_prefix ? &F64 : &F32;
+	const struct fpfmt *to = i->opsize_prefix ? &sse_f64 : &sse_f32;
 	bool mmx = i->mod == 3;
 	union xmm d;
 	struct simd_fp c;
@@ -1279,10 +1231,10 @@ static void sse_cvtpi2p(struct soft_cpu *cpu, struct insn *i)
 		fpu_check_sse(cpu);
 	uint64_t s = i->mod == 3 ? mmx_get(cpu, i->rm) : op_rm_read_mem(cpu, i, 8);
 	xmm_get(cpu, i->reg, &d);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 2; k++)
 		elem_set(&d, to, k, int_to_fp(&c, to, (int32_t)(uint32_t)(s >> (32 * k))));
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	if (mmx)
 		mmx_enter(cpu);
 	xmm_set(cpu, i->reg, &d);
@@ -1292,16 +1244,16 @@ static void sse_cvtpi2p(struct soft_cpu *cpu, struct insn *i)
  * xmm/m128 (66 0F 2D/2C, an aligned 16-byte memory operand). */
 static void sse_cvtp2pi(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *from = i->opsize_prefix ? &F64 : &F32;
+	const struct fpfmt *from = i->opsize_prefix ? &sse_f64 : &sse_f32;
 	union xmm s;
 	struct simd_fp c;
 	uint64_t r = 0;
 	mmx_check_sse(cpu);
 	src_read(cpu, i, 2 * from->bytes, from->bytes == 8, &s);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 2; k++)
 		r |= fp_to_int(&c, from, elem_get(&s, from, k), 4, i->opcode == 0x2c) << (32 * k);
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	mmx_enter(cpu);
 	mmx_set(cpu, i->reg, r);
 }

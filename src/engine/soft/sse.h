@@ -143,9 +143,90 @@ static inline enum shift_kind pshift_imm_kind(const struct insn *i)
  * REX.W, otherwise 32 whatever the mode's operand size. */
 static inline unsigned gpr_size(const struct insn *i) { return i->opsize == 8 ? 8 : 4; }
 
-/* ---- SIMD floating point (ops_sse.c) ---- */
+/* ---- SIMD floating point (ops_sse.c), also for SSE3 (ops_ssse3.c) and
+ * SSE4.1 (ops_sse4.c) ----
+ * Computed on the host's SSE unit with the guest's rounding mode, all
+ * exceptions masked; the rules the host cannot be asked for (NaN
+ * propagation, DAZ, FTZ, DE, exception precedence, #XM) are applied
+ * around it: see the top of ops_sse.c. */
 
 enum fp_op { FP_ADD, FP_SUB, FP_MUL, FP_DIV, FP_SQRT, FP_MIN, FP_MAX };
+
+/* An IEEE binary interchange format: single (sse_f32) or double (sse_f64). */
+struct fpfmt {
+	unsigned bytes, mbits; /* size, explicit significand bits */
+	uint64_t sign, exp, frac, quiet, indefinite;
+};
+
+extern const struct fpfmt sse_f32, sse_f64;
+
+static inline bool fp_is_nan(const struct fpfmt *f, uint64_t a)
+{
+	return (a & f->exp) == f->exp && (a & f->frac);
+}
+
+static inline bool fp_is_snan(const struct fpfmt *f, uint64_t a)
+{
+	return fp_is_nan(f, a) && !(a & f->quiet);
+}
+
+static inline bool fp_is_denormal(const struct fpfmt *f, uint64_t a)
+{
+	return !(a & f->exp) && (a & f->frac);
+}
+
+/* Element k of v in format f. */
+static inline uint64_t elem_get(const union xmm *v, const struct fpfmt *f, unsigned k)
+{
+	return f->bytes == 4 ? v->d[k] : v->q[k];
+}
+
+static inline void elem_set(union xmm *v, const struct fpfmt *f, unsigned k, uint64_t x)
+{
+	if (f->bytes == 4)
+		v->d[k] = (uint32_t)x;
+	else
+		v->q[k] = x;
+}
+
+/* One SIMD floating-point instruction's context: the exceptions its
+ * elements raised (MXCSR flag bits) and the guest's DAZ/FTZ; the host's
+ * MXCSR holds the guest's rounding mode, all exceptions masked, from
+ * sse_fp_begin to sse_fp_commit (saved and restored around the
+ * computation, which does not fault). */
+struct simd_fp {
+	unsigned flags;
+	bool daz, ftz;
+	bool ue_unmasked, oe_unmasked;
+	uint32_t host_saved;
+};
+
+void sse_fp_begin(struct soft_cpu *cpu, struct simd_fp *c);
+
+/* Applies the exceptions raised since sse_fp_begin or the last check
+ * (vol. 1 §11.5.1): with an unmasked pre-computation exception (IE, DE,
+ * ZE) in any element only those flags are recorded, otherwise all are;
+ * either way an unmasked one leaves the destination unchanged and raises
+ * #XM, or #UD when the OS has not enabled #XM (CR4.OSXMMEXCPT), after
+ * restoring the host's MXCSR. An instruction computed in stages (DPPS)
+ * checks after each. */
+void sse_fp_check(struct soft_cpu *cpu, struct simd_fp *c);
+
+/* The last check, which also ends the computation: returns to commit the
+ * result. */
+void sse_fp_commit(struct soft_cpu *cpu, struct simd_fp *c);
+
+/* Denormals-are-zero: a denormal source becomes a zero of its sign. */
+static inline uint64_t fp_daz(const struct simd_fp *c, const struct fpfmt *f, uint64_t a)
+{
+	return c->daz && fp_is_denormal(f, a) ? a & f->sign : a;
+}
+
+/* ADD/SUB/MUL/DIV (a OP b) and SQRT (of b) on one element, as the SSE
+ * arithmetic instructions compute it (between sse_fp_begin and
+ * sse_fp_commit). */
+uint64_t sse_fp_arith(struct simd_fp *c, const struct fpfmt *f, enum fp_op op, uint64_t a,
+		      uint64_t b);
 
 /* r[k] = a[k] op[k] b[k] over the four singles or, with dbl, the two
  * doubles, exactly as the SSE arithmetic instructions compute them (the
