@@ -83,13 +83,11 @@ static void movdq2q(struct soft_cpu *cpu, struct insn *i) /* F2 0F D6: MOVDQ2Q m
 
 static void pmovmskb(struct soft_cpu *cpu, struct insn *i) /* 0F D7: r32, mm */
 {
+	union xmm v = {{0}};
 	mmx_check(cpu);
-	uint64_t v = mmx_get(cpu, i->rm);
-	uint32_t m = 0;
-	for (unsigned k = 0; k < 8; k++)
-		m |= (uint32_t)((v >> (8 * k + 7)) & 1) << k;
+	v.q[0] = mmx_get(cpu, i->rm);
 	mmx_enter(cpu);
-	reg_write(cpu, i->reg, 4, m, true);
+	reg_write(cpu, i->reg, 4, sse_sign_mask(&v, 8, 1), true);
 }
 
 static void pextrw(struct soft_cpu *cpu, struct insn *i) /* 0F C5: r32, mm, imm8 */

@@ -174,26 +174,17 @@ static void movnti(struct soft_cpu *cpu, struct insn *i) /* 0F C3: a GPR store, 
 static void movmskp(struct soft_cpu *cpu, struct insn *i) /* (66) 0F 50 */
 {
 	union xmm s;
-	uint32_t m = 0;
 	fpu_check_sse(cpu);
 	xmm_get(cpu, i->rm, &s);
-	if (i->opsize_prefix)
-		m = (uint32_t)(s.q[0] >> 63) | (uint32_t)(s.q[1] >> 63) << 1;
-	else
-		for (unsigned k = 0; k < 4; k++)
-			m |= (s.d[k] >> 31) << k;
-	reg_write(cpu, i->reg, 4, m, true);
+	reg_write(cpu, i->reg, 4, sse_sign_mask(&s, 16, i->opsize_prefix ? 8 : 4), true);
 }
 
 static void pmovmskb(struct soft_cpu *cpu, struct insn *i) /* 66 0F D7 */
 {
 	union xmm s;
-	uint32_t m = 0;
 	fpu_check_sse(cpu);
 	xmm_get(cpu, i->rm, &s);
-	for (unsigned k = 0; k < 16; k++)
-		m |= (uint32_t)(s.b[k] >> 7) << k;
-	reg_write(cpu, i->reg, 4, m, true);
+	reg_write(cpu, i->reg, 4, sse_sign_mask(&s, 16, 1), true);
 }
 
 static void pextrw(struct soft_cpu *cpu, struct insn *i) /* 66 0F C5 /r ib */

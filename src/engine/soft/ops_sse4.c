@@ -158,15 +158,6 @@ static void blend(union xmm *d, const union xmm *s, unsigned size, uint32_t sel)
 			memcpy(&d->b[k * size], &s->b[k * size], size);
 }
 
-/* The sign bit of each `size`-byte element of m, as a bit mask. */
-static uint32_t sign_mask(const union xmm *m, unsigned size)
-{
-	uint32_t sel = 0;
-	for (unsigned k = 0; k < 16 / size; k++)
-		sel |= (uint32_t)(m->b[k * size + size - 1] >> 7) << k;
-	return sel;
-}
-
 /* BLENDPS (0C), BLENDPD (0D), PBLENDW (0E) with an immediate selector. */
 static void blend_imm(struct soft_cpu *cpu, struct insn *i)
 {
@@ -185,7 +176,7 @@ static void blend_var(struct soft_cpu *cpu, struct insn *i)
 	union xmm d, s, m;
 	sse_operands(cpu, i, 16, true, &d, &s);
 	xmm_get(cpu, 0, &m);
-	blend(&d, &s, size, sign_mask(&m, size));
+	blend(&d, &s, size, sse_sign_mask(&m, 16, size));
 	xmm_set(cpu, i->reg, &d);
 }
 

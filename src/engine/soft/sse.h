@@ -78,6 +78,16 @@ static inline void mem_write(struct soft_cpu *cpu, const struct insn *i, const v
 void sse_load_aligned(struct soft_cpu *cpu, struct insn *i);
 void sse_load_unaligned(struct soft_cpu *cpu, struct insn *i);
 
+/* The sign bit of each `size`-byte element of the low `bytes` bytes of v,
+ * element k in bit k (PMOVMSKB, MOVMSKPS/PD, the BLENDV selectors). */
+static inline uint32_t sse_sign_mask(const union xmm *v, unsigned bytes, unsigned size)
+{
+	uint32_t m = 0;
+	for (unsigned k = 0; k < bytes / size; k++)
+		m |= (uint32_t)(v->b[k * size + size - 1] >> 7) << k;
+	return m;
+}
+
 /* MASKMOVQ and MASKMOVDQU: the n bytes of v whose mask byte in m has its
  * top bit set go to DS:rDI (segment overridable). Every page of the n
  * bytes is checked for writing before the first byte is written, even
