@@ -17,14 +17,6 @@
  * (ops_sse.c, sse_pint_fn) on 8-byte operands. */
 #include "engine/soft/sse.h"
 
-/* The r/m source: MMrm or `size` bytes of memory, zero-extended. */
-static uint64_t mm_src(struct soft_cpu *cpu, const struct insn *i, unsigned size)
-{
-	if (i->mod == 3)
-		return mmx_get(cpu, i->rm);
-	return op_rm_read_mem(cpu, i, size);
-}
-
 /* ---- moves ---- */
 
 static void movd_to_mm(struct soft_cpu *cpu, struct insn *i) /* 0F 6E; REX.W: MOVQ mm, r/m64 */
@@ -45,7 +37,7 @@ static void movd_from_mm(struct soft_cpu *cpu, struct insn *i) /* 0F 7E; REX.W: 
 static void movq_load(struct soft_cpu *cpu, struct insn *i) /* 0F 6F */
 {
 	mmx_check(cpu);
-	uint64_t v = mm_src(cpu, i, 8);
+	uint64_t v = mmx_src(cpu, i, 8);
 	mmx_enter(cpu);
 	mmx_set(cpu, i->reg, v);
 }
@@ -111,7 +103,7 @@ static void pinsrw(struct soft_cpu *cpu, struct insn *i) /* 0F C4: mm, r32/m16, 
 static void pshufw(struct soft_cpu *cpu, struct insn *i) /* 0F 70: mm, mm/m64, imm8 */
 {
 	mmx_check(cpu);
-	uint64_t s = mm_src(cpu, i, 8), r = 0;
+	uint64_t s = mmx_src(cpu, i, 8), r = 0;
 	for (unsigned k = 0; k < 4; k++)
 		r |= ((s >> (16 * ((i->imm >> (2 * k)) & 3))) & 0xffff) << (16 * k);
 	mmx_enter(cpu);
@@ -148,11 +140,8 @@ static unsigned pint_src_size(uint8_t opcode) { return opcode >= 0x60 && opcode 
 
 static void mmx_pint(struct soft_cpu *cpu, struct insn *i)
 {
-	union xmm d = {{0}}, s = {{0}};
-	mmx_check(cpu);
-	s.q[0] = mm_src(cpu, i, pint_src_size(i->opcode));
-	mmx_enter(cpu);
-	d.q[0] = mmx_get(cpu, i->reg);
+	union xmm d, s;
+	mmx_operands(cpu, i, pint_src_size(i->opcode), &d, &s);
 	sse_pint_fn(i->opcode)(&d, &s, 8);
 	mmx_set(cpu, i->reg, d.q[0]);
 }
@@ -163,13 +152,10 @@ static void mmx_pint(struct soft_cpu *cpu, struct insn *i)
  * count is the whole 64-bit source. */
 static void mmx_shift(struct soft_cpu *cpu, struct insn *i)
 {
-	union xmm v = {{0}};
-	mmx_check(cpu);
-	uint64_t count = mm_src(cpu, i, 8);
-	mmx_enter(cpu);
-	v.q[0] = mmx_get(cpu, i->reg);
-	sse_shift_elems(&v, 8, pshift_size(i->opcode), pshift_kind(i->opcode), count);
-	mmx_set(cpu, i->reg, v.q[0]);
+	union xmm d, s;
+	mmx_operands(cpu, i, 8, &d, &s);
+	sse_shift_elems(&d, 8, pshift_size(i->opcode), pshift_kind(i->opcode), s.q[0]);
+	mmx_set(cpu, i->reg, d.q[0]);
 }
 
 /* 0F 71/72/73 /2 /4 /6 ib: shifts of the r/m register by an immediate

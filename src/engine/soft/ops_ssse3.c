@@ -278,14 +278,8 @@ static void ssse3_xmm(struct soft_cpu *cpu, struct insn *i)
  * transition, so that a fault changes nothing. */
 static void ssse3_mmx(struct soft_cpu *cpu, struct insn *i)
 {
-	union xmm d = {{0}}, s = {{0}};
-	mmx_check(cpu);
-	if (i->mod != 3)
-		lin_read_bytes(cpu, sse_linear(cpu, i, 8, ACC_READ, false), &s, 8);
-	mmx_enter(cpu);
-	if (i->mod == 3)
-		s.q[0] = mmx_get(cpu, i->rm);
-	d.q[0] = mmx_get(cpu, i->reg);
+	union xmm d, s;
+	mmx_operands(cpu, i, 8, &d, &s);
 	vec_op(i)(&d, &s, 8, (uint8_t)i->imm);
 	mmx_set(cpu, i->reg, d.q[0]);
 }

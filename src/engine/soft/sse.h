@@ -66,6 +66,29 @@ static inline void sse_operands(struct soft_cpu *cpu, const struct insn *i, unsi
 	xmm_get(cpu, i->reg, d);
 }
 
+/* The r/m source of an MMX instruction: MMrm or `size` bytes of memory,
+ * zero-extended (read before mmx_enter, so that a fault changes nothing). */
+static inline uint64_t mmx_src(struct soft_cpu *cpu, const struct insn *i, unsigned size)
+{
+	if (i->mod == 3)
+		return mmx_get(cpu, i->rm);
+	return op_rm_read_mem(cpu, i, size);
+}
+
+/* The MMX two-operand form, in the low 8 bytes of d and s (the rest
+ * zero): the MMX preconditions, the r/m source s (`size` bytes of
+ * memory), the switch to MMX mode, then the MMreg destination d. */
+static inline void mmx_operands(struct soft_cpu *cpu, const struct insn *i, unsigned size,
+				union xmm *d, union xmm *s)
+{
+	memset(d, 0, sizeof(*d));
+	memset(s, 0, sizeof(*s));
+	mmx_check(cpu);
+	s->q[0] = mmx_src(cpu, i, size);
+	mmx_enter(cpu);
+	d->q[0] = mmx_get(cpu, i->reg);
+}
+
 static inline void mem_write(struct soft_cpu *cpu, const struct insn *i, const void *v, unsigned size,
 		      bool aligned)
 {
