@@ -207,8 +207,10 @@ static int vm_enter_boot_state(struct vm *vm, const struct cpu_state *entry)
 static void vm_engine_exit(void *opaque, unsigned index, struct vcpu_exit *exit)
 {
 	struct vm *vm = opaque;
-	if (index < vm->nvcpus)
-		vcpu_handle_exit(vm, &vm->vcpu[index], exit);
+	/* A synchronous exit (the soft engine) that stops the VM stops this
+	 * vCPU at once, as KVM's return from run() does. */
+	if (index < vm->nvcpus && vcpu_handle_exit(vm, &vm->vcpu[index], exit) == VCPU_STOP)
+		vm->eops->kick(vm->vcpu[index].ev);
 }
 
 static int vm_create_engine(struct vm *vm)

@@ -226,11 +226,16 @@ static int soft_set_state(struct engine_vcpu *v, const struct cpu_state *s)
 
 /* ---- synchronous exits ---- */
 
+/* A handler that stops the vCPU (a reset or poweroff request, say) kicks
+ * it: the instruction completes, and the block and run() end there, as
+ * with KVM, whose vCPU loop sees the request before entering again. */
 static void soft_exit(struct soft_cpu *cpu, struct vcpu_exit *x)
 {
 	struct soft_engine *e = cpu->engine;
 	if (e->exit_handler)
 		e->exit_handler(e->exit_opaque, cpu->index, x);
+	if (atomic_load_explicit(&((struct engine_vcpu *)cpu)->kicked, memory_order_relaxed))
+		cpu->block_abort = true;
 }
 
 void soft_pio(struct soft_cpu *cpu, uint16_t port, unsigned size, bool write, uint8_t *data)
@@ -412,7 +417,8 @@ static void soft_execute(struct engine_vcpu *v, unsigned budget)
 	struct soft_cpu *cpu = &v->cpu;
 	struct soft_block *prev = NULL; /* the block that ran last, for chaining */
 	while (budget) {
-		if (cpu->halted || cpu->shutdown)
+		if (cpu->halted || cpu->shutdown ||
+		    atomic_load_explicit(&v->kicked, memory_order_relaxed))
 			return;
 		if (soft_boundary(v)) {
 			prev = NULL; /* an interrupt is no path to remember */
