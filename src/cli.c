@@ -327,12 +327,16 @@ int cli_finish(struct cli *cli, const char *guest_dir, struct errmsg *err)
 		cli->cfg.kernel = kernel_path;
 		if (cli->cfg.ninitrd == 0)
 			cli->cfg.initrd[cli->cfg.ninitrd++] = initrd_path;
-		if (!base) {
-			snprintf(cli->default_append, sizeof(cli->default_append), "console=%s %s",
+		/* The default guest's own command line comes first; --append
+		 * adds to it (nokaslr, a debug option) rather than replacing
+		 * the console and the quiet flags it needs. */
+		int n = snprintf(cli->default_append, sizeof(cli->default_append), "console=%s %s%s%s",
 				 cli->cfg.console == VM_CONSOLE_VIRTIO ? "hvc0" : "ttyS0",
-				 cli->verbosity ? DEFAULT_APPEND_VERBOSE : DEFAULT_APPEND);
-			base = cli->default_append;
-		}
+				 cli->verbosity ? DEFAULT_APPEND_VERBOSE : DEFAULT_APPEND,
+				 base ? " " : "", base ? base : "");
+		if (n < 0 || (size_t)n >= sizeof(cli->default_append))
+			return errmsg_set(err, E2BIG, "--append: too long for the default guest");
+		base = cli->default_append;
 	}
 	if (!base)
 		base = "";

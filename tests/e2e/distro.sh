@@ -43,6 +43,9 @@ ok() { passed=$((passed + 1)); echo "ok   $1"; }
 fail() {
 	failed=$((failed + 1))
 	echo "FAIL $1"
+	# The report's own lines first (the console interleaves them with
+	# systemd's and the getty's output), then the end of the console.
+	[ -f "$TMP/out" ] && grep 'shrike-report:' "$TMP/out" | sed 's/^/     > /'
 	[ -f "$TMP/out" ] && sed 's/^/     | /' "$TMP/out" | tail -40
 	[ -s "$TMP/err" ] && sed 's/^/     ! /' "$TMP/err" | tail -10
 }
@@ -99,7 +102,7 @@ boot() {
 		return 1
 	fi
 	expect "$name" \
-		'^shrike-report: is-system-running: running$' \
+		'shrike-report: is-system-running: running$' \
 		'login: ' \
 		'shrike-report: login prompt on /dev/ttyS0: yes$' \
 		'reboot: Power down'

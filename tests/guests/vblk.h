@@ -2,22 +2,16 @@
  * sectors between a disk and guest memory (for the self-modifying-code
  * guest, which reads code into a code page by DMA).
  *
- *   PCI Local Bus 3.0 §3.2.2.3.2 configuration mechanism #1 (CF8/CFC),
- *     §6.2.5 BARs, §6.7 capability list;
  *   virtio 1.2 §4.1.2 PCI IDs (1af4:1042 is virtio-blk, device ID 2),
- *     §4.1.4 vendor capabilities (common 1, notify 2 with
- *     notify_off_multiplier), §4.1.4.3 common configuration, §4.1.4.4
- *     notification address; §3.1.1 driver initialization (VERSION_1
- *     only); §2.7 split virtqueue; §5.2.6 block requests: a device-readable
- *     header {le32 type (0 IN, 1 OUT), le32 reserved, le64 sector}, the
- *     data, and a device-writable status byte (0 OK).
+ *     §5.2.6 block requests: a device-readable header {le32 type (0 IN,
+ *     1 OUT), le32 reserved, le64 sector}, the data, and a
+ *     device-writable status byte (0 OK).
  *
- * The steps are those of the virtio-rng driver (virtio.h), without BAR
- * sizing, ISR or MSI-X: the BARs are used where shrike assigned them
- * (below 4 GiB), and completion is polled in the used ring with interrupts
- * off. Everything read from the device is checked before use and every
- * wait is bounded (RTC seconds, or a spin count), so a broken device gives
- * an error string, never a hang. Single-threaded (BSP only). */
+ * The transport (PCI, capabilities, initialization with VERSION_1 only,
+ * the split virtqueue, bounded waits) is vpci.h, shared with the
+ * virtio-rng driver (virtio.h); completion is polled in the used ring
+ * with interrupts off, one request at a time. A broken device gives an
+ * error string, never a hang. Single-threaded (BSP only). */
 #ifndef SHRIKE_TEST_GUEST_VBLK_H
 #define SHRIKE_TEST_GUEST_VBLK_H
 

@@ -10,26 +10,11 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "engine/soft/fpu.h"
-#include "soft_harness.h"
-
-#define CODE HARNESS_CODE_ADDR
-#define DATA HARNESS_DATA_ADDR
-
-#define cpu_of harness_cpu
-#define run harness_run_code
-#define assert_fault harness_assert_fault
-
-static struct fpu_state *fpu_of(struct harness *h) { return &cpu_of(h)->fpu; }
+#include "fpu_harness.h"
 
 static struct harness *mmx_new(void)
 {
-	struct harness *h = harness_new(64);
-	assert_non_null(h);
-	h->state.cr4 |= CR4_OSFXSR | CR4_OSXMMEXCPT;
-	h->state.gpr[GPR_RSI] = DATA;
-	harness_install_idt64(h);
-	harness_sync(h);
+	struct harness *h = fpu_harness_new(true);
 	struct fpu_state *f = fpu_of(h);
 	f->fcw = FCW_DEFAULT;
 	f->fsw = 0;
@@ -37,46 +22,11 @@ static struct harness *mmx_new(void)
 	return h;
 }
 
-static void put(struct harness *h, uint64_t gpa, const void *p, size_t n) { guest_mem_write(&h->mem, gpa, p, n); }
-
-static uint64_t get64(struct harness *h, uint64_t gpa)
-{
-	uint64_t v = 0;
-	guest_mem_read(&h->mem, gpa, &v, 8);
-	return v;
-}
-
-static unsigned top(struct harness *h) { return (fpu_of(h)->fsw & FSW_TOP) >> FSW_TOP_SHIFT; }
-
-/* MMn as the physical register Rn, whatever TOP is. */
-static uint64_t mm(struct harness *h, unsigned n) { return mmx_get(cpu_of(h), n); }
-
-/* Sets MMn as an MMX instruction would (TOP 0, all valid, exponent ones). */
-static void mm_set(struct harness *h, unsigned n, uint64_t v)
-{
-	mmx_enter(cpu_of(h));
-	mmx_set(cpu_of(h), n, v);
-}
-
 static uint16_t exponent(struct harness *h, unsigned phys)
 {
 	uint16_t se;
 	memcpy(&se, fpu_of(h)->st[(phys - top(h)) & 7] + 8, 2);
 	return se;
-}
-
-static void xmm_q(struct harness *h, unsigned n, uint64_t q0, uint64_t q1)
-{
-	uint64_t v[2] = {q0, q1};
-	memcpy(fpu_of(h)->xmm[n], v, 16);
-}
-
-static void assert_xmm_q(struct harness *h, unsigned n, uint64_t q0, uint64_t q1)
-{
-	uint64_t v[2];
-	memcpy(v, fpu_of(h)->xmm[n], 16);
-	assert_int_equal(v[0], q0);
-	assert_int_equal(v[1], q1);
 }
 
 /* ---- preconditions and fault order ---- */
@@ -328,7 +278,7 @@ static void test_moves(void **state)
 	put(h, DATA, m, sizeof(m));
 	h->state.gpr[GPR_RAX] = 0x8877665544332211ULL;
 	h->state.gpr[GPR_RDI] = DATA + 0x40;
-	xmm_q(h, 9, 0x1111111122222222ULL, 0x3333333344444444ULL);
+	xset_q(h, 9, 0x1111111122222222ULL, 0x3333333344444444ULL);
 	static const uint8_t code[] = {
 	    0x0f, 0x6e, 0xc0,             /* movd mm0, eax */
 	    0x48, 0x0f, 0x6e, 0xc8,       /* movq mm1, rax */
@@ -392,7 +342,7 @@ static void test_conversions(void **state)
 	put(h, DATA, ints, sizeof(ints));
 	uint32_t singles[2] = {0x3fc00000u /* 1.5 */, 0x7fc00000u /* NaN */};
 	put(h, DATA + 8, singles, sizeof(singles));
-	xmm_q(h, 1, 0x1111111111111111ULL, 0x2222222222222222ULL);
+	xset_q(h, 1, 0x1111111111111111ULL, 0x2222222222222222ULL);
 	/* From memory, CVTPI2PS and CVTPI2PD leave the x87 state alone. */
 	static const uint8_t fld1_cvt[] = {
 	    0xd9, 0xe8,       /* fld1 */

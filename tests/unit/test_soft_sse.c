@@ -7,79 +7,14 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "engine/soft/fpu.h"
-#include "soft_harness.h"
-
-#define CODE HARNESS_CODE_ADDR
-#define DATA HARNESS_DATA_ADDR
-#define IDT_ADDR HARNESS_IDT_ADDR
-#define HANDLERS HARNESS_HANDLERS
-
-#define cpu_of harness_cpu
-
-#define install_idt64 harness_install_idt64
-
-static struct harness *sse_new(void)
-{
-	struct harness *h = harness_new(64);
-	assert_non_null(h);
-	h->state.cr4 |= CR4_OSFXSR | CR4_OSXMMEXCPT;
-	h->state.gpr[GPR_RSI] = DATA;
-	install_idt64(h);
-	harness_sync(h);
-	return h;
-}
-
-#define run harness_run_code
-
-#define assert_fault harness_assert_fault
-
-static void xset(struct harness *h, unsigned n, uint32_t d0, uint32_t d1, uint32_t d2, uint32_t d3)
-{
-	uint32_t v[4] = {d0, d1, d2, d3};
-	memcpy(cpu_of(h)->fpu.xmm[n], v, 16);
-}
-
-static void xset_q(struct harness *h, unsigned n, uint64_t q0, uint64_t q1)
-{
-	uint64_t v[2] = {q0, q1};
-	memcpy(cpu_of(h)->fpu.xmm[n], v, 16);
-}
-
-static void assert_xmm(struct harness *h, unsigned n, uint32_t d0, uint32_t d1, uint32_t d2,
-		       uint32_t d3)
-{
-	uint32_t v[4], want[4] = {d0, d1, d2, d3};
-	memcpy(v, cpu_of(h)->fpu.xmm[n], 16);
-	for (int k = 0; k < 4; k++)
-		assert_int_equal(v[k], want[k]);
-}
-
-static void assert_xmm_q(struct harness *h, unsigned n, uint64_t q0, uint64_t q1)
-{
-	uint64_t v[2];
-	memcpy(v, cpu_of(h)->fpu.xmm[n], 16);
-	assert_int_equal(v[0], q0);
-	assert_int_equal(v[1], q1);
-}
-
-static void put(struct harness *h, uint64_t gpa, const void *p, size_t n) { guest_mem_write(&h->mem, gpa, p, n); }
-
-static uint64_t get64(struct harness *h, uint64_t gpa)
-{
-	uint64_t v = 0;
-	guest_mem_read(&h->mem, gpa, &v, 8);
-	return v;
-}
-
-static uint32_t mxcsr(struct harness *h) { return cpu_of(h)->fpu.mxcsr; }
+#include "fpu_harness.h"
 
 /* ---- moves ---- */
 
 static void test_moves_and_zeroing(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint32_t data[8] = {0x11111111, 0x22222222, 0x33333333, 0x44444444,
 					 0x55555555, 0x66666666, 0x77777777, 0x88888888};
 	put(h, DATA, data, sizeof(data));
@@ -110,7 +45,7 @@ static void test_moves_and_zeroing(void **state)
 static void test_movd_movq_and_halves(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	h->state.gpr[GPR_RAX] = 0x8877665544332211ULL;
 	xset(h, 0, 0x01020304, 0x05060708, 0x090a0b0c, 0x0d0e0f10);
 	xset(h, 2, 1, 2, 3, 4);
@@ -186,7 +121,7 @@ static const struct int_case int_cases[] = {
 static void test_packed_integer(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	for (size_t k = 0; k < sizeof(int_cases) / sizeof(int_cases[0]); k++) {
 		const struct int_case *c = &int_cases[k];
 		xset(h, 0, 0x3712edc8, 0xcba6815c, 0x5f3a15f0, 0xf3cea984);
@@ -205,7 +140,7 @@ static void test_packed_integer(void **state)
 static void test_alignment_gp(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t movaps_mis[] = {0x0f, 0x28, 0x4e, 0x01};      /* movaps xmm1, [rsi+1] */
 	static const uint8_t movups_mis[] = {0x0f, 0x10, 0x4e, 0x01};      /* movups xmm1, [rsi+1] */
 	static const uint8_t paddb_mis[] = {0x66, 0x0f, 0xfc, 0x46, 0x08}; /* paddb xmm0, [rsi+8] */
@@ -231,7 +166,7 @@ static void test_alignment_gp(void **state)
 static void test_preconditions(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t addps[] = {0x0f, 0x58, 0xc1};
 	static const uint8_t movnti[] = {0x0f, 0xc3, 0x06};
 	static const uint8_t fxsave[] = {0x0f, 0xae, 0x06};
@@ -269,7 +204,7 @@ static void test_rounding_modes(void **state)
 	    {0x3eaaaaab, 0xbeaaaaaa, 0x3f2aaaab, 0x7f800000}, /* up */
 	    {0x3eaaaaaa, 0xbeaaaaaa, 0x3f2aaaaa, 0x7f800000}, /* toward zero */
 	};
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	for (uint32_t rc = 0; rc < 4; rc++) {
 		cpu_of(h)->fpu.mxcsr = MXCSR_DEFAULT | rc << MXCSR_RC_SHIFT;
 		xset(h, 0, 0x3f800000, 0xbf800000, 0x40000000, 0x3f800000); /* 1 -1 2 1 */
@@ -284,7 +219,7 @@ static void test_rounding_modes(void **state)
 static void test_nan_rules_and_minmax(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t addps[] = {0x0f, 0x58, 0xc1};
 	static const uint8_t minps[] = {0x0f, 0x5d, 0xc1};
 	static const uint8_t maxps[] = {0x0f, 0x5f, 0xc1};
@@ -318,7 +253,7 @@ static void test_nan_rules_and_minmax(void **state)
 static void test_daz_ftz(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t mulss[] = {0xf3, 0x0f, 0x59, 0xc1};
 	static const uint8_t addss[] = {0xf3, 0x0f, 0x58, 0xc1};
 	/* min-normal * 0.5 is an exact denormal: FTZ flushes it with UE|PE */
@@ -349,7 +284,7 @@ static void test_daz_ftz(void **state)
 static void test_compares(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const struct {
 		uint8_t pred;
 		uint32_t want[4];
@@ -382,7 +317,7 @@ static void test_compares(void **state)
 static void test_comis_flags(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t comiss[] = {0x0f, 0x2f, 0xc1};
 	static const uint8_t ucomiss[] = {0x0f, 0x2e, 0xc1};
 	static const struct {
@@ -413,7 +348,7 @@ static void test_comis_flags(void **state)
 static void test_conversions(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t cvtss2si[] = {0xf3, 0x0f, 0x2d, 0xc1};             /* eax, xmm1 */
 	static const uint8_t cvttsd2si64[] = {0xf2, 0x48, 0x0f, 0x2c, 0xd9};    /* rbx, xmm1 */
 	static const uint8_t cvtsi2ss[] = {0xf3, 0x0f, 0x2a, 0xc2};             /* xmm0, edx */
@@ -467,7 +402,7 @@ static void test_conversions(void **state)
 static void test_unmasked_exception(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	uint32_t mx = MXCSR_DEFAULT & ~(MXCSR_ZE << MXCSR_MASKS_SHIFT);
 	cpu_of(h)->fpu.mxcsr = mx;
 	xset(h, 0, 0x3f800000, 0x3f800000, 0x3f800000, 0x3f800000);
@@ -486,7 +421,7 @@ static void test_unmasked_exception(void **state)
 static void test_ldmxcsr_stmxcsr(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t code[] = {0x0f, 0xae, 0x16,        /* ldmxcsr [rsi] */
 				       0x0f, 0xae, 0x5e, 0x04}; /* stmxcsr [rsi+4] */
 	uint32_t v[2] = {0xffff, 0};
@@ -524,7 +459,7 @@ static void fill_fpu(struct fpu_state *f)
 static void test_fxsave_layout(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	uint8_t a[512];
 	memset(a, 0xaa, sizeof(a));
 	put(h, DATA, a, sizeof(a));
@@ -563,7 +498,7 @@ static void test_fxsave_layout(void **state)
 static void test_fxrstor_round_trip_and_faults(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	struct fpu_state saved;
 	static const uint8_t code[] = {0x48, 0x0f, 0xae, 0x06,  /* fxsave64 [rsi] */
 				       0x48, 0x0f, 0xae, 0x0e}; /* fxrstor64 [rsi] */

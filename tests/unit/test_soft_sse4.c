@@ -9,51 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "engine/soft/fpu.h"
-#include "soft_harness.h"
-
-#define CODE HARNESS_CODE_ADDR
-#define DATA HARNESS_DATA_ADDR
-
-#define cpu_of harness_cpu
-#define run harness_run_code
-#define assert_fault harness_assert_fault
-
-static struct harness *sse4_new(void)
-{
-	struct harness *h = harness_new(64);
-	assert_non_null(h);
-	h->state.cr4 |= CR4_OSFXSR | CR4_OSXMMEXCPT;
-	h->state.gpr[GPR_RSI] = DATA;
-	harness_install_idt64(h);
-	harness_sync(h);
-	return h;
-}
-
-static void xset(struct harness *h, unsigned n, uint32_t d0, uint32_t d1, uint32_t d2, uint32_t d3)
-{
-	uint32_t v[4] = {d0, d1, d2, d3};
-	memcpy(cpu_of(h)->fpu.xmm[n], v, 16);
-}
-
-static void xset_bytes(struct harness *h, unsigned n, const void *p)
-{
-	memcpy(cpu_of(h)->fpu.xmm[n], p, 16);
-}
-
-static void assert_xmm(struct harness *h, unsigned n, uint32_t d0, uint32_t d1, uint32_t d2,
-		       uint32_t d3)
-{
-	uint32_t v[4], want[4] = {d0, d1, d2, d3};
-	memcpy(v, cpu_of(h)->fpu.xmm[n], 16);
-	for (int k = 0; k < 4; k++)
-		assert_int_equal(v[k], want[k]);
-}
-
-static void put(struct harness *h, uint64_t gpa, const void *p, size_t n)
-{
-	guest_mem_write(&h->mem, gpa, p, n);
-}
+#include "fpu_harness.h"
 
 static uint32_t f2u(float f)
 {
@@ -183,7 +139,7 @@ static const char *const strings[] = {
 static void test_pcmpistri_strlen(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	for (size_t k = 0; k < sizeof(strings) / sizeof(strings[0]); k++)
 		assert_int_equal(run_str(h, strlen_code, sizeof(strlen_code), strings[k], ""),
 				 strlen(strings[k]));
@@ -194,7 +150,7 @@ static void test_pcmpistri_strcspn_strspn_strchr(void **state)
 {
 	(void)state;
 	static const char *const sets[] = {"a", " ,;.", "abcdefghijklmnop", "\x80\xff", "xyz", "e"};
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	for (size_t k = 0; k < sizeof(strings) / sizeof(strings[0]); k++) {
 		const char *s = strings[k];
 		for (size_t j = 0; j < sizeof(sets) / sizeof(sets[0]); j++) {
@@ -218,7 +174,7 @@ static void test_pcmpistri_strstr(void **state)
 	(void)state;
 	static const char *const needles[] = {"o", "lo", "world", "fox jumps", "dog;", "abcdefg",
 					      "zzz", "ab", "napsX", "aab"};
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	for (size_t k = 0; k < sizeof(strings) / sizeof(strings[0]); k++)
 		for (size_t j = 0; j < sizeof(needles) / sizeof(needles[0]); j++) {
 			const char *s = strings[k], *n = needles[j];
@@ -249,7 +205,7 @@ static void pcmp_run(struct harness *h, uint8_t opcode, uint8_t imm, bool rexw)
 static void test_pcmpistr_outputs(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	xset_bytes(h, 1, "abc\0zzzzzzzzzzzz");
 	xset_bytes(h, 2, "xbyza-cab\0\0\0\0\0\0\0");
 	/* EQUAL_ANY: matches at 1, 4, 6, 7, 8; text length 9, set length 3. */
@@ -296,7 +252,7 @@ static void test_pcmpistr_outputs(void **state)
 static void test_pcmpistr_words_signed(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	uint16_t a[8] = {0x8000, 0xfff0, 0x0010, 0x0070, 0, 0, 0, 0}; /* two ranges */
 	uint16_t b[8] = {0x8001, 0xffff, 0x0011, 0x7fff, 0xfff0, 0x0070, 0x0005, 0};
 	xset_bytes(h, 1, a);
@@ -324,7 +280,7 @@ static void test_pcmpistr_words_signed(void **state)
 static void test_pcmpestr_lengths(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	xset_bytes(h, 1, "abababababababab");
 	xset_bytes(h, 2, "ab\0ab\0ab\0ab\0ab\0a");
 	struct {
@@ -408,7 +364,7 @@ static uint32_t crc_of(struct harness *h, const uint8_t *data32)
 static void test_crc32_vectors(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	put(h, DATA, "123456789", 9);
 	run(h, crc_bytes_code, sizeof(crc_bytes_code), 11);
 	assert_int_equal(h->state.gpr[GPR_RAX], 0xe3069283); /* CRC-32C check value */
@@ -445,7 +401,7 @@ static const uint8_t crc_forms_code[] = {
 static void test_crc32_forms(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	uint8_t one = 0x31;
 	put(h, DATA, &one, 1);
 	h->state.gpr[GPR_RAX] = 0xdeadbeef00000000ULL;
@@ -494,7 +450,7 @@ static const uint8_t roundps_code[] = {
 static void test_round_modes(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	xset(h, 0, f2u(2.5f), f2u(-1.5f), f2u(0.5f), f2u(-0.25f));
 	cpu_of(h)->fpu.mxcsr = MXCSR_DEFAULT | (1u << MXCSR_RC_SHIFT); /* RC = down */
 	run(h, roundps_code, sizeof(roundps_code), 5);
@@ -520,7 +476,7 @@ static const uint8_t round_special_code[] = {
 static void test_round_special(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	uint64_t v[2] = {d2u(0.75), d2u(4503599627370495.5)};
 	memcpy(cpu_of(h)->fpu.xmm[0], v, 16);
 	uint64_t m = d2u(-1.25);
@@ -552,7 +508,7 @@ static void test_round_special(void **state)
 static void test_round_unmasked(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	uint32_t mx = MXCSR_DEFAULT & ~(MXCSR_PE << MXCSR_MASKS_SHIFT);
 	/* roundps xmm1, xmm0, 0 and roundps xmm1, xmm0, 8 */
 	static const uint8_t inexact[] = {0x66, 0x0f, 0x3a, 0x08, 0xc8, 0x00};
@@ -580,7 +536,7 @@ static void test_round_unmasked(void **state)
 static void test_ptest_flags(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t ptest[] = {0x66, 0x0f, 0x38, 0x17, 0xc1}; /* ptest xmm0, xmm1 */
 	struct {
 		uint32_t a, b;
@@ -626,7 +582,7 @@ static const uint8_t int_code[] = {
 static void test_integer_and_blends(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	xset(h, 1, 0xffffffff, 0x7fffffff, 0x10000, 5);
 	xset(h, 3, 0xfffffffe, 3, 0x10000, 0x80000000);
 	xset(h, 0, 0x80000080, 0, 0x80, 0);
@@ -662,7 +618,7 @@ static const uint8_t extract_code[] = {
 static void test_insert_extract(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	xset(h, 1, 0x44332211, 0x88776655, 0xccbbaa99, 0x00ffeedd);
 	xset(h, 2, 0, 0, 0, 0);
 	xset(h, 3, 1, 2, 3, 4);
@@ -689,7 +645,7 @@ static const uint8_t dpps_code[] = {
 static void test_dot_products(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	xset(h, 0, f2u(1), f2u(2), f2u(3), f2u(4));
 	xset(h, 1, f2u(5), f2u(6), f2u(7), f2u(8));
 	xset(h, 2, f2u(1), f2u(1), f2u(1), f2u(1));
@@ -712,7 +668,7 @@ static void test_dot_products(void **state)
 static void test_alignment_and_preconditions(void **state)
 {
 	(void)state;
-	struct harness *h = sse4_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t pmulld_mis[] = {0x66, 0x0f, 0x38, 0x40, 0x46, 0x01};     /* [rsi+1] */
 	static const uint8_t movntdqa_mis[] = {0x66, 0x0f, 0x38, 0x2a, 0x46, 0x08};   /* [rsi+8] */
 	static const uint8_t roundps_mis[] = {0x66, 0x0f, 0x3a, 0x08, 0x46, 0x04, 0}; /* [rsi+4] */

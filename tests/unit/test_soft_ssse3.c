@@ -8,61 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "engine/soft/fpu.h"
-#include "soft_harness.h"
-
-#define CODE HARNESS_CODE_ADDR
-#define DATA HARNESS_DATA_ADDR
-
-#define cpu_of harness_cpu
-#define run harness_run_code
-#define assert_fault harness_assert_fault
-
-static struct fpu_state *fpu_of(struct harness *h) { return &cpu_of(h)->fpu; }
-
-static struct harness *sse_new(void)
-{
-	struct harness *h = harness_new(64);
-	assert_non_null(h);
-	h->state.cr4 |= CR4_OSFXSR | CR4_OSXMMEXCPT;
-	h->state.gpr[GPR_RSI] = DATA;
-	harness_install_idt64(h);
-	harness_sync(h);
-	return h;
-}
-
-static void xset(struct harness *h, unsigned n, uint32_t d0, uint32_t d1, uint32_t d2, uint32_t d3)
-{
-	uint32_t v[4] = {d0, d1, d2, d3};
-	memcpy(fpu_of(h)->xmm[n], v, 16);
-}
-
-static void xset_q(struct harness *h, unsigned n, uint64_t q0, uint64_t q1)
-{
-	uint64_t v[2] = {q0, q1};
-	memcpy(fpu_of(h)->xmm[n], v, 16);
-}
-
-static void xset_b(struct harness *h, unsigned n, const uint8_t *b) { memcpy(fpu_of(h)->xmm[n], b, 16); }
-
-static void xset_w(struct harness *h, unsigned n, const uint16_t *w) { memcpy(fpu_of(h)->xmm[n], w, 16); }
-
-static void assert_xmm(struct harness *h, unsigned n, uint32_t d0, uint32_t d1, uint32_t d2,
-		       uint32_t d3)
-{
-	uint32_t v[4], want[4] = {d0, d1, d2, d3};
-	memcpy(v, fpu_of(h)->xmm[n], 16);
-	for (int k = 0; k < 4; k++)
-		assert_int_equal(v[k], want[k]);
-}
-
-static void assert_xmm_q(struct harness *h, unsigned n, uint64_t q0, uint64_t q1)
-{
-	uint64_t v[2];
-	memcpy(v, fpu_of(h)->xmm[n], 16);
-	assert_int_equal(v[0], q0);
-	assert_int_equal(v[1], q1);
-}
+#include "fpu_harness.h"
 
 static void assert_xmm_b(struct harness *h, unsigned n, const uint8_t *want)
 {
@@ -77,38 +23,11 @@ static void assert_xmm_w(struct harness *h, unsigned n, const uint16_t *want)
 		assert_int_equal(v[k], want[k]);
 }
 
-static void put(struct harness *h, uint64_t gpa, const void *p, size_t n)
-{
-	guest_mem_write(&h->mem, gpa, p, n);
-}
-
-static uint64_t get(struct harness *h, uint64_t gpa, unsigned size)
-{
-	uint64_t v = 0;
-	guest_mem_read(&h->mem, gpa, &v, size);
-	return v;
-}
-
-static uint32_t mxcsr(struct harness *h) { return fpu_of(h)->mxcsr; }
-
-static unsigned top(struct harness *h) { return (fpu_of(h)->fsw & FSW_TOP) >> FSW_TOP_SHIFT; }
-
-/* MMX registers with TOP = 0, where st[n] is physical register n. */
-static void mm_set(struct harness *h, unsigned n, uint64_t v)
-{
-	struct fpu_state *f = fpu_of(h);
-	f->fsw &= (uint16_t)~FSW_TOP;
-	f->ftw = 0xff;
-	memcpy(f->st[n], &v, 8);
-	f->st[n][8] = f->st[n][9] = 0xff;
-}
-
+/* MMn, which an MMX instruction leaves with TOP 0. */
 static uint64_t mm_get(struct harness *h, unsigned n)
 {
-	uint64_t v;
 	assert_int_equal(top(h), 0);
-	memcpy(&v, fpu_of(h)->st[n], 8);
-	return v;
+	return mm(h, n);
 }
 
 static uint64_t le64(const uint8_t *p)
@@ -126,7 +45,7 @@ static uint64_t le64(const uint8_t *p)
 static void test_addsub_hadd_hsub(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t code[] = {
 	    0xf2, 0x0f, 0xd0, 0xc1,             /* addsubps xmm0, xmm1 */
 	    0xf2, 0x0f, 0x7c, 0xd3,             /* haddps xmm2, xmm3 */
@@ -165,7 +84,7 @@ static void test_addsub_hadd_hsub(void **state)
 static void test_nan_rules(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t haddps[] = {0xf2, 0x0f, 0x7c, 0xc1};
 	static const uint8_t hsubpd[] = {0x66, 0x0f, 0x7d, 0xd3};
 	xset(h, 0, 0x7fc00001, 0x7fc00002, 0x3f800000, 0x7f800003);
@@ -185,7 +104,7 @@ static void test_nan_rules(void **state)
 static void test_daz_ftz_rounding(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t haddps[] = {0xf2, 0x0f, 0x7c, 0xc1};
 	static const uint8_t hsubpd[] = {0x66, 0x0f, 0x7d, 0xd3};
 	/* 1 + the smallest denormal: DE and PE, or exactly 1 under DAZ */
@@ -228,7 +147,7 @@ static void test_daz_ftz_rounding(void **state)
 static void test_unmasked_exception(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t haddps[] = {0xf2, 0x0f, 0x7c, 0xc1};
 	uint32_t mx = MXCSR_DEFAULT & ~(MXCSR_IE << MXCSR_MASKS_SHIFT);
 	fpu_of(h)->mxcsr = mx;
@@ -250,7 +169,7 @@ static void test_unmasked_exception(void **state)
 static void test_sse3_moves(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	uint8_t m[0x40];
 	for (unsigned k = 0; k < sizeof(m); k++)
 		m[k] = (uint8_t)k;
@@ -276,7 +195,7 @@ static void test_sse3_moves(void **state)
 static void test_sse3_alignment_and_ud(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t movsldup_mis[] = {0xf3, 0x0f, 0x12, 0x76, 0x04}; /* xmm6, [rsi+4] */
 	static const uint8_t hsubpd_mis[] = {0x66, 0x0f, 0x7d, 0x56, 0x08};  /* xmm2, [rsi+8] */
 	static const uint8_t lddqu_reg[] = {0xf2, 0x0f, 0xf0, 0xc1};         /* lddqu xmm0, xmm1 */
@@ -305,7 +224,7 @@ static void test_sse3_alignment_and_ud(void **state)
 static void test_fisttp(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint64_t vals[4] = {
 	    0xc005cccccccccccdULL, /* -2.7 */
 	    0x4005cccccccccccdULL, /* 2.7 */
@@ -333,11 +252,11 @@ static void test_fisttp(void **state)
 	};
 	run(h, code, sizeof(code), 11);
 	assert_int_equal(h->state.rip, CODE + sizeof(code));
-	assert_int_equal(get(h, DATA + 0x40, 2), 0xfffe); /* -2, not -3 */
-	assert_int_equal(get(h, DATA + 0x44, 4), 2);
-	assert_int_equal(get(h, DATA + 0x48, 8), 2);
-	assert_int_equal(get(h, DATA + 0x50, 2), 0x8000);     /* integer indefinite */
-	assert_int_equal(get(h, DATA + 0x54, 4), 0x80000000); /* stack underflow */
+	assert_int_equal(get_le(h, DATA + 0x40, 2), 0xfffe); /* -2, not -3 */
+	assert_int_equal(get_le(h, DATA + 0x44, 4), 2);
+	assert_int_equal(get_le(h, DATA + 0x48, 8), 2);
+	assert_int_equal(get_le(h, DATA + 0x50, 2), 0x8000);     /* integer indefinite */
+	assert_int_equal(get_le(h, DATA + 0x54, 4), 0x80000000); /* stack underflow */
 	assert_int_equal(top(h), 1); /* the masked underflow still pops */
 	assert_int_equal(fpu_of(h)->ftw, 0);
 	assert_int_equal(fpu_of(h)->fsw & (FSW_EXC | FSW_C1 | FSW_ES), FSW_IE | FSW_SF | FSW_PE);
@@ -353,7 +272,7 @@ static void test_fisttp(void **state)
 	};
 	run(h, unmasked, sizeof(unmasked), 5);
 	assert_fault(h, EXC_MF);
-	assert_int_equal(get(h, DATA + 0x58, 4), 0xaaaaaaaa);
+	assert_int_equal(get_le(h, DATA + 0x58, 4), 0xaaaaaaaa);
 	assert_int_equal(top(h), 7);
 	assert_int_equal(fpu_of(h)->fsw & (FSW_EXC | FSW_ES), FSW_IE | FSW_ES);
 
@@ -374,7 +293,7 @@ static void test_fisttp(void **state)
 static void test_pshufb(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t pshufb_x[] = {0x66, 0x0f, 0x38, 0x00, 0xc1}; /* xmm0, xmm1 */
 	static const uint8_t pshufb_m[] = {0x0f, 0x38, 0x00, 0xc1};       /* mm0, mm1 */
 	static const uint8_t sel[16] = {0x80, 0x0f, 0x01, 0xff, 0x10, 0x7f, 0x05, 0x8a,
@@ -384,8 +303,8 @@ static void test_pshufb(void **state)
 	uint8_t src[16];
 	for (unsigned k = 0; k < 16; k++)
 		src[k] = (uint8_t)(0xa0 + k);
-	xset_b(h, 0, src);
-	xset_b(h, 1, sel);
+	xset_bytes(h, 0, src);
+	xset_bytes(h, 1, sel);
 	run(h, pshufb_x, sizeof(pshufb_x), 1);
 	assert_xmm_b(h, 0, want);
 	/* MMX: the low 3 bits index */
@@ -399,7 +318,7 @@ static void test_pshufb(void **state)
 static void test_horizontal_integer(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t code[] = {
 	    0x66, 0x0f, 0x38, 0x01, 0xc1,       /* phaddw xmm0, xmm1 */
 	    0x66, 0x0f, 0x38, 0x03, 0xd3,       /* phaddsw xmm2, xmm3 */
@@ -412,14 +331,14 @@ static void test_horizontal_integer(void **state)
 	static const uint16_t b[8] = {0x8000, 0x8000, 0x7fff, 0x7fff, 5, 6, 0, 0};
 	static const uint16_t c[8] = {0x8000, 1, 0x7fff, 0xffff, 5, 3, 0, 0};
 	static const uint16_t d[8] = {1, 0x8000, 0xffff, 0x7fff, 0, 0, 0, 0};
-	xset_w(h, 0, a);
-	xset_w(h, 1, b);
-	xset_w(h, 2, a);
-	xset_w(h, 3, b);
-	xset_w(h, 4, c);
-	xset_w(h, 5, d);
-	xset_w(h, 6, c);
-	xset_w(h, 7, d);
+	xset_bytes(h, 0, a);
+	xset_bytes(h, 1, b);
+	xset_bytes(h, 2, a);
+	xset_bytes(h, 3, b);
+	xset_bytes(h, 4, c);
+	xset_bytes(h, 5, d);
+	xset_bytes(h, 6, c);
+	xset_bytes(h, 7, d);
 	xset(h, 8, 0x7fffffff, 1, 0xffffffff, 1);
 	xset(h, 9, 0x80000000, 0x80000000, 5, 6);
 	xset(h, 10, 0x7fffffff, 1, 0xffffffff, 1);
@@ -463,7 +382,7 @@ static void test_horizontal_integer(void **state)
 static void test_pmaddubsw_pmulhrsw(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t code[] = {
 	    0x66, 0x0f, 0x38, 0x04, 0xc1,       /* pmaddubsw xmm0, xmm1 */
 	    0x66, 0x0f, 0x38, 0x0b, 0xd3,       /* pmulhrsw xmm2, xmm3 */
@@ -481,10 +400,10 @@ static void test_pmaddubsw_pmulhrsw(void **state)
 	static const uint16_t m1[8] = {0x8000, 0x8000, 0x4000, 1, 0xffff, 0x7fff, 0x2000, 0xc000};
 	static const uint16_t m2[8] = {0x8000, 0x7fff, 1, 0x4000, 1, 0x7fff, 3, 0x4000};
 	static const uint16_t mulhrs[8] = {0x8000, 0x8001, 1, 1, 0, 0x7ffe, 1, 0xe000};
-	xset_b(h, 0, ub);
-	xset_b(h, 1, sb);
-	xset_w(h, 2, m1);
-	xset_w(h, 3, m2);
+	xset_bytes(h, 0, ub);
+	xset_bytes(h, 1, sb);
+	xset_bytes(h, 2, m1);
+	xset_bytes(h, 3, m2);
 	mm_set(h, 2, le64(ub));
 	mm_set(h, 3, le64(sb));
 	mm_set(h, 4, W4(0x8000, 0x4000, 0xffff, 0x7fff));
@@ -500,7 +419,7 @@ static void test_pmaddubsw_pmulhrsw(void **state)
 static void test_psign_pabs(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t code[] = {
 	    0x66, 0x0f, 0x38, 0x08, 0xc1,       /* psignb xmm0, xmm1 */
 	    0x66, 0x0f, 0x38, 0x09, 0xd1,       /* psignw xmm2, xmm1 */
@@ -517,11 +436,11 @@ static void test_psign_pabs(void **state)
 	static const uint8_t a[16] = {0x80, 0x7f, 0xff, 0, 0x81, 1, 0, 0x80, 0, 0, 0, 0x80,
 				      1, 0, 0, 0x80};
 	static const uint8_t words[8] = {0x00, 0x80, 0xff, 0xff, 0x01, 0x80, 0x7f, 0x80};
-	xset_b(h, 0, d);
-	xset_b(h, 1, s);
-	xset_b(h, 2, d);
-	xset_b(h, 3, d);
-	xset_b(h, 5, a);
+	xset_bytes(h, 0, d);
+	xset_bytes(h, 1, s);
+	xset_bytes(h, 2, d);
+	xset_bytes(h, 3, d);
+	xset_bytes(h, 5, a);
 	put(h, DATA, a, sizeof(a));
 	put(h, DATA + 0x21, words, sizeof(words));
 	mm_set(h, 1, D2(0x80000000, 0x12345678));
@@ -547,7 +466,7 @@ static void test_psign_pabs(void **state)
 static void test_palignr(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	uint8_t lo[16], hi[16];
 	for (unsigned k = 0; k < 16; k++) {
 		lo[k] = (uint8_t)k;
@@ -560,8 +479,8 @@ static void test_palignr(void **state)
 		uint8_t want[16];
 		for (unsigned k = 0; k < 16; k++)
 			want[k] = imms[n] + k < 32 ? (uint8_t)(imms[n] + k) : 0;
-		xset_b(h, 0, hi);
-		xset_b(h, 1, lo);
+		xset_bytes(h, 0, hi);
+		xset_bytes(h, 1, lo);
 		run(h, code, sizeof(code), 1);
 		assert_xmm_b(h, 0, want);
 	}
@@ -589,7 +508,7 @@ static void test_palignr(void **state)
 static void test_ssse3_alignment(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t pshufb_mis[] = {0x66, 0x0f, 0x38, 0x00, 0x46, 0x08}; /* [rsi+8] */
 	static const uint8_t palignr_mis[] = {0x66, 0x0f, 0x3a, 0x0f, 0x46, 0x01, 0x03};
 	static const uint8_t pshufb_mm_mis[] = {0x0f, 0x38, 0x00, 0x46, 0x01}; /* mm0, [rsi+1] */
@@ -607,7 +526,7 @@ static void test_ssse3_alignment(void **state)
 static void test_ssse3_preconditions(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	static const uint8_t xmm_form[] = {0x66, 0x0f, 0x38, 0x0b, 0xca}; /* pmulhrsw xmm1, xmm2 */
 	static const uint8_t mmx_form[] = {0x0f, 0x38, 0x0a, 0xca};       /* psignd mm1, mm2 */
 	/* XMM forms: #UD without OSFXSR or with EM, #NM with TS */
@@ -650,7 +569,7 @@ static void test_ssse3_preconditions(void **state)
 static void test_mmx_state(void **state)
 {
 	(void)state;
-	struct harness *h = sse_new();
+	struct harness *h = fpu_harness_new(true);
 	struct fpu_state *f = fpu_of(h);
 	static const uint8_t phaddw[] = {0x0f, 0x38, 0x01, 0xca};        /* mm1, mm2 */
 	static const uint8_t pabsb_mem[] = {0x0f, 0x38, 0x1c, 0x06};     /* mm0, [rsi] */

@@ -7,35 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "engine/soft/fpu.h"
-#include "soft_harness.h"
-
-#define CODE HARNESS_CODE_ADDR
-#define DATA HARNESS_DATA_ADDR
-#define IDT_ADDR HARNESS_IDT_ADDR
-#define HANDLERS HARNESS_HANDLERS
-
-#define cpu_of harness_cpu
-static struct fpu_state *fpu_of(struct harness *h) { return &cpu_of(h)->fpu; }
-
-#define install_idt64 harness_install_idt64
-
-static struct harness *x87_new(void)
-{
-	struct harness *h = harness_new(64);
-	assert_non_null(h);
-	h->state.gpr[GPR_RSI] = DATA;
-	install_idt64(h);
-	harness_sync(h);
-	return h;
-}
-
-#define run harness_run_code
-
-#define assert_fault harness_assert_fault
-
-static void put(struct harness *h, uint64_t gpa, const void *p, size_t n) { guest_mem_write(&h->mem, gpa, p, n); }
-static void get(struct harness *h, uint64_t gpa, void *p, size_t n) { guest_mem_read(&h->mem, gpa, p, n); }
+#include "fpu_harness.h"
 
 static long double st(struct harness *h, unsigned i)
 {
@@ -44,12 +16,10 @@ static long double st(struct harness *h, unsigned i)
 	return v;
 }
 
-static unsigned top(struct harness *h) { return (fpu_of(h)->fsw & FSW_TOP) >> FSW_TOP_SHIFT; }
-
 static void test_fninit_and_control_words(void **state)
 {
 	(void)state;
-	struct harness *h = x87_new();
+	struct harness *h = fpu_harness_new(false);
 	struct fpu_state *f = fpu_of(h);
 	f->fcw = 0x0c00;
 	f->fsw = 0x7fff;
@@ -84,7 +54,7 @@ static void test_fninit_and_control_words(void **state)
 static void test_load_store_round_trip(void **state)
 {
 	(void)state;
-	struct harness *h = x87_new();
+	struct harness *h = fpu_harness_new(false);
 	uint8_t in[48] = {0};
 	uint32_t f32 = 0x3fc00000;                     /* 1.5 */
 	uint64_t f64 = 0xc002000000000000ULL;          /* -2.25 */
@@ -144,7 +114,7 @@ static void test_load_store_round_trip(void **state)
 static void test_arithmetic_forms(void **state)
 {
 	(void)state;
-	struct harness *h = x87_new();
+	struct harness *h = fpu_harness_new(false);
 	int16_t ints[2] = {3, 10};
 	double four = 4.0;
 	put(h, DATA, ints, sizeof(ints));
@@ -194,7 +164,7 @@ static void test_arithmetic_forms(void **state)
 static void test_rounding_control_and_c1(void **state)
 {
 	(void)state;
-	struct harness *h = x87_new();
+	struct harness *h = fpu_harness_new(false);
 	int16_t ints[2] = {10, 3};
 	double two_half = 2.5;
 	put(h, DATA, ints, sizeof(ints));
@@ -235,7 +205,7 @@ static void test_rounding_control_and_c1(void **state)
 static void test_compares(void **state)
 {
 	(void)state;
-	struct harness *h = x87_new();
+	struct harness *h = fpu_harness_new(false);
 	int16_t ints[2] = {2, 1};
 	uint64_t qnan = 0x7ff8000000000000ULL;
 	put(h, DATA, ints, sizeof(ints));
@@ -273,7 +243,7 @@ static const uint8_t indefinite80[10] = {0, 0, 0, 0, 0, 0, 0, 0xc0, 0xff, 0xff};
 static void test_stack_faults(void **state)
 {
 	(void)state;
-	struct harness *h = x87_new();
+	struct harness *h = fpu_harness_new(false);
 	uint8_t code[2 + 18];
 	code[0] = 0xdb;
 	code[1] = 0xe3; /* fninit */
@@ -301,7 +271,7 @@ static void test_stack_faults(void **state)
 static void test_nm_and_deferred_mf(void **state)
 {
 	(void)state;
-	struct harness *h = x87_new();
+	struct harness *h = fpu_harness_new(false);
 	static const uint8_t fld1[] = {0xd9, 0xe8};
 	static const uint8_t fwait[] = {0x9b};
 	h->state.cr0 |= CR0_TS;
@@ -351,7 +321,7 @@ static uint32_t get32le(const uint8_t *p) { return (uint32_t)p[0] | p[1] << 8 | 
 static void test_fnstenv_fnsave_frstor(void **state)
 {
 	(void)state;
-	struct harness *h = x87_new();
+	struct harness *h = fpu_harness_new(false);
 	static const uint8_t code[] = {
 	    0xdb, 0xe3,             /* fninit */
 	    0xd9, 0xe8,             /* fld1 */
@@ -389,7 +359,7 @@ static void test_fnstenv_fnsave_frstor(void **state)
 static void test_constants_fxch_ffree_fxam(void **state)
 {
 	(void)state;
-	struct harness *h = x87_new();
+	struct harness *h = fpu_harness_new(false);
 	uint16_t cw = 0x077f; /* round down */
 	put(h, DATA, &cw, 2);
 	static const uint8_t code[] = {

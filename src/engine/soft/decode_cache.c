@@ -113,7 +113,7 @@ static bool ends_block(const struct insn *i)
 		case 0xcc: case 0xcd: case 0xce: case 0xf4:            /* int, hlt */
 			return true;
 		case 0xff:
-			return i->reg >= 2 && i->reg <= 5; /* indirect call/jmp */
+			return (i->reg & 7) >= 2 && (i->reg & 7) <= 5; /* indirect call/jmp (ModRM.reg without REX.R) */
 		default:
 			return false;
 		}

@@ -17,14 +17,6 @@
  * (ops_sse.c, sse_pint_fn) on 8-byte operands. */
 #include "engine/soft/sse.h"
 
-/* The r/m source: MMrm or `size` bytes of memory, zero-extended. */
-static uint64_t mm_src(struct soft_cpu *cpu, const struct insn *i, unsigned size)
-{
-	if (i->mod == 3)
-		return mmx_get(cpu, i->rm);
-	return op_rm_read_mem(cpu, i, size);
-}
-
 /* ---- moves ---- */
 
 static void movd_to_mm(struct soft_cpu *cpu, struct insn *i) /* 0F 6E; REX.W: MOVQ mm, r/m64 */
@@ -45,7 +37,7 @@ static void movd_from_mm(struct soft_cpu *cpu, struct insn *i) /* 0F 7E; REX.W: 
 static void movq_load(struct soft_cpu *cpu, struct insn *i) /* 0F 6F */
 {
 	mmx_check(cpu);
-	uint64_t v = mm_src(cpu, i, 8);
+	uint64_t v = mmx_src(cpu, i, 8);
 	mmx_enter(cpu);
 	mmx_set(cpu, i->reg, v);
 }
@@ -83,13 +75,11 @@ static void movdq2q(struct soft_cpu *cpu, struct insn *i) /* F2 0F D6: MOVDQ2Q m
 
 static void pmovmskb(struct soft_cpu *cpu, struct insn *i) /* 0F D7: r32, mm */
 {
+	union xmm v = {{0}};
 	mmx_check(cpu);
-	uint64_t v = mmx_get(cpu, i->rm);
-	uint32_t m = 0;
-	for (unsigned k = 0; k < 8; k++)
-		m |= (uint32_t)((v >> (8 * k + 7)) & 1) << k;
+	v.q[0] = mmx_get(cpu, i->rm);
 	mmx_enter(cpu);
-	reg_write(cpu, i->reg, 4, m, true);
+	reg_write(cpu, i->reg, 4, sse_sign_mask(&v, 8, 1), true);
 }
 
 static void pextrw(struct soft_cpu *cpu, struct insn *i) /* 0F C5: r32, mm, imm8 */
@@ -113,29 +103,21 @@ static void pinsrw(struct soft_cpu *cpu, struct insn *i) /* 0F C4: mm, r32/m16, 
 static void pshufw(struct soft_cpu *cpu, struct insn *i) /* 0F 70: mm, mm/m64, imm8 */
 {
 	mmx_check(cpu);
-	uint64_t s = mm_src(cpu, i, 8), r = 0;
+	uint64_t s = mmx_src(cpu, i, 8), r = 0;
 	for (unsigned k = 0; k < 4; k++)
 		r |= ((s >> (16 * ((i->imm >> (2 * k)) & 3))) & 0xffff) << (16 * k);
 	mmx_enter(cpu);
 	mmx_set(cpu, i->reg, r);
 }
 
-/* MASKMOVQ mm1, mm2 (0F F7): the bytes of mm1 whose mask byte in mm2 has
- * its top bit set go to DS:rDI (segment overridable). Both pages of the
- * 8 bytes are checked for writing before the first byte is written, even
- * with an all-zero mask: the SDM leaves faults on masked-off bytes to the
- * implementation, and the processor raises them (checked on hardware). */
+/* MASKMOVQ mm1, mm2 (0F F7): the stores of MASKMOVDQU on 8 bytes. */
 static void maskmovq(struct soft_cpu *cpu, struct insn *i)
 {
+	union xmm v = {{0}}, m = {{0}};
 	mmx_check(cpu);
-	uint64_t v = mmx_get(cpu, i->reg), m = mmx_get(cpu, i->rm);
-	uint64_t off = cpu->s.gpr[GPR_RDI] & size_mask(i->addrsize);
-	uint64_t la = seg_linear(cpu, i->seg, off, 8, ACC_WRITE);
-	mmu_translate(cpu, la, ACC_WRITE, false);
-	mmu_translate(cpu, la + 7, ACC_WRITE, false);
-	for (unsigned k = 0; k < 8; k++)
-		if ((m >> (8 * k)) & 0x80)
-			lin_write(cpu, la + k, 1, (v >> (8 * k)) & 0xff);
+	v.q[0] = mmx_get(cpu, i->reg);
+	m.q[0] = mmx_get(cpu, i->rm);
+	sse_maskmov(cpu, i, &v, &m, 8);
 	mmx_enter(cpu);
 }
 
@@ -158,11 +140,8 @@ static unsigned pint_src_size(uint8_t opcode) { return opcode >= 0x60 && opcode 
 
 static void mmx_pint(struct soft_cpu *cpu, struct insn *i)
 {
-	union xmm d = {{0}}, s = {{0}};
-	mmx_check(cpu);
-	s.q[0] = mm_src(cpu, i, pint_src_size(i->opcode));
-	mmx_enter(cpu);
-	d.q[0] = mmx_get(cpu, i->reg);
+	union xmm d, s;
+	mmx_operands(cpu, i, pint_src_size(i->opcode), &d, &s);
 	sse_pint_fn(i->opcode)(&d, &s, 8);
 	mmx_set(cpu, i->reg, d.q[0]);
 }
@@ -173,31 +152,21 @@ static void mmx_pint(struct soft_cpu *cpu, struct insn *i)
  * count is the whole 64-bit source. */
 static void mmx_shift(struct soft_cpu *cpu, struct insn *i)
 {
-	static const uint8_t sizes[4] = {0, 2, 4, 8};
-	unsigned size = sizes[i->opcode & 3];
-	enum shift_kind kind = (i->opcode & 0xf0) == 0xf0   ? SH_LEFT
-			       : (i->opcode & 0xf0) == 0xe0 ? SH_ARITH
-							    : SH_RIGHT;
-	union xmm v = {{0}};
-	mmx_check(cpu);
-	uint64_t count = mm_src(cpu, i, 8);
-	mmx_enter(cpu);
-	v.q[0] = mmx_get(cpu, i->reg);
-	sse_shift_elems(&v, 8, size, kind, count);
-	mmx_set(cpu, i->reg, v.q[0]);
+	union xmm d, s;
+	mmx_operands(cpu, i, 8, &d, &s);
+	sse_shift_elems(&d, 8, pshift_size(i->opcode), pshift_kind(i->opcode), s.q[0]);
+	mmx_set(cpu, i->reg, d.q[0]);
 }
 
 /* 0F 71/72/73 /2 /4 /6 ib: shifts of the r/m register by an immediate
  * (73 has no arithmetic form and, unlike the XMM group, no byte shifts). */
 static void mmx_shift_imm(struct soft_cpu *cpu, struct insn *i)
 {
-	unsigned size = i->opcode == 0x71 ? 2 : i->opcode == 0x72 ? 4 : 8;
-	unsigned op = i->reg & 7;
 	union xmm v = {{0}};
 	mmx_check(cpu);
 	mmx_enter(cpu);
 	v.q[0] = mmx_get(cpu, i->rm);
-	sse_shift_elems(&v, 8, size, op == 6 ? SH_LEFT : op == 4 ? SH_ARITH : SH_RIGHT, i->imm);
+	sse_shift_elems(&v, 8, pshift_imm_size(i->opcode), pshift_imm_kind(i), i->imm);
 	mmx_set(cpu, i->rm, v.q[0]);
 }
 

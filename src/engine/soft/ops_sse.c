@@ -23,7 +23,8 @@
 
 /* ---- moves ---- */
 
-static void movups_load(struct soft_cpu *cpu, struct insn *i) /* 0F 10, 66 0F 10, F3 0F 6F */
+/* 0F 10, 66 0F 10, F3 0F 6F; also SSE3's LDDQU (ops_ssse3.c) */
+void sse_load_unaligned(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm v;
 	fpu_check_sse(cpu);
@@ -31,7 +32,8 @@ static void movups_load(struct soft_cpu *cpu, struct insn *i) /* 0F 10, 66 0F 10
 	xmm_set(cpu, i->reg, &v);
 }
 
-static void movaps_load(struct soft_cpu *cpu, struct insn *i) /* 0F 28, 66 0F 28, 66 0F 6F */
+/* 0F 28, 66 0F 28, 66 0F 6F; also SSE4.1's MOVNTDQA (ops_sse4.c) */
+void sse_load_aligned(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm v;
 	fpu_check_sse(cpu);
@@ -97,9 +99,7 @@ static void movs_store(struct soft_cpu *cpu, struct insn *i) /* F3/F2 0F 11 */
 static void movlps_load(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm s, d;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 8, false, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, 8, false, &d, &s);
 	d.q[0] = i->mod == 3 ? s.q[1] : s.q[0];
 	xmm_set(cpu, i->reg, &d);
 }
@@ -108,9 +108,7 @@ static void movlps_load(struct soft_cpu *cpu, struct insn *i)
 static void movhps_load(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm s, d;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 8, false, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, 8, false, &d, &s);
 	d.q[1] = s.q[0];
 	xmm_set(cpu, i->reg, &d);
 }
@@ -176,26 +174,17 @@ static void movnti(struct soft_cpu *cpu, struct insn *i) /* 0F C3: a GPR store, 
 static void movmskp(struct soft_cpu *cpu, struct insn *i) /* (66) 0F 50 */
 {
 	union xmm s;
-	uint32_t m = 0;
 	fpu_check_sse(cpu);
 	xmm_get(cpu, i->rm, &s);
-	if (i->opsize_prefix)
-		m = (uint32_t)(s.q[0] >> 63) | (uint32_t)(s.q[1] >> 63) << 1;
-	else
-		for (unsigned k = 0; k < 4; k++)
-			m |= (s.d[k] >> 31) << k;
-	reg_write(cpu, i->reg, 4, m, true);
+	reg_write(cpu, i->reg, 4, sse_sign_mask(&s, 16, i->opsize_prefix ? 8 : 4), true);
 }
 
 static void pmovmskb(struct soft_cpu *cpu, struct insn *i) /* 66 0F D7 */
 {
 	union xmm s;
-	uint32_t m = 0;
 	fpu_check_sse(cpu);
 	xmm_get(cpu, i->rm, &s);
-	for (unsigned k = 0; k < 16; k++)
-		m |= (uint32_t)(s.b[k] >> 7) << k;
-	reg_write(cpu, i->reg, 4, m, true);
+	reg_write(cpu, i->reg, 4, sse_sign_mask(&s, 16, 1), true);
 }
 
 static void pextrw(struct soft_cpu *cpu, struct insn *i) /* 66 0F C5 /r ib */
@@ -216,24 +205,26 @@ static void pinsrw(struct soft_cpu *cpu, struct insn *i) /* 66 0F C4 /r ib */
 	xmm_set(cpu, i->reg, &d);
 }
 
-/* MASKMOVDQU (66 0F F7): the bytes of xmm1 whose mask byte in xmm2 has
- * its top bit set go to DS:rDI (segment overridable). Every page of the
- * 16 bytes is checked for writing before the first byte is written, even
- * with an all-zero mask: the SDM leaves faults on masked-off bytes to the
- * implementation, and the processor raises them (checked on hardware). */
+void sse_maskmov(struct soft_cpu *cpu, const struct insn *i, const union xmm *v,
+		 const union xmm *m, unsigned n)
+{
+	uint64_t off = cpu->s.gpr[GPR_RDI] & size_mask(i->addrsize);
+	uint64_t la = seg_linear(cpu, i->seg, off, n, ACC_WRITE);
+	mmu_translate(cpu, la, ACC_WRITE, false);
+	mmu_translate(cpu, la + n - 1, ACC_WRITE, false);
+	for (unsigned k = 0; k < n; k++)
+		if (m->b[k] & 0x80)
+			lin_write(cpu, la + k, 1, v->b[k]);
+}
+
+/* MASKMOVDQU xmm1, xmm2 (66 0F F7). */
 static void maskmovdqu(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm v, m;
 	fpu_check_sse(cpu);
 	xmm_get(cpu, i->reg, &v);
 	xmm_get(cpu, i->rm, &m);
-	uint64_t off = cpu->s.gpr[GPR_RDI] & size_mask(i->addrsize);
-	uint64_t la = seg_linear(cpu, i->seg, off, 16, ACC_WRITE);
-	mmu_translate(cpu, la, ACC_WRITE, false);
-	mmu_translate(cpu, la + 15, ACC_WRITE, false);
-	for (unsigned k = 0; k < 16; k++)
-		if (m.b[k] & 0x80)
-			lin_write(cpu, la + k, 1, v.b[k]);
+	sse_maskmov(cpu, i, &v, &m, 16);
 }
 
 /* ---- packed integer and logical operations: d = d OP s ----
@@ -241,11 +232,6 @@ static void maskmovdqu(struct soft_cpu *cpu, struct insn *i)
  * forms, 8 for the MMX forms (ops_mmx.c), whose elements are the same;
  * pack, unpack, PMADDWD, PMULUDQ and PSADBW take their halves and pairs
  * from those bytes, not from the 128-bit layout. */
-
-static int16_t sat16s(int32_t v) { return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v); }
-static uint16_t sat16u(int32_t v) { return (uint16_t)(v > 65535 ? 65535 : v < 0 ? 0 : v); }
-static int8_t sat8s(int32_t v) { return (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v); }
-static uint8_t sat8u(int32_t v) { return (uint8_t)(v > 255 ? 255 : v < 0 ? 0 : v); }
 
 static void p_and(union xmm *d, const union xmm *s, unsigned bytes)
 {
@@ -548,9 +534,7 @@ static void pint_op(struct soft_cpu *cpu, struct insn *i)
 		fn = punpcklqdq; /* UNPCKLPD */
 	else if (i->opcode == 0x15 && i->opsize_prefix)
 		fn = punpckhqdq; /* UNPCKHPD */
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, true, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	fn(&d, &s, 16);
 	xmm_set(cpu, i->reg, &d);
 }
@@ -583,9 +567,7 @@ static void pshufw_half(struct soft_cpu *cpu, struct insn *i)
 static void shufp(struct soft_cpu *cpu, struct insn *i) /* 0F C6 SHUFPS, 66 0F C6 SHUFPD */
 {
 	union xmm s, d, r;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, true, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	if (i->opsize_prefix) {
 		r.q[0] = d.q[i->imm & 1];
 		r.q[1] = s.q[(i->imm >> 1) & 1];
@@ -622,15 +604,9 @@ void sse_shift_elems(union xmm *v, unsigned bytes, unsigned size, enum shift_kin
 /* PSRLW/D/Q, PSRAW/D, PSLLW/D/Q xmm, xmm/m128 (66 0F D1-D3, E1-E2, F1-F3). */
 static void pshift_xmm(struct soft_cpu *cpu, struct insn *i)
 {
-	static const uint8_t sizes[4] = {0, 2, 4, 8};
-	unsigned size = sizes[i->opcode & 3];
-	enum shift_kind kind = (i->opcode & 0xf0) == 0xf0 ? SH_LEFT
-			       : (i->opcode & 0xf0) == 0xe0 ? SH_ARITH : SH_RIGHT;
 	union xmm s, d;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, true, &s);
-	xmm_get(cpu, i->reg, &d);
-	sse_shift_elems(&d, 16, size, kind, s.q[0]);
+	sse_operands(cpu, i, 16, true, &d, &s);
+	sse_shift_elems(&d, 16, pshift_size(i->opcode), pshift_kind(i->opcode), s.q[0]);
 	xmm_set(cpu, i->reg, &d);
 }
 
@@ -638,7 +614,6 @@ static void pshift_xmm(struct soft_cpu *cpu, struct insn *i)
  * 73 /3 and /7 are the byte shifts PSRLDQ/PSLLDQ. */
 static void pshift_imm(struct soft_cpu *cpu, struct insn *i)
 {
-	unsigned size = i->opcode == 0x71 ? 2 : i->opcode == 0x72 ? 4 : 8;
 	unsigned op = i->reg & 7;
 	union xmm v;
 	fpu_check_sse(cpu);
@@ -652,8 +627,7 @@ static void pshift_imm(struct soft_cpu *cpu, struct insn *i)
 			memcpy(&r.b[n], &v.b[0], 16 - n);
 		v = r;
 	} else {
-		sse_shift_elems(&v, 16, size, op == 6 ? SH_LEFT : op == 4 ? SH_ARITH : SH_RIGHT,
-				i->imm);
+		sse_shift_elems(&v, 16, pshift_imm_size(i->opcode), pshift_imm_kind(i), i->imm);
 	}
 	xmm_set(cpu, i->rm, &v);
 }
@@ -669,30 +643,11 @@ static void fence(struct soft_cpu *cpu, struct insn *i)
 
 /* ---- IEEE formats and the host's SSE unit ---- */
 
-struct fpfmt {
-	unsigned bytes;
-	uint64_t sign, exp, frac, quiet, indefinite;
-};
-
-static const struct fpfmt F32 = {4, 0x80000000u, 0x7f800000u, 0x007fffffu, 0x00400000u,
-				 0xffc00000u};
-static const struct fpfmt F64 = {8, 1ULL << 63, 0x7ff0000000000000ULL, 0x000fffffffffffffULL,
-				 1ULL << 51, 0xfff8000000000000ULL};
-
-static bool fp_is_nan(const struct fpfmt *f, uint64_t a)
-{
-	return (a & f->exp) == f->exp && (a & f->frac);
-}
-
-static bool fp_is_snan(const struct fpfmt *f, uint64_t a)
-{
-	return fp_is_nan(f, a) && !(a & f->quiet);
-}
-
-static bool fp_is_denormal(const struct fpfmt *f, uint64_t a)
-{
-	return !(a & f->exp) && (a & f->frac);
-}
+const struct fpfmt sse_f32 = {.bytes = 4, .mbits = 23, .sign = 0x80000000u, .exp = 0x7f800000u,
+			      .frac = 0x007fffffu, .quiet = 0x00400000u, .indefinite = 0xffc00000u};
+const struct fpfmt sse_f64 = {.bytes = 8, .mbits = 52, .sign = 1ULL << 63,
+			      .exp = 0x7ff0000000000000ULL, .frac = 0x000fffffffffffffULL,
+			      .quiet = 1ULL << 51, .indefinite = 0xfff8000000000000ULL};
 
 static float f32_of(uint64_t a)
 {
@@ -729,19 +684,7 @@ static double fp_value(const struct fpfmt *f, uint64_t a)
 	return f->bytes == 4 ? (double)f32_of(a) : f64_of(a);
 }
 
-/* One SIMD floating-point instruction's context: the exceptions its
- * elements raised (MXCSR flag bits) and the guest's DAZ/FTZ; the host's
- * MXCSR holds the guest's rounding mode, all exceptions masked, for the
- * duration (saved and restored around the computation, which does not
- * fault). */
-struct simd_fp {
-	unsigned flags;
-	bool daz, ftz;
-	bool ue_unmasked, oe_unmasked;
-	uint32_t host_saved;
-};
-
-static void fp_begin(struct soft_cpu *cpu, struct simd_fp *c)
+void sse_fp_begin(struct soft_cpu *cpu, struct simd_fp *c)
 {
 	c->flags = 0;
 	c->daz = cpu->fpu.mxcsr & MXCSR_DAZ;
@@ -758,12 +701,6 @@ static void host_clear(void) { _mm_setcsr(_mm_getcsr() & ~MXCSR_FLAGS); }
 
 /* The host's flags except DE, which the SDM's precedence rules decide. */
 static unsigned host_flags(void) { return _mm_getcsr() & MXCSR_FLAGS & ~MXCSR_DE; }
-
-/* Denormals-are-zero: a denormal source becomes a zero of its sign. */
-static uint64_t fp_daz(const struct simd_fp *c, const struct fpfmt *f, uint64_t a)
-{
-	return c->daz && fp_is_denormal(f, a) ? a & f->sign : a;
-}
 
 /* One operation and its (DAZ-processed) operands, kept for the exactness
  * question below. */
@@ -864,8 +801,8 @@ static bool fp_nan_operand(struct simd_fp *c, const struct fpfmt *f, uint64_t a,
 /* ADD/SUB/MUL/DIV (a OP b) and SQRT (of b) on one element. Precedence:
  * NaN operands, then invalid and divide-by-zero (which suppress DE),
  * then DE, then the result's OE/UE/PE and FTZ. */
-static uint64_t fp_arith(struct simd_fp *c, const struct fpfmt *f, enum fp_op op, uint64_t a,
-			 uint64_t b)
+uint64_t sse_fp_arith(struct simd_fp *c, const struct fpfmt *f, enum fp_op op, uint64_t a,
+		      uint64_t b)
 {
 	bool unary = op == FP_SQRT;
 	uint64_t r;
@@ -944,7 +881,7 @@ static bool fp_compare(struct simd_fp *c, const struct fpfmt *f, unsigned pred, 
 static uint64_t fp_convert(struct simd_fp *c, const struct fpfmt *from, uint64_t a)
 {
 	bool widen = from->bytes == 4;
-	const struct fpfmt *to = widen ? &F64 : &F32;
+	const struct fpfmt *to = widen ? &sse_f64 : &sse_f32;
 	a = fp_daz(c, from, a);
 	if (fp_is_nan(from, a)) {
 		if (fp_is_snan(from, a))
@@ -1031,26 +968,28 @@ static uint64_t int_to_fp(struct simd_fp *c, const struct fpfmt *to, int64_t v)
 	return r;
 }
 
-/* Ends the computation and applies the exceptions (vol. 1 §11.5.1): with
- * an unmasked pre-computation exception (IE, DE, ZE) in any element only
- * those flags are recorded; otherwise all are; either way an unmasked
- * one leaves the destination unchanged and raises #XM, or #UD when the
- * OS has not enabled #XM (CR4.OSXMMEXCPT). Returns to commit the result. */
-static void fp_commit(struct soft_cpu *cpu, struct simd_fp *c)
+void sse_fp_check(struct soft_cpu *cpu, struct simd_fp *c)
 {
 	const unsigned pre_mask = MXCSR_IE | MXCSR_DE | MXCSR_ZE;
 	unsigned unmasked = ~(cpu->fpu.mxcsr >> MXCSR_MASKS_SHIFT) & MXCSR_FLAGS;
 	unsigned raised = c->flags;
 
-	fp_end(c);
+	c->flags = 0;
 	if (raised & unmasked & pre_mask)
 		raised &= pre_mask;
 	cpu->fpu.mxcsr |= raised;
 	if (raised & unmasked) {
+		fp_end(c);
 		if (cpu->s.cr4 & CR4_OSXMMEXCPT)
 			soft_raise_noerr(cpu, EXC_XM);
 		soft_ud(cpu);
 	}
+}
+
+void sse_fp_commit(struct soft_cpu *cpu, struct simd_fp *c)
+{
+	sse_fp_check(cpu, c);
+	fp_end(c);
 }
 
 /* ---- SSE floating-point instructions ---- */
@@ -1067,24 +1006,11 @@ struct fp_form {
 static struct fp_form fp_form_of(const struct insn *i)
 {
 	switch (i->def->prefix) {
-	case PFX_66: return (struct fp_form){&F64, 2, 16};
-	case PFX_F3: return (struct fp_form){&F32, 1, 4};
-	case PFX_F2: return (struct fp_form){&F64, 1, 8};
-	default: return (struct fp_form){&F32, 4, 16};
+	case PFX_66: return (struct fp_form){&sse_f64, 2, 16};
+	case PFX_F3: return (struct fp_form){&sse_f32, 1, 4};
+	case PFX_F2: return (struct fp_form){&sse_f64, 1, 8};
+	default: return (struct fp_form){&sse_f32, 4, 16};
 	}
-}
-
-static uint64_t elem_get(const union xmm *v, const struct fpfmt *f, unsigned k)
-{
-	return f->bytes == 4 ? v->d[k] : v->q[k];
-}
-
-static void elem_set(union xmm *v, const struct fpfmt *f, unsigned k, uint64_t x)
-{
-	if (f->bytes == 4)
-		v->d[k] = (uint32_t)x;
-	else
-		v->q[k] = x;
 }
 
 /* Loads the instruction's operands: d = destination register, s = source. */
@@ -1092,9 +1018,7 @@ static struct fp_form fp_operands(struct soft_cpu *cpu, const struct insn *i, un
 				  union xmm *s)
 {
 	struct fp_form form = fp_form_of(i);
-	fpu_check_sse(cpu);
-	src_read(cpu, i, form.memsize, form.memsize == 16, s);
-	xmm_get(cpu, i->reg, d);
+	sse_operands(cpu, i, form.memsize, form.memsize == 16, d, s);
 	return form;
 }
 
@@ -1118,14 +1042,14 @@ static void sse_arith(struct soft_cpu *cpu, struct insn *i)
 	struct fp_form form = fp_operands(cpu, i, &d, &s);
 	enum fp_op op = fp_op_of(i->opcode);
 	struct simd_fp c;
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < form.n; k++) {
 		uint64_t a = elem_get(&d, form.f, k), b = elem_get(&s, form.f, k);
 		uint64_t r = op == FP_MIN || op == FP_MAX ? fp_minmax(&c, form.f, op == FP_MAX, a, b)
-							  : fp_arith(&c, form.f, op, a, b);
+							  : sse_fp_arith(&c, form.f, op, a, b);
 		elem_set(&d, form.f, k, r);
 	}
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &d);
 }
 
@@ -1134,16 +1058,16 @@ static void sse_arith(struct soft_cpu *cpu, struct insn *i)
 void sse_fp_lanes(struct soft_cpu *cpu, bool dbl, const enum fp_op op[], const union xmm *a,
 		  const union xmm *b, union xmm *r)
 {
-	const struct fpfmt *f = dbl ? &F64 : &F32;
+	const struct fpfmt *f = dbl ? &sse_f64 : &sse_f32;
 	struct simd_fp c;
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 16 / f->bytes; k++) {
 		uint64_t x = elem_get(a, f, k), y = elem_get(b, f, k);
 		uint64_t v = op[k] == FP_MIN || op[k] == FP_MAX ? fp_minmax(&c, f, op[k] == FP_MAX, x, y)
-								: fp_arith(&c, f, op[k], x, y);
+								: sse_fp_arith(&c, f, op[k], x, y);
 		elem_set(r, f, k, v);
 	}
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 }
 
 static void sse_cmp(struct soft_cpu *cpu, struct insn *i) /* 0F C2 ib */
@@ -1151,13 +1075,13 @@ static void sse_cmp(struct soft_cpu *cpu, struct insn *i) /* 0F C2 ib */
 	union xmm d, s;
 	struct fp_form form = fp_operands(cpu, i, &d, &s);
 	struct simd_fp c;
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < form.n; k++) {
 		bool t = fp_compare(&c, form.f, i->imm & 7, elem_get(&d, form.f, k),
 				    elem_get(&s, form.f, k));
 		elem_set(&d, form.f, k, t ? ~0ULL : 0);
 	}
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &d);
 }
 
@@ -1167,19 +1091,17 @@ static void sse_cmp(struct soft_cpu *cpu, struct insn *i) /* 0F C2 ib */
  * EQ; DAZ and DE as for the compare predicates. */
 static void sse_comis(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *f = i->opsize_prefix ? &F64 : &F32;
+	const struct fpfmt *f = i->opsize_prefix ? &sse_f64 : &sse_f32;
 	union xmm d, s;
 	struct simd_fp c;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, f->bytes, false, &s);
-	xmm_get(cpu, i->reg, &d);
-	fp_begin(cpu, &c);
+	sse_operands(cpu, i, f->bytes, false, &d, &s);
+	sse_fp_begin(cpu, &c);
 	uint64_t a = elem_get(&d, f, 0), b = elem_get(&s, f, 0);
 	fp_compare(&c, f, i->opcode == 0x2f ? 1 : 0, a, b);
 	struct simd_fp scratch = c; /* the relation itself, without more exceptions */
 	bool unord = fp_compare(&scratch, f, 3, a, b);
 	bool less = fp_compare(&scratch, f, 1, a, b), equal = fp_compare(&scratch, f, 0, a, b);
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	uint64_t fl = flags_get(cpu) & ~FLAGS_ARITH;
 	if (unord)
 		fl |= FLAG_ZF | FLAG_PF | FLAG_CF;
@@ -1198,19 +1120,17 @@ static void sse_cvt_fp(struct soft_cpu *cpu, struct insn *i)
 	unsigned pfx = i->def->prefix;
 	bool widen = pfx == PFX_NONE || pfx == PFX_F3;
 	unsigned n = pfx == PFX_NONE || pfx == PFX_66 ? 2 : 1;
-	const struct fpfmt *from = widen ? &F32 : &F64, *to = widen ? &F64 : &F32;
+	const struct fpfmt *from = widen ? &sse_f32 : &sse_f64, *to = widen ? &sse_f64 : &sse_f32;
 	union xmm d, s, r;
 	struct simd_fp c;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, memsize[pfx], memsize[pfx] == 16, &s);
-	xmm_get(cpu, i->reg, &d);
+	sse_operands(cpu, i, memsize[pfx], memsize[pfx] == 16, &d, &s);
 	r = d;
 	if (pfx == PFX_66)
 		memset(&r, 0, sizeof(r)); /* CVTPD2PS clears the upper half */
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < n; k++)
 		elem_set(&r, to, k, fp_convert(&c, from, elem_get(&s, from, k)));
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &r);
 }
 
@@ -1222,11 +1142,11 @@ static void sse_cvt_dq_ps(struct soft_cpu *cpu, struct insn *i)
 	struct simd_fp c;
 	fpu_check_sse(cpu);
 	src_read(cpu, i, 16, true, &s);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 4; k++)
-		r.d[k] = pfx == PFX_NONE ? (uint32_t)int_to_fp(&c, &F32, s.sd[k])
-					 : (uint32_t)fp_to_int(&c, &F32, s.d[k], 4, pfx == PFX_F3);
-	fp_commit(cpu, &c);
+		r.d[k] = pfx == PFX_NONE ? (uint32_t)int_to_fp(&c, &sse_f32, s.sd[k])
+					 : (uint32_t)fp_to_int(&c, &sse_f32, s.d[k], 4, pfx == PFX_F3);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &r);
 }
 
@@ -1238,45 +1158,45 @@ static void sse_cvt_dq_pd(struct soft_cpu *cpu, struct insn *i)
 	struct simd_fp c;
 	fpu_check_sse(cpu);
 	src_read(cpu, i, pfx == PFX_F3 ? 8 : 16, pfx != PFX_F3, &s);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 2; k++) {
 		if (pfx == PFX_F3)
-			r.q[k] = int_to_fp(&c, &F64, s.sd[k]);
+			r.q[k] = int_to_fp(&c, &sse_f64, s.sd[k]);
 		else
-			r.d[k] = (uint32_t)fp_to_int(&c, &F64, s.q[k], 4, pfx == PFX_66);
+			r.d[k] = (uint32_t)fp_to_int(&c, &sse_f64, s.q[k], 4, pfx == PFX_66);
 	}
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &r);
 }
 
 /* CVTSI2SS/CVTSI2SD (F3/F2 0F 2A) xmm, r/m32 or r/m64 (REX.W). */
 static void sse_cvtsi2s(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *to = i->rep == 0xf3 ? &F32 : &F64;
+	const struct fpfmt *to = i->rep == 0xf3 ? &sse_f32 : &sse_f64;
 	unsigned size = gpr_size(i);
 	union xmm d;
 	struct simd_fp c;
 	fpu_check_sse(cpu);
 	int64_t v = sign_extend(op_rm_read(cpu, i, size), size);
 	xmm_get(cpu, i->reg, &d);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	elem_set(&d, to, 0, int_to_fp(&c, to, v));
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &d);
 }
 
 /* CVT(T)SS2SI / CVT(T)SD2SI (F3/F2 0F 2C truncating, 0F 2D rounding). */
 static void sse_cvts2si(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *from = i->rep == 0xf3 ? &F32 : &F64;
+	const struct fpfmt *from = i->rep == 0xf3 ? &sse_f32 : &sse_f64;
 	unsigned size = gpr_size(i);
 	union xmm s;
 	struct simd_fp c;
 	fpu_check_sse(cpu);
 	src_read(cpu, i, from->bytes, false, &s);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	uint64_t r = fp_to_int(&c, from, elem_get(&s, from, 0), size, i->opcode == 0x2c);
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	reg_write(cpu, i->reg, size, r, true);
 }
 
@@ -1292,7 +1212,7 @@ static void sse_cvts2si(struct soft_cpu *cpu, struct insn *i)
  * doubles (exact). */
 static void sse_cvtpi2p(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *to = i->opsize_prefix ? &F64 : &F32;
+	const struct fpfmt *to = i->opsize_prefix ? &sse_f64 : &sse_f32;
 	bool mmx = i->mod == 3;
 	union xmm d;
 	struct simd_fp c;
@@ -1302,10 +1222,10 @@ static void sse_cvtpi2p(struct soft_cpu *cpu, struct insn *i)
 		fpu_check_sse(cpu);
 	uint64_t s = i->mod == 3 ? mmx_get(cpu, i->rm) : op_rm_read_mem(cpu, i, 8);
 	xmm_get(cpu, i->reg, &d);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 2; k++)
 		elem_set(&d, to, k, int_to_fp(&c, to, (int32_t)(uint32_t)(s >> (32 * k))));
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	if (mmx)
 		mmx_enter(cpu);
 	xmm_set(cpu, i->reg, &d);
@@ -1315,16 +1235,16 @@ static void sse_cvtpi2p(struct soft_cpu *cpu, struct insn *i)
  * xmm/m128 (66 0F 2D/2C, an aligned 16-byte memory operand). */
 static void sse_cvtp2pi(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fpfmt *from = i->opsize_prefix ? &F64 : &F32;
+	const struct fpfmt *from = i->opsize_prefix ? &sse_f64 : &sse_f32;
 	union xmm s;
 	struct simd_fp c;
 	uint64_t r = 0;
 	mmx_check_sse(cpu);
 	src_read(cpu, i, 2 * from->bytes, from->bytes == 8, &s);
-	fp_begin(cpu, &c);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < 2; k++)
 		r |= fp_to_int(&c, from, elem_get(&s, from, k), 4, i->opcode == 0x2c) << (32 * k);
-	fp_commit(cpu, &c);
+	sse_fp_commit(cpu, &c);
 	mmx_enter(cpu);
 	mmx_set(cpu, i->reg, r);
 }
@@ -1435,8 +1355,8 @@ static void fxrstor(struct soft_cpu *cpu, struct insn *i)
 
 const struct opdef soft_ops_sse[] = {
     /* moves */
-    SSE(0x10, PFX_NONE, 0, "movups", movups_load),
-    SSE(0x10, PFX_66, 0, "movupd", movups_load),
+    SSE(0x10, PFX_NONE, 0, "movups", sse_load_unaligned),
+    SSE(0x10, PFX_66, 0, "movupd", sse_load_unaligned),
     SSE(0x10, PFX_F3, 0, "movss", movs_load),
     SSE(0x10, PFX_F2, 0, "movsd", movs_load),
     SSE(0x11, PFX_NONE, 0, "movups", movups_store),
@@ -1451,8 +1371,8 @@ const struct opdef soft_ops_sse[] = {
     SSE(0x16, PFX_66, MEM, "movhpd", movhps_load),
     SSE(0x17, PFX_NONE, MEM, "movhps", movhps_store),
     SSE(0x17, PFX_66, MEM, "movhpd", movhps_store),
-    SSE(0x28, PFX_NONE, 0, "movaps", movaps_load),
-    SSE(0x28, PFX_66, 0, "movapd", movaps_load),
+    SSE(0x28, PFX_NONE, 0, "movaps", sse_load_aligned),
+    SSE(0x28, PFX_66, 0, "movapd", sse_load_aligned),
     SSE(0x29, PFX_NONE, 0, "movaps", movaps_store),
     SSE(0x29, PFX_66, 0, "movapd", movaps_store),
     SSE(0x2b, PFX_NONE, MEM, "movntps", movaps_store),
@@ -1460,8 +1380,8 @@ const struct opdef soft_ops_sse[] = {
     SSE(0x50, PFX_NONE, R3, "movmskps", movmskp),
     SSE(0x50, PFX_66, R3, "movmskpd", movmskp),
     SSE(0x6e, PFX_66, 0, "movd/movq", movd_to_xmm),
-    SSE(0x6f, PFX_66, 0, "movdqa", movaps_load),
-    SSE(0x6f, PFX_F3, 0, "movdqu", movups_load),
+    SSE(0x6f, PFX_66, 0, "movdqa", sse_load_aligned),
+    SSE(0x6f, PFX_F3, 0, "movdqu", sse_load_unaligned),
     SSE(0x7e, PFX_66, 0, "movd/movq", movd_from_xmm),
     SSE(0x7e, PFX_F3, 0, "movq", movq_load),
     SSE(0x7f, PFX_66, 0, "movdqa", movaps_store),

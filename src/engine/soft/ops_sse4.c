@@ -12,23 +12,13 @@
  * DAZ on inputs, FTZ on results, the first source's NaN wins and SNaNs are
  * quieted (vol. 1 table 4-7), the denormal flag only for denormal inputs
  * that survive DAZ, and unmasked exceptions leave the destination
- * unchanged and raise #XM (#UD without CR4.OSXMMEXCPT). The helpers are
- * local copies: ops_sse.c keeps its own static. */
+ * unchanged and raise #XM (#UD without CR4.OSXMMEXCPT); the helpers are
+ * those of ops_sse.c (sse.h). */
 #include <string.h>
-#include <xmmintrin.h>
 
 #include "engine/soft/sse.h"
 
 /* ---- operands ---- */
-
-/* d = the ModRM.reg register, s = xmm/m of `memsize` bytes. */
-static void operands(struct soft_cpu *cpu, const struct insn *i, unsigned memsize, bool aligned,
-		     union xmm *d, union xmm *s)
-{
-	fpu_check_sse(cpu);
-	src_read(cpu, i, memsize, aligned, s);
-	xmm_get(cpu, i->reg, d);
-}
 
 /* A general-purpose or memory source of `size` bytes: a register source
  * is always read as r32/r64 and truncated (PINSRB takes the low byte of
@@ -53,8 +43,6 @@ static void gpr_or_mem_write(struct soft_cpu *cpu, const struct insn *i, unsigne
 /* ---- packed integer: d = d OP s ---- */
 
 typedef void (*pint_fn)(union xmm *d, const union xmm *s);
-
-static uint16_t sat_u16(int32_t v) { return (uint16_t)(v > 65535 ? 65535 : v < 0 ? 0 : v); }
 
 static void pmulld(union xmm *d, const union xmm *s)
 {
@@ -126,8 +114,8 @@ static void packusdw(union xmm *d, const union xmm *s)
 {
 	union xmm r;
 	for (int k = 0; k < 4; k++) {
-		r.w[k] = sat_u16(d->sd[k]);
-		r.w[k + 4] = sat_u16(s->sd[k]);
+		r.w[k] = sat16u(d->sd[k]);
+		r.w[k + 4] = sat16u(s->sd[k]);
 	}
 	*d = r;
 }
@@ -155,19 +143,9 @@ static const pint_fn pint_ops[256] = {
 static void pint_op(struct soft_cpu *cpu, struct insn *i) /* 66 0F 38 xx */
 {
 	union xmm d, s;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	pint_ops[i->opcode](&d, &s);
 	xmm_set(cpu, i->reg, &d);
-}
-
-/* MOVNTDQA (66 0F 38 2A, memory only): an aligned load; the streaming
- * hint changes nothing for a CPU without caches. */
-static void movntdqa(struct soft_cpu *cpu, struct insn *i)
-{
-	union xmm v;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, true, &v);
-	xmm_set(cpu, i->reg, &v);
 }
 
 /* ---- blends ---- */
@@ -180,21 +158,12 @@ static void blend(union xmm *d, const union xmm *s, unsigned size, uint32_t sel)
 			memcpy(&d->b[k * size], &s->b[k * size], size);
 }
 
-/* The sign bit of each `size`-byte element of m, as a bit mask. */
-static uint32_t sign_mask(const union xmm *m, unsigned size)
-{
-	uint32_t sel = 0;
-	for (unsigned k = 0; k < 16 / size; k++)
-		sel |= (uint32_t)(m->b[k * size + size - 1] >> 7) << k;
-	return sel;
-}
-
 /* BLENDPS (0C), BLENDPD (0D), PBLENDW (0E) with an immediate selector. */
 static void blend_imm(struct soft_cpu *cpu, struct insn *i)
 {
 	static const uint8_t sizes[3] = {4, 8, 2};
 	union xmm d, s;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	blend(&d, &s, sizes[i->opcode - 0x0c], (uint32_t)i->imm);
 	xmm_set(cpu, i->reg, &d);
 }
@@ -205,9 +174,9 @@ static void blend_var(struct soft_cpu *cpu, struct insn *i)
 {
 	unsigned size = i->opcode == 0x10 ? 1 : i->opcode == 0x14 ? 4 : 8;
 	union xmm d, s, m;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	xmm_get(cpu, 0, &m);
-	blend(&d, &s, size, sign_mask(&m, size));
+	blend(&d, &s, size, sse_sign_mask(&m, 16, size));
 	xmm_set(cpu, i->reg, &d);
 }
 
@@ -240,7 +209,7 @@ static void pmovx(struct soft_cpu *cpu, struct insn *i)
 static void ptest(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm d, s;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	uint64_t fl = flags_get(cpu) & ~FLAGS_ARITH;
 	if (((d.q[0] & s.q[0]) | (d.q[1] & s.q[1])) == 0)
 		fl |= FLAG_ZF;
@@ -257,7 +226,7 @@ static void ptest(struct soft_cpu *cpu, struct insn *i)
 static void mpsadbw(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm d, s, r;
-	operands(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	unsigned so = (unsigned)(i->imm & 3) * 4, dof = (unsigned)((i->imm >> 2) & 1) * 4;
 	for (unsigned j = 0; j < 8; j++) {
 		unsigned sum = 0;
@@ -304,7 +273,7 @@ static void pinsr(struct soft_cpu *cpu, struct insn *i)
 static void insertps(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm d, s;
-	operands(cpu, i, 4, false, &d, &s);
+	sse_operands(cpu, i, 4, false, &d, &s);
 	d.d[(i->imm >> 4) & 3] = s.d[i->mod == 3 ? (i->imm >> 6) & 3 : 0];
 	for (unsigned k = 0; k < 4; k++)
 		if (i->imm & (1u << k))
@@ -314,100 +283,10 @@ static void insertps(struct soft_cpu *cpu, struct insn *i)
 
 /* ---- floating point ---- */
 
-struct fmt {
-	unsigned bytes, mbits; /* size, explicit significand bits */
-	uint64_t sign, exp, frac, quiet, indefinite;
-};
-
-static const struct fmt F32 = {4, 23, 0x80000000u, 0x7f800000u, 0x007fffffu, 0x00400000u,
-			       0xffc00000u};
-static const struct fmt F64 = {8, 52, 1ULL << 63, 0x7ff0000000000000ULL,
-			       0x000fffffffffffffULL, 1ULL << 51, 0xfff8000000000000ULL};
-
-static bool is_nan(const struct fmt *f, uint64_t a)
-{
-	return (a & f->exp) == f->exp && (a & f->frac);
-}
-static bool is_snan(const struct fmt *f, uint64_t a) { return is_nan(f, a) && !(a & f->quiet); }
-static bool is_denormal(const struct fmt *f, uint64_t a) { return !(a & f->exp) && (a & f->frac); }
-
-static uint64_t elem(const union xmm *v, const struct fmt *f, unsigned k)
-{
-	return f->bytes == 4 ? v->d[k] : v->q[k];
-}
-
-static void elem_put(union xmm *v, const struct fmt *f, unsigned k, uint64_t x)
-{
-	if (f->bytes == 4)
-		v->d[k] = (uint32_t)x;
-	else
-		v->q[k] = x;
-}
-
-/* One instruction's floating-point context: the exceptions raised so far
- * (MXCSR flag bits) and, while computing on the host, the host's MXCSR
- * to restore (the host runs with the guest's rounding, all masked). */
-struct fpctx {
-	uint32_t mxcsr; /* the guest's */
-	unsigned flags;
-	uint32_t host_saved;
-	bool on_host;
-};
-
-static void fp_begin(struct soft_cpu *cpu, struct fpctx *c, bool on_host)
-{
-	c->mxcsr = cpu->fpu.mxcsr;
-	c->flags = 0;
-	c->on_host = on_host;
-	if (on_host) {
-		c->host_saved = _mm_getcsr();
-		_mm_setcsr(MXCSR_DEFAULT | (c->mxcsr & MXCSR_RC));
-	}
-}
-
-static void fp_end(struct fpctx *c)
-{
-	if (c->on_host)
-		_mm_setcsr(c->host_saved);
-	c->on_host = false;
-}
-
-static bool fp_unmasked(const struct fpctx *c, unsigned flag)
-{
-	return !(c->mxcsr & (flag << MXCSR_MASKS_SHIFT));
-}
-
-/* Records the exceptions of one step (vol. 1 §11.5.1): with an unmasked
- * pre-computation exception (IE, DE, ZE) only those flags are recorded;
- * an unmasked exception leaves the destination unchanged and raises #XM,
- * or #UD when the OS has not enabled #XM (CR4.OSXMMEXCPT). */
-static void fp_step_commit(struct soft_cpu *cpu, struct fpctx *c)
-{
-	const unsigned pre = MXCSR_IE | MXCSR_DE | MXCSR_ZE;
-	unsigned unmasked = ~(c->mxcsr >> MXCSR_MASKS_SHIFT) & MXCSR_FLAGS;
-	unsigned raised = c->flags;
-	if (raised & unmasked & pre)
-		raised &= pre;
-	cpu->fpu.mxcsr |= raised;
-	c->flags = 0;
-	if (raised & unmasked) {
-		fp_end(c);
-		if (cpu->s.cr4 & CR4_OSXMMEXCPT)
-			soft_raise_noerr(cpu, EXC_XM);
-		soft_ud(cpu);
-	}
-}
-
-/* Denormals-are-zero on an input. */
-static uint64_t fp_daz(const struct fpctx *c, const struct fmt *f, uint64_t a)
-{
-	return (c->mxcsr & MXCSR_DAZ) && is_denormal(f, a) ? a & f->sign : a;
-}
-
 /* ROUNDPS/PD/SS/SD on one element, in integer arithmetic: `mode` is the
  * MXCSR.RC encoding (0 nearest-even, 1 down, 2 up, 3 toward zero). A
  * result of zero keeps the source's sign. Sets *inexact. */
-static uint64_t round_integral(const struct fmt *f, uint64_t a, unsigned mode, bool *inexact)
+static uint64_t round_integral(const struct fpfmt *f, uint64_t a, unsigned mode, bool *inexact)
 {
 	unsigned bias = (unsigned)(f->exp >> (f->mbits + 1));
 	unsigned e = (unsigned)((a & f->exp) >> f->mbits);
@@ -446,15 +325,15 @@ static uint64_t round_integral(const struct fmt *f, uint64_t a, unsigned mode, b
 	return sign | t;
 }
 
-/* One element of ROUNDxx: SNaN -> QNaN with IE; PE when inexact unless
- * imm8[3] suppresses it; DAZ applies; DE is never signalled (vol. 2
- * ROUNDPS "SIMD Floating-Point Exceptions"). */
-static uint64_t fp_round(struct fpctx *c, const struct fmt *f, uint64_t a, uint8_t imm)
+/* One element of ROUNDxx in rounding `mode`: SNaN -> QNaN with IE; PE
+ * when inexact unless imm8[3] suppresses it; DAZ applies; DE is never
+ * signalled (vol. 2 ROUNDPS "SIMD Floating-Point Exceptions"). */
+static uint64_t fp_round(struct simd_fp *c, const struct fpfmt *f, uint64_t a, unsigned mode,
+			 uint8_t imm)
 {
-	unsigned mode = (imm & 4) ? (c->mxcsr & MXCSR_RC) >> MXCSR_RC_SHIFT : imm & 3;
 	bool inexact;
-	if (is_nan(f, a)) {
-		if (is_snan(f, a))
+	if (fp_is_nan(f, a)) {
+		if (fp_is_snan(f, a))
 			c->flags |= MXCSR_IE;
 		return a | f->quiet;
 	}
@@ -465,155 +344,59 @@ static uint64_t fp_round(struct fpctx *c, const struct fmt *f, uint64_t a, uint8
 }
 
 /* ROUNDPS (08), ROUNDPD (09), ROUNDSS (0A), ROUNDSD (0B): the scalar
- * forms read 4/8 bytes and keep the destination's upper elements. */
+ * forms read 4/8 bytes and keep the destination's upper elements.
+ * imm8[2] selects MXCSR.RC over imm8[1:0]. */
 static void round_op(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fmt *f = (i->opcode & 1) ? &F64 : &F32;
+	const struct fpfmt *f = (i->opcode & 1) ? &sse_f64 : &sse_f32;
 	bool scalar = i->opcode >= 0x0a;
 	unsigned n = scalar ? 1 : 16 / f->bytes;
+	uint8_t imm = (uint8_t)i->imm;
+	unsigned mode = (imm & 4) ? (cpu->fpu.mxcsr & MXCSR_RC) >> MXCSR_RC_SHIFT : imm & 3;
 	union xmm d, s;
-	struct fpctx c;
-	operands(cpu, i, scalar ? f->bytes : 16, !scalar, &d, &s);
+	struct simd_fp c;
+	sse_operands(cpu, i, scalar ? f->bytes : 16, !scalar, &d, &s);
 	if (!scalar)
 		d = s;
-	fp_begin(cpu, &c, false);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < n; k++)
-		elem_put(&d, f, k, fp_round(&c, f, elem(&s, f, k), (uint8_t)i->imm));
-	fp_step_commit(cpu, &c);
+		elem_set(&d, f, k, fp_round(&c, f, elem_get(&s, f, k), mode, imm));
+	sse_fp_commit(cpu, &c);
 	xmm_set(cpu, i->reg, &d);
-}
-
-/* ---- DPPS / DPPD: multiplies and adds on the host's SSE unit ---- */
-
-static float f32_of(uint64_t a)
-{
-	uint32_t v = (uint32_t)a;
-	float x;
-	memcpy(&x, &v, 4);
-	return x;
-}
-
-static double f64_of(uint64_t a)
-{
-	double x;
-	memcpy(&x, &a, 8);
-	return x;
-}
-
-static long double fp_wide(const struct fmt *f, uint64_t a)
-{
-	return f->bytes == 4 ? (long double)f32_of(a) : (long double)f64_of(a);
-}
-
-/* Whether a*b or a+b rounded to f's precision with an unbounded exponent
- * is inexact: the PE that goes with an unmasked overflow or underflow
- * (whose handler sees the exponent-adjusted result). The host x87's
- * exponent range holds every such result; precision control rounds to
- * 24 or 53 bits. */
-static bool inexact_unbounded(const struct fmt *f, bool mul, uint64_t a, uint64_t b)
-{
-	long double x = fp_wide(f, a), y = fp_wide(f, b);
-	uint16_t cw = f->bytes == 4 ? 0x007f : 0x027f, saved, sw;
-	__asm__ volatile("fnstcw %0" : "=m"(saved));
-	__asm__ volatile("fnclex\n\tfldcw %0" : : "m"(cw) : "memory");
-	if (mul)
-		__asm__ volatile("fmul %%st(1), %%st\n\tfnstsw %1"
-				 : "=t"(x), "=m"(sw)
-				 : "0"(x), "u"(y));
-	else
-		__asm__ volatile("fadd %%st(1), %%st\n\tfnstsw %1"
-				 : "=t"(x), "=m"(sw)
-				 : "0"(x), "u"(y));
-	__asm__ volatile("fnclex\n\tfldcw %0" : : "m"(saved) : "memory");
-	return sw & MXCSR_PE;
-}
-
-static uint64_t host_op(const struct fmt *f, bool mul, uint64_t a, uint64_t b)
-{
-	if (f->bytes == 4) {
-		volatile float x = f32_of(a), y = f32_of(b), r;
-		r = mul ? x * y : x + y;
-		float v = r;
-		uint32_t bits;
-		memcpy(&bits, &v, 4);
-		return bits;
-	}
-	volatile double x = f64_of(a), y = f64_of(b), r;
-	r = mul ? x * y : x + y;
-	double v = r;
-	uint64_t bits;
-	memcpy(&bits, &v, 8);
-	return bits;
-}
-
-/* a*b or a+b on one element with the SDM's precedence (vol. 1 §4.9.2):
- * NaN operands, then invalid (inf*0, inf-inf: the QNaN indefinite), then
- * the denormal flag, then OE/UE/PE of the result with FTZ. */
-static uint64_t fp_op(struct fpctx *c, const struct fmt *f, bool mul, uint64_t a, uint64_t b)
-{
-	a = fp_daz(c, f, a);
-	b = fp_daz(c, f, b);
-	if (is_nan(f, a) || is_nan(f, b)) {
-		if (is_snan(f, a) || is_snan(f, b))
-			c->flags |= MXCSR_IE;
-		return (is_nan(f, a) ? a : b) | f->quiet;
-	}
-	_mm_setcsr(_mm_getcsr() & ~MXCSR_FLAGS);
-	uint64_t r = host_op(f, mul, a, b);
-	unsigned hf = _mm_getcsr() & MXCSR_FLAGS & ~MXCSR_DE;
-	if (hf & MXCSR_IE) {
-		c->flags |= MXCSR_IE;
-		return f->indefinite;
-	}
-	if (is_denormal(f, a) || is_denormal(f, b))
-		c->flags |= MXCSR_DE;
-	bool tiny = (hf & MXCSR_UE) || is_denormal(f, r);
-	if ((fp_unmasked(c, MXCSR_UE) && tiny) || (fp_unmasked(c, MXCSR_OE) && (hf & MXCSR_OE))) {
-		/* Unmasked UE/OE: reported even for exact results, with the PE
-		 * of the unbounded result; the destination is not written. */
-		c->flags |= (hf & ~MXCSR_PE) | (tiny ? MXCSR_UE : 0);
-		c->flags |= inexact_unbounded(f, mul, a, b) ? MXCSR_PE : 0;
-		return r;
-	}
-	if ((c->mxcsr & MXCSR_FTZ) && tiny) {
-		c->flags |= hf | MXCSR_UE | MXCSR_PE;
-		return r & f->sign;
-	}
-	c->flags |= hf;
-	return r;
 }
 
 /* DPPS (40) and DPPD (41), as the SDM's operation section computes them:
  * the products selected by imm8[7:4] (others +0.0), summed pairwise
  * (DPPS: (p0 + p1) + (p2 + p3)), the sum stored in the elements selected
- * by imm8[3:0] (others +0.0). Each stage's exceptions are committed
- * before the next stage (an unmasked one stops the instruction there). */
+ * by imm8[3:0] (others +0.0). The multiplies and adds are those of
+ * MULPS/ADDPS; each stage's exceptions are checked before the next stage
+ * (an unmasked one stops the instruction there). */
 static void dpp(struct soft_cpu *cpu, struct insn *i)
 {
-	const struct fmt *f = i->opcode == 0x40 ? &F32 : &F64;
+	const struct fpfmt *f = i->opcode == 0x40 ? &sse_f32 : &sse_f64;
 	unsigned n = 16 / f->bytes;
 	union xmm d, s, r;
 	uint64_t p[4], sum;
-	struct fpctx c;
-	operands(cpu, i, 16, true, &d, &s);
-	fp_begin(cpu, &c, true);
+	struct simd_fp c;
+	sse_operands(cpu, i, 16, true, &d, &s);
+	sse_fp_begin(cpu, &c);
 	for (unsigned k = 0; k < n; k++) {
 		bool on = i->imm & (0x10u << k);
-		p[k] = on ? fp_op(&c, f, true, elem(&d, f, k), elem(&s, f, k)) : 0; /* +0.0 */
+		p[k] = on ? sse_fp_arith(&c, f, FP_MUL, elem_get(&d, f, k), elem_get(&s, f, k))
+			  : 0; /* +0.0 */
 	}
-	fp_step_commit(cpu, &c);
+	sse_fp_check(cpu, &c);
 	if (n == 4) {
-		uint64_t lo = fp_op(&c, f, false, p[0], p[1]);
-		uint64_t hi = fp_op(&c, f, false, p[2], p[3]);
-		fp_step_commit(cpu, &c);
-		sum = fp_op(&c, f, false, lo, hi);
+		uint64_t lo = sse_fp_arith(&c, f, FP_ADD, p[0], p[1]);
+		uint64_t hi = sse_fp_arith(&c, f, FP_ADD, p[2], p[3]);
+		sse_fp_check(cpu, &c);
+		sum = sse_fp_arith(&c, f, FP_ADD, lo, hi);
 	} else {
-		sum = fp_op(&c, f, false, p[0], p[1]);
+		sum = sse_fp_arith(&c, f, FP_ADD, p[0], p[1]);
 	}
-	fp_step_commit(cpu, &c);
-	fp_end(&c);
+	sse_fp_commit(cpu, &c);
 	for (unsigned k = 0; k < n; k++)
-		elem_put(&r, f, k, (i->imm & (1u << k)) ? sum : 0);
+		elem_set(&r, f, k, (i->imm & (1u << k)) ? sum : 0);
 	xmm_set(cpu, i->reg, &r);
 }
 
@@ -718,7 +501,7 @@ static void pcmpstr(struct soft_cpu *cpu, struct insn *i)
 	bool explicit_len = i->opcode < 0x62, index = i->opcode & 1;
 	struct strcmp_ops o;
 	union xmm a, b;
-	operands(cpu, i, 16, false, &a, &b);
+	sse_operands(cpu, i, 16, false, &a, &b);
 	o.n = (imm & 1) ? 8 : 16;
 	str_elems(&a, imm, o.a);
 	str_elems(&b, imm, o.b);
@@ -806,7 +589,9 @@ const struct opdef soft_ops_sse4[] = {
     X38(0x25, 0, "pmovsxdq", pmovx),
     X38(0x28, 0, "pmuldq", pint_op),
     X38(0x29, 0, "pcmpeqq", pint_op),
-    X38(0x2a, MEM, "movntdqa", movntdqa),
+    /* MOVNTDQA (memory only): an aligned load; the streaming hint changes
+     * nothing for a CPU without caches. */
+    X38(0x2a, MEM, "movntdqa", sse_load_aligned),
     X38(0x2b, 0, "packusdw", pint_op),
     X38(0x30, 0, "pmovzxbw", pmovx),
     X38(0x31, 0, "pmovzxbd", pmovx),

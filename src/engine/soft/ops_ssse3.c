@@ -18,14 +18,6 @@
 
 /* ---- SSE3 ---- */
 
-static void check_read(struct soft_cpu *cpu, const struct insn *i, unsigned size, bool aligned,
-		       union xmm *d, union xmm *s)
-{
-	fpu_check_sse(cpu);
-	src_read(cpu, i, size, aligned, s);
-	xmm_get(cpu, i->reg, d);
-}
-
 /* ADDSUBPD (66 0F D0), ADDSUBPS (F2 0F D0): subtract in the even
  * elements, add in the odd ones. */
 static void addsub(struct soft_cpu *cpu, struct insn *i)
@@ -33,7 +25,7 @@ static void addsub(struct soft_cpu *cpu, struct insn *i)
 	static const enum fp_op ops[4] = {FP_SUB, FP_ADD, FP_SUB, FP_ADD};
 	bool dbl = i->def->prefix == PFX_66;
 	union xmm d, s, r;
-	check_read(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	sse_fp_lanes(cpu, dbl, ops, &d, &s, &r);
 	xmm_set(cpu, i->reg, &r);
 }
@@ -47,7 +39,7 @@ static void hfp(struct soft_cpu *cpu, struct insn *i)
 	enum fp_op op = i->opcode == 0x7c ? FP_ADD : FP_SUB;
 	const enum fp_op ops[4] = {op, op, op, op};
 	union xmm d, s, lo, hi, r;
-	check_read(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	if (dbl) {
 		lo.q[0] = d.q[0], hi.q[0] = d.q[1];
 		lo.q[1] = s.q[0], hi.q[1] = s.q[1];
@@ -59,15 +51,6 @@ static void hfp(struct soft_cpu *cpu, struct insn *i)
 	}
 	sse_fp_lanes(cpu, dbl, ops, &lo, &hi, &r);
 	xmm_set(cpu, i->reg, &r);
-}
-
-/* LDDQU (F2 0F F0, memory only): an unaligned 16-byte load. */
-static void lddqu(struct soft_cpu *cpu, struct insn *i)
-{
-	union xmm v;
-	fpu_check_sse(cpu);
-	src_read(cpu, i, 16, false, &v);
-	xmm_set(cpu, i->reg, &v);
 }
 
 /* MOVDDUP (F2 0F 12): the low double of xmm/m64, twice. */
@@ -97,8 +80,6 @@ static void movsdup(struct soft_cpu *cpu, struct insn *i)
 
 typedef void (*vec_fn)(union xmm *d, const union xmm *s, unsigned n, uint8_t imm);
 
-static int16_t sat16(int32_t v) { return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v); }
-
 /* PSHUFB: each byte takes the destination byte its selector indexes
  * (the low 4 bits, 3 for MMX), or zero when the selector's top bit is set. */
 static void pshufb(union xmm *d, const union xmm *s, unsigned n, uint8_t imm)
@@ -116,9 +97,9 @@ static int32_t hop_apply(enum hop op, int32_t a, int32_t b)
 {
 	switch (op) {
 	case H_ADD: return a + b;
-	case H_ADDS: return sat16(a + b);
+	case H_ADDS: return sat16s(a + b);
 	case H_SUB: return a - b;
-	default: return sat16(a - b);
+	default: return sat16s(a - b);
 	}
 }
 
@@ -184,7 +165,7 @@ static void pmaddubsw(union xmm *d, const union xmm *s, unsigned n, uint8_t imm)
 {
 	(void)imm;
 	for (unsigned k = 0; k < n / 2; k++)
-		d->sw[k] = sat16(d->b[2 * k] * s->sb[2 * k] + d->b[2 * k + 1] * s->sb[2 * k + 1]);
+		d->sw[k] = sat16s(d->b[2 * k] * s->sb[2 * k] + d->b[2 * k + 1] * s->sb[2 * k + 1]);
 }
 
 /* PMULHRSW: bits 30-15 of the 32-bit product, rounded (SDM: ((a*b >> 14)
@@ -287,7 +268,7 @@ static vec_fn vec_op(const struct insn *i)
 static void ssse3_xmm(struct soft_cpu *cpu, struct insn *i)
 {
 	union xmm d, s;
-	check_read(cpu, i, 16, true, &d, &s);
+	sse_operands(cpu, i, 16, true, &d, &s);
 	vec_op(i)(&d, &s, 16, (uint8_t)i->imm);
 	xmm_set(cpu, i->reg, &d);
 }
@@ -297,14 +278,8 @@ static void ssse3_xmm(struct soft_cpu *cpu, struct insn *i)
  * transition, so that a fault changes nothing. */
 static void ssse3_mmx(struct soft_cpu *cpu, struct insn *i)
 {
-	union xmm d = {{0}}, s = {{0}};
-	mmx_check(cpu);
-	if (i->mod != 3)
-		lin_read_bytes(cpu, sse_linear(cpu, i, 8, ACC_READ, false), &s, 8);
-	mmx_enter(cpu);
-	if (i->mod == 3)
-		s.q[0] = mmx_get(cpu, i->rm);
-	d.q[0] = mmx_get(cpu, i->reg);
+	union xmm d, s;
+	mmx_operands(cpu, i, 8, &d, &s);
 	vec_op(i)(&d, &s, 8, (uint8_t)i->imm);
 	mmx_set(cpu, i->reg, d.q[0]);
 }
@@ -323,7 +298,7 @@ const struct opdef soft_ops_ssse3[] = {
     SSE3(0x7c, PFX_F2, 0, "haddps", hfp),
     SSE3(0x7d, PFX_66, 0, "hsubpd", hfp),
     SSE3(0x7d, PFX_F2, 0, "hsubps", hfp),
-    SSE3(0xf0, PFX_F2, MEM, "lddqu", lddqu),
+    SSE3(0xf0, PFX_F2, MEM, "lddqu", sse_load_unaligned), /* an unaligned load */
     SSE3(0x12, PFX_F2, 0, "movddup", movddup),
     SSE3(0x12, PFX_F3, 0, "movsldup", movsdup),
     SSE3(0x16, PFX_F3, 0, "movshdup", movsdup),

@@ -525,6 +525,10 @@ static void tr_fallback(struct tctx *t, const struct insn *i)
 
 /* ---- native instructions ---- */
 
+/* ModRM.reg of a group opcode: the operation, without REX.R (which the
+ * decoder folds into i->reg for register operands). */
+static unsigned ext(const struct insn *i) { return i->reg & 7; }
+
 static unsigned op_size(const struct insn *i) { return (i->def->flags & OPF_BYTE) ? 1 : i->opsize; }
 
 /* Byte registers 4-7 without REX are AH-BH, which the native forms do not
@@ -807,7 +811,7 @@ static bool tr_unary(struct tctx *t, const struct insn *i, enum hunary op, unsig
 static bool tr_shift(struct tctx *t, const struct insn *i, unsigned size, int count)
 {
 	struct emit *e = &t->e;
-	unsigned op = i->reg == 6 ? (unsigned)HSH_SHL : i->reg;
+	unsigned op = ext(i) == 6 ? (unsigned)HSH_SHL : ext(i);
 	unsigned masked = count >= 0 ? (unsigned)count & (size == 8 ? 63u : 31u) : 0;
 	if (op == HSH_RCL || op == HSH_RCR || (count >= 0 && masked == 0))
 		return false;
@@ -1266,10 +1270,10 @@ static bool lockable(const struct insn *i)
 	if (i->map == OPMAP_1B)
 		return (op < 0x40 && (op & 7) < 2 && (op >> 3) != HALU_CMP && (op >> 3) != HALU_ADC &&
 			(op >> 3) != HALU_SBB) ||
-		       (op >= 0x80 && op <= 0x83 && op != 0x82 && i->reg != HALU_CMP &&
-			i->reg != HALU_ADC && i->reg != HALU_SBB) ||
-		       ((op == 0xf6 || op == 0xf7) && (i->reg == 2 || i->reg == 3)) ||
-		       ((op == 0xfe || op == 0xff) && i->reg <= 1) || op == 0x86 || op == 0x87;
+		       (op >= 0x80 && op <= 0x83 && op != 0x82 && ext(i) != HALU_CMP &&
+			ext(i) != HALU_ADC && ext(i) != HALU_SBB) ||
+		       ((op == 0xf6 || op == 0xf7) && (ext(i) == 2 || ext(i) == 3)) ||
+		       ((op == 0xfe || op == 0xff) && ext(i) <= 1) || op == 0x86 || op == 0x87;
 	return i->map == OPMAP_0F && (op == 0xb0 || op == 0xb1 || op == 0xc0 || op == 0xc1);
 }
 
@@ -1410,9 +1414,9 @@ static bool tr_bt_imm(struct tctx *t, const struct insn *i)
 {
 	struct emit *e = &t->e;
 	unsigned size = i->opsize;
-	enum hbt op = (enum hbt)(i->reg - 4);
+	enum hbt op = (enum hbt)(ext(i) - 4);
 	uint8_t bit = (uint8_t)(i->imm & (size * 8 - 1));
-	if (size < 2 || i->reg < 4 || (i->lock && op == HBT_BT))
+	if (size < 2 || ext(i) < 4 || (i->lock && op == HBT_BT))
 		return false;
 	if (i->mod == 3) {
 		flags_to_host(t);
@@ -1525,7 +1529,7 @@ static bool tr_ff_branch_push(struct tctx *t, const struct insn *i)
 		emit_probe(t, i, 8, ACC_READ, &slow);
 		emit_mov_rm(e, 8, H_RDX, hmem_base(H_RCX, 0));
 	}
-	if (i->reg != 6) {
+	if (ext(i) != 6) {
 		/* A non-canonical target faults on the branch (the handler). */
 		if (!slow)
 			flags_before_probe(t);
@@ -1536,17 +1540,17 @@ static bool tr_ff_branch_push(struct tctx *t, const struct insn *i)
 		size_t bad = emit_jcc_rel32(e, HCC_NE, 0);
 		slow2 = new_slow(t, bad);
 	}
-	if (i->reg == 2 || i->reg == 6) {
+	if (ext(i) == 2 || ext(i) == 6) {
 		struct stub *push;
 		struct insn top = {.base = GPR_RSP, .index = REG_NONE, .disp = -8, .addrsize = 8,
 				   .seg = SEG_SS};
 		emit_probe(t, &top, 8, ACC_WRITE, &push);
-		if (i->reg == 2)
+		if (ext(i) == 2)
 			emit_mov_ri(e, 8, H_RAX, t->rip[t->k + 1]);
 		else
 			emit_mov_rr(e, 8, H_RAX, H_RDX);
 		emit_mov_mr(e, 8, hmem_base(H_RCX, 0), H_RAX);
-		if (i->reg == 2)
+		if (ext(i) == 2)
 			emit_mov_mr(e, 8, cpu_field(OFF_RIP), H_RDX);
 		g_add_noflags(t, GPR_RSP, -8);
 		end_mem(t, push);
@@ -1557,7 +1561,7 @@ static bool tr_ff_branch_push(struct tctx *t, const struct insn *i)
 		end_mem(t, slow);
 	if (slow2)
 		end_mem(t, slow2);
-	if (i->reg == 6)
+	if (ext(i) == 6)
 		return true;
 	size_t br = emit_jmp_rel32(e, 0);
 	exit_dynamic(t, br, t->k + 1);
@@ -1606,7 +1610,7 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			return tr_jcc(t, i, op & 15);
 		if (op >= 0x80 && op <= 0x83 && op != 0x82) {
 			uint64_t imm = op == 0x83 ? (uint64_t)sign_extend(i->imm, 1) : i->imm;
-			return tr_alu_common(t, i, (enum halu)i->reg, size, false, true, imm);
+			return tr_alu_common(t, i, (enum halu)ext(i), size, false, true, imm);
 		}
 		if (op == 0x84 || op == 0x85)
 			return tr_test(t, i, size, false, 0);
@@ -1637,13 +1641,13 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 		if (op == 0xc3)
 			return tr_ret(t, i);
 		if (op == 0xc6 || op == 0xc7)
-			return i->reg == 0 && tr_mov_imm(t, i, size, REG_NONE);
+			return ext(i) == 0 && tr_mov_imm(t, i, size, REG_NONE);
 		if (op == 0xe8)
 			return tr_call(t, i);
 		if (op == 0xe9 || op == 0xeb)
 			return tr_jmp(t, i);
 		if (op == 0xf6 || op == 0xf7) {
-			switch (i->reg) {
+			switch (ext(i)) {
 			case 0: return tr_test(t, i, size, true, i->imm);
 			case 2: return tr_unary(t, i, HUN_NOT, size);
 			case 3: return tr_unary(t, i, HUN_NEG, size);
@@ -1654,9 +1658,9 @@ static bool tr_native(struct tctx *t, const struct insn *i)
 			default: return false;
 			}
 		}
-		if ((op == 0xfe || op == 0xff) && i->reg <= 1)
-			return tr_unary(t, i, i->reg ? HUN_DEC : HUN_INC, size);
-		if (op == 0xff && (i->reg == 2 || i->reg == 4 || i->reg == 6))
+		if ((op == 0xfe || op == 0xff) && ext(i) <= 1)
+			return tr_unary(t, i, ext(i) ? HUN_DEC : HUN_INC, size);
+		if (op == 0xff && (ext(i) == 2 || ext(i) == 4 || ext(i) == 6))
 			return tr_ff_branch_push(t, i);
 		return false;
 	}
@@ -1729,7 +1733,7 @@ static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, ui
 			return;
 		}
 		if (op >= 0x80 && op <= 0x83 && op != 0x82) {
-			if (i->reg == HALU_ADC || i->reg == HALU_SBB)
+			if (ext(i) == HALU_ADC || ext(i) == HALU_SBB)
 				*rd = FL_CF;
 			*wr = FL_ALL;
 			return;
@@ -1738,22 +1742,22 @@ static void flag_use(const struct tctx *t, const struct insn *i, uint8_t *rd, ui
 			*wr = FL_ALL;
 			return;
 		}
-		if ((op == 0xc0 || op == 0xc1 || op == 0xd0 || op == 0xd1) && i->reg != 2 && i->reg != 3) {
+		if ((op == 0xc0 || op == 0xc1 || op == 0xd0 || op == 0xd1) && ext(i) != 2 && ext(i) != 3) {
 			unsigned count = (op >= 0xd0 ? 1 : (unsigned)(i->imm & 0xff)) & (i->opsize == 8 ? 63 : 31);
 			if (!count)
 				*rd = FL_ALL; /* left to the handler */
 			else
-				*wr = i->reg <= 1 ? (FL_CF | FL_OF) : FL_ALL;
+				*wr = ext(i) <= 1 ? (FL_CF | FL_OF) : FL_ALL;
 			return;
 		}
-		if ((op == 0xd2 || op == 0xd3) && i->reg != 2 && i->reg != 3)
+		if ((op == 0xd2 || op == 0xd3) && ext(i) != 2 && ext(i) != 3)
 			return; /* a zero count keeps every flag: they pass through */
-		if ((op == 0xf6 || op == 0xf7) && i->reg <= 3) {
-			if (i->reg == 0 || i->reg == 3)
+		if ((op == 0xf6 || op == 0xf7) && ext(i) <= 3) {
+			if (ext(i) == 0 || ext(i) == 3)
 				*wr = FL_ALL;
 			return; /* NOT */
 		}
-		if ((op == 0xfe || op == 0xff) && i->reg <= 1) {
+		if ((op == 0xfe || op == 0xff) && ext(i) <= 1) {
 			*wr = FL_ALL & ~FL_CF;
 			return;
 		}
@@ -1785,7 +1789,7 @@ static bool ends_translation(const struct insn *i)
 		case 0xcc: case 0xcd: case 0xce: case 0xf4: case 0xfb: /* STI: its shadow */
 			return true;
 		case 0xff:
-			return i->reg >= 2 && i->reg <= 5;
+			return ext(i) >= 2 && ext(i) <= 5;
 		default:
 			return false;
 		}
