@@ -335,7 +335,8 @@ int cli_finish(struct cli *cli, const char *guest_dir, struct errmsg *err)
 				 cli->verbosity ? DEFAULT_APPEND_VERBOSE : DEFAULT_APPEND,
 				 base ? " " : "", base ? base : "");
 		if (n < 0 || (size_t)n >= sizeof(cli->default_append))
-			return errmsg_set(err, E2BIG, "--append: too long for the default guest");
+			return errmsg_set(err, E2BIG, "--append: the command line would exceed %d bytes",
+					  CMDLINE_MAX - 1);
 		base = cli->default_append;
 	}
 	if (!base)

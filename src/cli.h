@@ -21,7 +21,7 @@ struct cli {
 	int ncommand;
 	char default_kernel[4096]; /* storage for the default guest's paths */
 	char default_initrd[4096];
-	char default_append[256];
+	char default_append[2048]; /* the default guest's command line, with --append (CMDLINE_MAX) */
 	char *owned[VM_MAX_DISKS]; /* strings built while parsing, freed by cli_free */
 	unsigned nowned;
 };
